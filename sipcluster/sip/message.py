@@ -1,0 +1,656 @@
+# -*- test-case-name: tests.test_sip_message -*-
+"""
+SIP requests and responses (RFC 3261 section 7): parsing from bytes,
+serializing to bytes, and header access.
+
+Parsing is lazy.  L{parse_message} splits the start line and the header
+lines and looks at nothing else except Content-Length; a header value is
+parsed when it is first asked for, and the parsed value is cached until that
+header changes.  Header lines nobody touched are serialized back exactly as
+they were received, folding and compact names included.
+"""
+
+from sipcluster.sip.address import Address
+from sipcluster.sip.errors import (
+    MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme,
+    VersionNotSupported)
+from sipcluster.sip.grammar import is_token, split_commas
+from sipcluster.sip.headers import LIST_HEADERS, canonical, spelling
+from sipcluster.sip.status import reason_for
+from sipcluster.sip.uri import parse_uri
+from sipcluster.sip.via import CSeq, Via
+
+SIP_VERSION = "SIP/2.0"
+# Request-URI schemes a server handles; others get 416 (RFC 3261 8.2.2.1).
+SUPPORTED_SCHEMES = frozenset(["sip", "sips", "tel"])
+
+_ENCODING = "utf-8"
+_ERRORS = "surrogateescape"  # undecodable bytes round-trip unchanged
+
+
+def _value_of(line):
+    """The value of a raw header line: after the colon, unfolded, stripped."""
+    value = line[line.index(":") + 1 :]
+    if "\n" in value:
+        # RFC 3261 7.3.1: a line fold is equivalent to a single space.
+        value = " ".join(part.strip() for part in value.splitlines())
+    return value.strip()
+
+
+class Message:
+    """
+    What requests and responses share: header fields and a body.
+
+    Header fields are kept as C{[key, line]} pairs in message order, where
+    C{key} is the canonical header name and C{line} the raw header line.
+    """
+
+    __slots__ = ("_fields", "body", "_cache")
+
+    def __init__(self, fields=None, body=b""):
+        self._fields = fields if fields is not None else []
+        self.body = body
+        self._cache = {}
+
+    # -- raw header access ------------------------------------------------
+
+    def header(self, name):
+        """
+        The value of the first header line called C{name} (any spelling or
+        compact form), or None.  For a list header that is the whole line,
+        commas included: use L{values} for the elements.
+        """
+        key = canonical(name) or name.lower()
+        for field in self._fields:
+            if field[0] == key:
+                return _value_of(field[1])
+        return None
+
+    def values(self, name):
+        """
+        Every value of header C{name}, in order.  List headers (Via, Route,
+        Contact...) are split at their separating commas.
+        """
+        key = canonical(name) or name.lower()
+        lines = [_value_of(f[1]) for f in self._fields if f[0] == key]
+        if key in LIST_HEADERS:
+            out = []
+            for value in lines:
+                out.extend(split_commas(value))
+            return out
+        return lines
+
+    def has(self, name):
+        key = canonical(name) or name.lower()
+        for field in self._fields:
+            if field[0] == key:
+                return True
+        return False
+
+    def items(self):
+        """(name as written, value) for every header line, in order."""
+        out = []
+        for _, line in self._fields:
+            colon = line.index(":")
+            out.append((line[:colon].strip(), _value_of(line)))
+        return out
+
+    def _key_for_write(self, name):
+        key = canonical(name)
+        if key is None:
+            raise ValueError("Not a header name: %r" % (name,))
+        self._cache.pop(key, None)
+        return key
+
+    def add(self, name, value, top=False):
+        """
+        Add a header line.  C{top} puts it before every other line of the
+        same header (where Via, Route and Record-Route values are pushed);
+        otherwise it goes after the last line of that header, or at the end.
+        """
+        key = self._key_for_write(name)
+        value = str(value)
+        if "\r" in value or "\n" in value:
+            raise ValueError("Header value with a line break")
+        field = [key, "%s: %s" % (spelling(key), value)]
+        fields = self._fields
+        positions = [i for i, f in enumerate(fields) if f[0] == key]
+        if not positions:
+            fields.append(field)
+        elif top:
+            fields.insert(positions[0], field)
+        else:
+            fields.insert(positions[-1] + 1, field)
+
+    def set(self, name, value):
+        """Replace every line of header C{name} by one line with C{value}."""
+        key = self._key_for_write(name)
+        value = str(value)
+        if "\r" in value or "\n" in value:
+            raise ValueError("Header value with a line break")
+        line = "%s: %s" % (spelling(key), value)
+        fields = self._fields
+        for i, field in enumerate(fields):
+            if field[0] == key:
+                fields[i] = [key, line]
+                self._fields = fields[: i + 1] + [f for f in fields[i + 1 :] if f[0] != key]
+                return
+        fields.append([key, line])
+
+    def remove(self, name):
+        """Remove every line of header C{name}."""
+        key = self._key_for_write(name)
+        self._fields = [f for f in self._fields if f[0] != key]
+
+    def pop_first(self, name):
+        """
+        Remove and return the first value of list header C{name} (the top
+        Via, the first Route), leaving any other values on its line intact.
+        Returns None when there is none.
+        """
+        key = self._key_for_write(name)
+        fields = self._fields
+        for i, field in enumerate(fields):
+            if field[0] == key:
+                line = field[1]
+                parts = split_commas(_value_of(line))
+                if len(parts) <= 1:
+                    del fields[i]
+                    if parts:
+                        return parts[0]
+                    continue
+                colon = line.index(":")
+                fields[i] = [key, "%s: %s" % (line[:colon].rstrip(), ", ".join(parts[1:]))]
+                return parts[0]
+        return None
+
+    # -- typed headers ------------------------------------------------------
+
+    def _cached(self, key, build):
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        value = cache[key] = build()
+        return value
+
+    def _single(self, key):
+        for field in self._fields:
+            if field[0] == key:
+                return _value_of(field[1])
+        return None
+
+    @property
+    def vias(self):
+        """Every Via, top first."""
+        return self._cached("via", lambda: [Via.parse(v) for v in self.values("via")])
+
+    @property
+    def top_via(self):
+        """The topmost Via, parsed without parsing the others; None if absent."""
+        cache = self._cache
+        via = cache.get("via")
+        if via is not None:
+            return via[0] if via else None
+        top = cache.get(" topvia")
+        if top is None:
+            for field in self._fields:
+                if field[0] == "via":
+                    value = _value_of(field[1])
+                    if "," in value:
+                        value = split_commas(value)[0]
+                    top = cache[" topvia"] = Via.parse(value)
+                    break
+        return top
+
+    def push_via(self, via):
+        """Add C{via} on top of the Via headers."""
+        self.add("via", str(via), top=True)
+        self._cache.pop(" topvia", None)
+
+    def pop_via(self):
+        """Remove the topmost Via value and return it parsed (None if absent)."""
+        value = self.pop_first("via")
+        self._cache.pop(" topvia", None)
+        return Via.parse(value) if value is not None else None
+
+    @property
+    def call_id(self):
+        return self._single("call-id")
+
+    @property
+    def cseq(self):
+        def build():
+            value = self._single("cseq")
+            return CSeq.parse(value) if value is not None else None
+        return self._cached("cseq", build)
+
+    @property
+    def max_forwards(self):
+        """Max-Forwards as an int, or None when absent."""
+        def build():
+            value = self._single("max-forwards")
+            if value is None:
+                return None
+            if not value.isdigit() or not value.isascii() or len(value) > 10 or int(value) > 255:
+                raise ParseError("Bad Max-Forwards")
+            return int(value)
+        return self._cached("max-forwards", build)
+
+    @max_forwards.setter
+    def max_forwards(self, value):
+        self.set("max-forwards", int(value))
+
+    @property
+    def content_length(self):
+        def build():
+            value = self._single("content-length")
+            if value is None:
+                return None
+            if not value.isdigit() or not value.isascii() or len(value) > 9:
+                raise ParseError("Bad Content-Length")
+            return int(value)
+        return self._cached("content-length", build)
+
+    def _address(self, key):
+        def build():
+            value = self._single(key)
+            return Address.parse(value) if value is not None else None
+        return self._cached(key, build)
+
+    @property
+    def from_(self):
+        """The From header as an L{Address}, or None."""
+        return self._address("from")
+
+    @property
+    def to(self):
+        """The To header as an L{Address}, or None."""
+        return self._address("to")
+
+    @property
+    def from_tag(self):
+        addr = self.from_
+        return addr.tag if addr is not None else None
+
+    @property
+    def to_tag(self):
+        addr = self.to
+        return addr.tag if addr is not None else None
+
+    def _address_list(self, key):
+        return self._cached(key, lambda: [Address.parse(v) for v in self.values(key)])
+
+    @property
+    def contacts(self):
+        """
+        Every Contact as an L{Address}; [] when there is none.  A Contact of
+        C{*} gives [] too: test L{is_star_contact}.
+        """
+        if self.is_star_contact:
+            return []
+        return self._address_list("contact")
+
+    @property
+    def is_star_contact(self):
+        """Whether the Contact is the C{*} of RFC 3261 10.2.2."""
+        def build():
+            values = self.values("contact")
+            if "*" in values:
+                if len(values) != 1:
+                    raise ParseError("Contact * with other contacts")
+                return True
+            return False
+        return self._cached(" star", build)
+
+    @property
+    def routes(self):
+        return self._address_list("route")
+
+    @property
+    def record_routes(self):
+        return self._address_list("record-route")
+
+    @property
+    def paths(self):
+        return self._address_list("path")
+
+    @property
+    def expires(self):
+        """The Expires header as an int, or None."""
+        def build():
+            value = self._single("expires")
+            if value is None:
+                return None
+            if not value.isdigit() or not value.isascii() or len(value) > 10:
+                raise ParseError("Bad Expires")
+            return int(value)
+        return self._cached("expires", build)
+
+    def option_tags(self, name):
+        """The option tags of Require, Proxy-Require, Supported... lower-cased."""
+        return [v.lower() for v in self.values(name)]
+
+    def set_body(self, body, content_type=None):
+        """Replace the body and keep Content-Length (and Content-Type) right."""
+        self.body = body
+        self.set("content-length", len(body))
+        if content_type is not None:
+            self.set("content-type", content_type)
+        elif not body:
+            self.remove("content-type")
+
+    # -- checks and serialization ------------------------------------------
+
+    def validate(self):
+        """
+        Parse and check what every element needs of a message (RFC 3261
+        8.1.1 mandatory headers, 20.16 CSeq, 20.42 Via), so that a faulty
+        message is refused with 400 before any processing.
+
+        @raise SIPError: naming the first fault found, with this message
+            as C{error.message}.
+        """
+        try:
+            self._validate()
+        except SIPError as e:
+            if e.message is None:
+                e.message = self
+            raise
+
+    def _validate(self):
+        for key, what in (("via", "Via"), ("from", "From"), ("to", "To"),
+                          ("call-id", "Call-ID"), ("cseq", "CSeq")):
+            if not self.has(key):
+                raise ParseError("Missing %s header" % what)
+        self.vias
+        self.from_.uri
+        self.to.uri
+        self.cseq
+        self.content_length
+        if not self.call_id:
+            raise ParseError("Empty Call-ID")
+        for key in ("call-id", "cseq", "from", "to", "max-forwards", "content-length"):
+            if sum(1 for f in self._fields if f[0] == key) > 1:
+                raise ParseError("Duplicate %s header" % spelling(key))
+
+    def start_line(self):
+        raise NotImplementedError
+
+    def to_bytes(self):
+        """
+        Serialize.  A Content-Length is added when missing, since it is
+        mandatory on stream transports (RFC 3261 18.3, 20.14).
+        """
+        fields = self._fields
+        lines = [self.start_line()]
+        has_length = False
+        for key, line in fields:
+            if key == "content-length":
+                has_length = True
+            lines.append(line)
+        if not has_length:
+            lines.append("Content-Length: %d" % len(self.body))
+        lines.append("")
+        lines.append("")
+        return "\r\n".join(lines).encode(_ENCODING, _ERRORS) + self.body
+
+    __bytes__ = to_bytes
+
+    def copy(self):
+        """A copy whose headers can be changed without touching this one."""
+        other = self.__class__.__new__(self.__class__)
+        other._fields = [list(f) for f in self._fields]
+        other.body = self.body
+        other._cache = dict(self._cache)
+        self._copy_start(other)
+        return other
+
+
+class Request(Message):
+    """A SIP request."""
+
+    __slots__ = ("method", "_uri", "_uri_text", "version")
+
+    def __init__(self, method, uri, fields=None, body=b"", version=SIP_VERSION):
+        Message.__init__(self, fields, body)
+        self.method = method
+        if isinstance(uri, str):
+            self._uri_text = uri
+            self._uri = None
+        else:
+            self._uri = uri
+            self._uri_text = str(uri)
+        self.version = version
+
+    @property
+    def uri(self):
+        """The Request-URI, parsed on first use."""
+        if self._uri is None:
+            self._uri = parse_uri(self._uri_text)
+        return self._uri
+
+    @uri.setter
+    def uri(self, uri):
+        self._uri = uri
+        self._uri_text = str(uri)
+
+    @property
+    def uri_scheme(self):
+        return self._uri_text[: self._uri_text.find(":")].lower()
+
+    def start_line(self):
+        return "%s %s %s" % (self.method, self._uri_text, self.version)
+
+    def _copy_start(self, other):
+        other.method = self.method
+        other._uri = self._uri
+        other._uri_text = self._uri_text
+        other.version = self.version
+
+    def _validate(self):
+        Message._validate(self)
+        if self.cseq.method != self.method:
+            # RFC 3261 8.1.1.5: the CSeq method MUST match the request's.
+            raise ParseError("CSeq method does not match request method")
+        self.max_forwards
+        self.uri
+
+    def __repr__(self):
+        return "<Request %s %s>" % (self.method, self._uri_text)
+
+
+class Response(Message):
+    """A SIP response."""
+
+    __slots__ = ("status", "reason", "version")
+
+    def __init__(self, status, reason=None, fields=None, body=b"", version=SIP_VERSION):
+        Message.__init__(self, fields, body)
+        self.status = status
+        self.reason = reason if reason is not None else reason_for(status)
+        self.version = version
+
+    def start_line(self):
+        return "%s %d %s" % (self.version, self.status, self.reason)
+
+    def _copy_start(self, other):
+        other.status = self.status
+        other.reason = self.reason
+        other.version = self.version
+
+    @property
+    def is_provisional(self):
+        return self.status < 200
+
+    def __repr__(self):
+        return "<Response %d %s>" % (self.status, self.reason)
+
+
+def make_response(request, status, reason=None, to_tag=None, extra=()):
+    """
+    Build a response to C{request} per RFC 3261 8.2.6.2: Via (every line),
+    From, To, Call-ID and CSeq copied; a To tag added when given and the To
+    has none.  C{extra} is a sequence of (name, value) headers to add.
+    """
+    fields = []
+    for key, line in request._fields:
+        if key == "via" or key == "from" or key == "call-id" or key == "cseq":
+            fields.append([key, line])
+        elif key == "to":
+            if to_tag is not None and "tag" not in _lower_params(line):
+                line = "%s;tag=%s" % (line.rstrip(), to_tag)
+            fields.append([key, line])
+    response = Response(status, reason, fields)
+    if status == 100 and request.has("timestamp"):
+        # RFC 3261 8.2.6.1: a 100 copies the Timestamp.
+        response.add("timestamp", request.header("timestamp"))
+    for name, value in extra:
+        response.add(name, value)
+    return response
+
+
+def _lower_params(line):
+    """The names of the header parameters of an address line, lower-cased."""
+    try:
+        return Address.parse(_value_of(line)).params
+    except SIPError:
+        return {}
+
+
+def _split_head(data):
+    """Find the end of the header section: (head bytes, body start) or None."""
+    end = data.find(b"\r\n\r\n")
+    if end != -1:
+        return end, end + 4
+    end = data.find(b"\n\n")
+    if end != -1:
+        return end, end + 2
+    return None
+
+
+def parse_message(data, max_size=None, stream=False):
+    """
+    Parse one SIP message from C{data} (bytes).
+
+    For a datagram (C{stream} false), a body longer than Content-Length is
+    truncated and a missing Content-Length means "to the end" (RFC 3261
+    18.3).  For a message framed from a stream, the framer has already cut
+    the message at Content-Length.
+
+    @raise SIPError: on any fault.  When the start line and headers could be
+        read, the error carries them as C{error.message} so that a server can
+        still answer with C{error.status}.
+    """
+    if max_size is not None and len(data) > max_size:
+        raise MessageTooLarge("Message larger than %d bytes" % max_size)
+    if not isinstance(data, bytes):
+        try:
+            data = bytes(data)
+        except (TypeError, ValueError):
+            raise ParseError("Not bytes") from None
+    # RFC 3261 7.5: CRLFs before the start line are ignored.
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")
+    split = _split_head(data)
+    if split is None:
+        raise ParseError("No empty line after the headers")
+    head_end, body_start = split
+    head = data[:head_end].decode(_ENCODING, _ERRORS)
+    lines = head.split("\r\n")
+    if head.count("\n") != len(lines) - 1:
+        # Bare LF line ends: tolerated (RFC 3261 7 asks for CRLF).
+        lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
+    first = lines[0]
+    fields = []
+    fault = None
+    folded = "\n " in head or "\n\t" in head
+    for line in lines[1:] if len(lines) > 1 else ():
+        if folded and line and (line[0] == " " or line[0] == "\t"):
+            if fields:
+                fields[-1][1] += "\r\n" + line
+            elif fault is None:
+                fault = ParseError("Continuation line before any header")
+            continue
+        colon = line.find(":")
+        key = None
+        if colon > 0:
+            name = line[:colon]
+            key = canonical(name)
+            if key is None:
+                key = canonical(name.rstrip(" \t"))
+        if key is None:
+            # Skip the line but go on reading, so that the request can
+            # still be answered with a 400 naming the fault.
+            if fault is None:
+                fault = ParseError("Malformed header line %r" % line[:40])
+            continue
+        fields.append([key, line])
+    body = data[body_start:]
+
+    if first[:4].upper() == "SIP/":
+        message = _parse_status_line(first, fields, body)
+    else:
+        message = _parse_request_line(first, fields, body)
+    if fault is not None:
+        fault.message = message
+        raise fault
+
+    try:
+        length = message.content_length
+    except SIPError as e:
+        e.message = message
+        raise
+    if length is not None:
+        if length > len(body):
+            error = ParseError("Content-Length larger than body")
+            error.message = message
+            message.body = b""
+            raise error
+        if length < len(body):
+            message.body = body[:length]
+    elif stream:
+        error = ParseError("Missing Content-Length")
+        error.message = message
+        raise error
+    return message
+
+
+def _parse_status_line(line, fields, body):
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if version.upper() != SIP_VERSION:
+        raise VersionNotSupported("Version %s not supported" % version[:20])
+    if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] == "0":
+        raise ParseError("Bad status code")
+    status = int(code)
+    if status >= 700:
+        raise ParseError("Bad status code")
+    return Response(status, reason, fields, body, SIP_VERSION)
+
+
+def _parse_request_line(line, fields, body):
+    parts = line.split(" ")
+    if len(parts) == 3 and is_token(parts[0]):
+        method, uri, version = parts
+        fault = None
+    else:
+        # Keep what can be kept so that a 400 can still be sent.
+        method, uri, version = "UNKNOWN", "sip:invalid", SIP_VERSION
+        fault = ParseError("Malformed request line")
+    request = Request(method, uri, fields, body, version)
+    if fault is None:
+        if version.upper() != SIP_VERSION:
+            fault = VersionNotSupported("Version %s not supported" % version[:20])
+        else:
+            request.version = SIP_VERSION
+            colon = uri.find(":")
+            scheme = uri[:colon].lower()
+            if colon <= 0 or not scheme.isascii() or not scheme[:1].isalpha() or not all(
+                    c.isalnum() or c in "+-." for c in scheme):
+                fault = ParseError("Bad Request-URI")
+            elif scheme not in SUPPORTED_SCHEMES:
+                fault = UnsupportedURIScheme("Unsupported URI scheme %s" % scheme[:20])
+    if fault is not None:
+        fault.message = request
+        raise fault
+    return request

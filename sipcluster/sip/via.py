@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.test_sip_via -*-
+"""
+The Via header (RFC 3261 20.42, 18.2.1) with the received and rport
+parameters of RFC 3581, and CSeq (RFC 3261 20.16).
+"""
+
+from sipcluster.sip.errors import ParseError
+from sipcluster.sip.grammar import format_params, is_token, parse_params, split_semicolons
+from sipcluster.sip.uri import format_hostport, split_hostport
+
+# RFC 3261 8.1.1.7: a branch starting with this was built by an RFC 3261
+# element and is unique across space and time.
+MAGIC_COOKIE = "z9hG4bK"
+
+
+class Via:
+    """
+    One Via value.
+
+    @ivar transport: the transport, upper-cased (UDP, TCP, TLS, SCTP, WS...).
+    @ivar host: the sent-by host as written.
+    @ivar port: the sent-by port, or None.
+    @ivar params: ordered dict of lower-cased parameter names to values.
+    """
+
+    __slots__ = ("protocol", "transport", "host", "port", "params", "_text")
+
+    def __init__(self, transport, host, port=None, params=None,
+                 protocol="SIP/2.0", _text=None):
+        self.protocol = protocol
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = params if params is not None else {}
+        self._text = _text
+
+    @classmethod
+    def parse(cls, text):
+        """
+        Parse one Via value.
+
+        @raise ParseError: on a malformed value.
+        """
+        parts = split_semicolons(text)
+        head = parts[0]
+        slash = head.rfind("/")
+        if slash == -1:
+            raise ParseError("Bad Via sent-protocol")
+        proto = head[:slash].replace(" ", "").replace("\t", "")
+        name, sep, version = proto.partition("/")
+        if not sep or not is_token(name) or not is_token(version):
+            raise ParseError("Bad Via sent-protocol")
+        rest = head[slash + 1 :].lstrip()
+        fields = rest.split(None, 1)
+        if len(fields) != 2:
+            raise ParseError("Bad Via sent-by")
+        transport, sent_by = fields
+        if not is_token(transport):
+            raise ParseError("Bad Via transport")
+        sent_by = sent_by.strip()
+        if " " in sent_by or "\t" in sent_by:
+            # RFC 3261 25.1 allows LWS around the colon of sent-by.
+            sent_by = "".join(sent_by.split())
+        host, port = split_hostport(sent_by)
+        params = parse_params(";".join(parts[1:]), "Via parameter") if len(parts) > 1 else {}
+        if "branch" in params and params["branch"] is None:
+            raise ParseError("Via branch without value")
+        return cls(transport.upper(), host, port, params,
+                   "%s/%s" % (name.upper(), version), text)
+
+    def __str__(self):
+        if self._text is None:
+            self._text = "%s/%s %s%s" % (
+                self.protocol, self.transport,
+                format_hostport(self.host, self.port), format_params(self.params))
+        return self._text
+
+    def __repr__(self):
+        return "<Via %s>" % self
+
+    @property
+    def branch(self):
+        return self.params.get("branch")
+
+    @property
+    def received(self):
+        return self.params.get("received")
+
+    @property
+    def maddr(self):
+        return self.params.get("maddr")
+
+    @property
+    def has_rport(self):
+        """Whether the rport parameter is present (RFC 3581 3)."""
+        return "rport" in self.params
+
+    @property
+    def rport(self):
+        """The rport value as an int, or None when absent or empty."""
+        value = self.params.get("rport")
+        if value is None:
+            return None
+        if not value.isdigit() or not value.isascii() or int(value) > 65535:
+            raise ParseError("Bad rport")
+        return int(value)
+
+    @property
+    def ttl(self):
+        value = self.params.get("ttl")
+        if value is None:
+            return None
+        if not value.isdigit() or int(value) > 255:
+            raise ParseError("Bad Via ttl")
+        return int(value)
+
+    @property
+    def sent_by(self):
+        """(host lower-cased, port or None): compared for transaction matching."""
+        return (self.host.lower(), self.port)
+
+    def with_params(self, **params):
+        merged = dict(self.params)
+        merged.update(params)
+        return Via(self.transport, self.host, self.port, merged, self.protocol)
+
+
+class CSeq:
+    """
+    The CSeq header: a sequence number and a method (RFC 3261 20.16).
+    """
+
+    __slots__ = ("number", "method")
+
+    def __init__(self, number, method):
+        self.number = number
+        self.method = method
+
+    @classmethod
+    def parse(cls, text):
+        fields = text.split()
+        if len(fields) != 2:
+            raise ParseError("Bad CSeq")
+        number, method = fields
+        # RFC 3261 8.1.1.5: the sequence number MUST be less than 2**31.
+        if not number.isdigit() or not number.isascii() or len(number) > 10 or int(number) >= 2 ** 31:
+            raise ParseError("Bad CSeq number")
+        if not is_token(method):
+            raise ParseError("Bad CSeq method")
+        return cls(int(number), method)
+
+    def __str__(self):
+        return "%d %s" % (self.number, self.method)
+
+    def __repr__(self):
+        return "<CSeq %s>" % self
+
+    def __eq__(self, other):
+        if not isinstance(other, CSeq):
+            return NotImplemented
+        return (self.number, self.method) == (other.number, other.method)
+
+    def __hash__(self):
+        return hash((self.number, self.method))

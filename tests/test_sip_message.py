@@ -1,0 +1,267 @@
+"""Tests for sipcluster.sip.message."""
+
+import pytest
+
+from sipcluster.sip.address import Address
+from sipcluster.sip.errors import (
+    MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme,
+    VersionNotSupported)
+from sipcluster.sip.message import Request, Response, make_response, parse_message
+from sipcluster.sip.via import Via
+from tests.sipdata import INVITE, OK, REGISTER, crlf
+
+
+def test_request_basics():
+    req = parse_message(INVITE)
+    assert isinstance(req, Request)
+    assert req.method == "INVITE"
+    assert str(req.uri) == "sip:bob@biloxi.example.com"
+    assert req.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    assert (req.cseq.number, req.cseq.method) == (314159, "INVITE")
+    assert req.max_forwards == 70
+    assert req.from_tag == "1928301774"
+    assert req.to_tag is None
+    assert req.top_via.branch == "z9hG4bK776asdhds"
+    assert req.content_length == 5
+    assert req.body == b"v=0\r\n"
+    req.validate()
+
+
+def test_response_basics():
+    resp = parse_message(OK)
+    assert isinstance(resp, Response)
+    assert (resp.status, resp.reason) == (200, "OK")
+    assert [v.branch for v in resp.vias] == [
+        "z9hG4bKnashds8", "z9hG4bK77ef4c2312983.1", "z9hG4bK776asdhds"]
+    assert resp.to_tag == "a6c85cf"
+    resp.validate()
+
+
+def test_untouched_message_roundtrips_byte_for_byte():
+    for raw in (INVITE, REGISTER, OK):
+        assert parse_message(raw).to_bytes() == raw
+
+
+def test_headers_case_insensitive_and_compact_forms():
+    raw = crlf("""\
+OPTIONS sip:a@b SIP/2.0
+v: SIP/2.0/UDP h;branch=z9hG4bK1
+f: <sip:x@y>;tag=1
+t: <sip:a@b>
+i: abc
+CSEQ: 1 OPTIONS
+l: 0
+m: <sip:x@1.2.3.4>
+k: path, outbound
+
+""")
+    msg = parse_message(raw)
+    assert msg.call_id == "abc"
+    assert msg.header("Call-ID") == msg.header("call-id") == msg.header("i") == "abc"
+    assert msg.cseq.number == 1
+    assert msg.from_tag == "1"
+    assert msg.option_tags("Supported") == ["path", "outbound"]
+    assert str(msg.contacts[0].uri) == "sip:x@1.2.3.4"
+    msg.validate()
+    assert msg.to_bytes() == raw  # compact names kept as written
+
+
+def test_line_folding():
+    raw = crlf("""\
+OPTIONS sip:a@b SIP/2.0
+Via: SIP/2.0/UDP h;branch=z9hG4bK1
+Subject: I know you're there,
+ pick up the phone
+\tand talk to me!
+From: <sip:x@y>;tag=1
+To: <sip:a@b>
+Call-ID: abc
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+""")
+    msg = parse_message(raw)
+    assert msg.header("subject") == "I know you're there, pick up the phone and talk to me!"
+    assert msg.to_bytes() == raw
+
+
+def test_multi_value_headers_split_across_lines_and_commas():
+    raw = crlf("""\
+SIP/2.0 200 OK
+Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2
+Via: SIP/2.0/UDP c;branch=z9hG4bK3
+Contact: "Doe, J" <sip:j@x;a=1>;q=0.5, <sip:k@y>;expires=30
+Contact: sip:l@z
+From: <sip:x@y>;tag=1
+To: <sip:a@b>;tag=2
+Call-ID: abc
+CSeq: 1 REGISTER
+Content-Length: 0
+
+""")
+    msg = parse_message(raw)
+    assert [v.host for v in msg.vias] == ["a", "b", "c"]
+    assert [c.display_name for c in msg.contacts] == ["Doe, J", None, None]
+    assert [c.expires for c in msg.contacts] == [None, 30, None]
+    assert msg.top_via.host == "a"
+    assert msg.pop_via().host == "a"
+    assert msg.top_via.host == "b"
+    assert [v.host for v in msg.vias] == ["b", "c"]
+    out = msg.to_bytes()
+    assert b"Via: SIP/2.0/UDP b;branch=z9hG4bK2\r\nVia: SIP/2.0/UDP c;branch=z9hG4bK3\r\n" in out
+
+
+def test_unknown_headers_kept_byte_for_byte():
+    raw = INVITE.replace(b"Content-Type", b"X-Weird-Header:   spaced ;; ,, <odd> \r\nContent-Type")
+    msg = parse_message(raw)
+    msg.push_via(Via("UDP", "10.0.0.1", 5060, {"branch": "z9hG4bKnew"}))
+    out = msg.to_bytes()
+    assert b"\r\nX-Weird-Header:   spaced ;; ,, <odd> \r\n" in out
+    assert out.startswith(b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnew\r\nVia: SIP/2.0/UDP pc33")
+
+
+def test_lazy_parsing_leaves_bad_unread_headers_alone():
+    raw = INVITE.replace(b"Contact: <sip:alice@pc33.atlanta.example.com>", b"Contact: <<garbage")
+    msg = parse_message(raw)
+    assert msg.top_via.branch == "z9hG4bK776asdhds"  # fine: Contact never read
+    with pytest.raises(ParseError):
+        msg.contacts
+    assert msg.to_bytes() == raw
+
+
+def test_cache_invalidated_on_change():
+    msg = parse_message(INVITE)
+    assert msg.max_forwards == 70
+    msg.max_forwards = 69
+    assert msg.max_forwards == 69
+    assert b"\r\nMax-Forwards: 69\r\n" in msg.to_bytes()
+    assert msg.routes == []
+    msg.add("Route", "<sip:p1.example.com;lr>")
+    msg.add("Route", "<sip:p2.example.com;lr>")
+    assert [str(r.uri) for r in msg.routes] == ["sip:p1.example.com;lr", "sip:p2.example.com;lr"]
+    assert msg.pop_first("route") == "<sip:p1.example.com;lr>"
+    assert [str(r.uri) for r in msg.routes] == ["sip:p2.example.com;lr"]
+
+
+def test_set_replaces_all_lines_in_place_and_remove():
+    msg = parse_message(OK)
+    msg.set("via", "SIP/2.0/UDP only;branch=z9hG4bKo")
+    assert msg.values("via") == ["SIP/2.0/UDP only;branch=z9hG4bKo"]
+    assert msg.items()[0][0] == "Via"
+    msg.remove("contact")
+    assert not msg.has("m")
+
+
+def test_add_rejects_injection():
+    msg = parse_message(INVITE)
+    with pytest.raises(ValueError):
+        msg.add("X-A", "b\r\nVia: evil")
+    with pytest.raises(ValueError):
+        msg.add("bad name", "x")
+
+
+def test_set_body_updates_content_length():
+    msg = parse_message(REGISTER)
+    msg.set_body(b"hello", "text/plain")
+    assert msg.content_length == 5
+    reparsed = parse_message(msg.to_bytes())
+    assert reparsed.body == b"hello"
+    assert reparsed.header("content-type") == "text/plain"
+
+
+def test_content_length_added_when_missing():
+    raw = REGISTER.replace(b"Content-Length: 0\r\n", b"")
+    msg = parse_message(raw)
+    assert msg.content_length is None
+    assert msg.to_bytes().endswith(b"Content-Length: 0\r\n\r\n")
+
+
+def test_datagram_body_longer_than_content_length_is_cut():
+    raw = REGISTER + b"trailing junk"
+    assert parse_message(raw).body == b""
+
+
+def test_body_shorter_than_content_length_is_400_with_message():
+    raw = REGISTER.replace(b"Content-Length: 0", b"Content-Length: 10")
+    with pytest.raises(ParseError) as e:
+        parse_message(raw)
+    assert e.value.status == 400
+    assert e.value.message.call_id == "843817637684230@998sdasdh09"
+
+
+def test_missing_content_length_on_stream():
+    raw = REGISTER.replace(b"Content-Length: 0\r\n", b"")
+    with pytest.raises(ParseError):
+        parse_message(raw, stream=True)
+
+
+def test_version_505_and_scheme_416_carry_the_request():
+    with pytest.raises(VersionNotSupported) as e:
+        parse_message(INVITE.replace(b" SIP/2.0\r\nVia", b" SIP/7.0\r\nVia", 1))
+    assert e.value.status == 505
+    assert e.value.message.method == "INVITE"
+    with pytest.raises(UnsupportedURIScheme) as e:
+        parse_message(INVITE.replace(b"INVITE sip:bob@", b"INVITE mailto:bob@"))
+    assert e.value.status == 416
+    assert e.value.message.call_id
+
+
+def test_response_with_other_version_is_rejected():
+    with pytest.raises(VersionNotSupported):
+        parse_message(OK.replace(b"SIP/2.0 200", b"SIP/3.0 200"))
+
+
+def test_too_large():
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(INVITE, max_size=100)
+    assert e.value.status == 513
+
+
+def test_leading_crlf_and_bare_lf():
+    assert parse_message(b"\r\n\r\n" + INVITE).method == "INVITE"
+    msg = parse_message(REGISTER.replace(b"\r\n", b"\n") + b"x")
+    assert msg.call_id == "843817637684230@998sdasdh09"
+    assert msg.body == b""
+
+
+def test_validate_faults():
+    cases = {
+        b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n": b"",
+        b"CSeq: 314159 INVITE": b"CSeq: 314159 BYE",
+        b"Max-Forwards: 70": b"Max-Forwards: seventy",
+        b"CSeq: 314159 INVITE\r\n": b"CSeq: 314159 INVITE\r\nCSeq: 2 INVITE\r\n",
+        b"From: Alice <sip:alice@atlanta.example.com>": b"From: Alice <sip:alice@>",
+    }
+    for old, new in cases.items():
+        msg = parse_message(INVITE.replace(old, new))
+        with pytest.raises(SIPError) as e:
+            msg.validate()
+        assert e.value.status == 400, (old, new)
+
+
+def test_make_response():
+    req = parse_message(INVITE)
+    req.add("Timestamp", "54")
+    resp = make_response(req, 100)
+    assert resp.start_line() == "SIP/2.0 100 Trying"
+    assert resp.header("timestamp") == "54"
+    resp = make_response(req, 486, to_tag="xyz", extra=[("Retry-After", "30")])
+    assert resp.to_tag == "xyz"
+    assert resp.header("Retry-After") == "30"
+    assert resp.call_id == req.call_id
+    assert [str(v) for v in resp.vias] == [str(v) for v in req.vias]
+    again = parse_message(resp.to_bytes())
+    assert again.status == 486 and again.reason == "Busy Here"
+    # An existing To tag is kept.
+    assert make_response(parse_message(OK.replace(b"SIP/2.0 200 OK", b"BYE sip:a@b SIP/2.0").replace(
+        b"CSeq: 314159 INVITE", b"CSeq: 314160 BYE")), 200, to_tag="new").to_tag == "a6c85cf"
+
+
+def test_copy_is_independent():
+    req = parse_message(INVITE)
+    other = req.copy()
+    other.max_forwards = 1
+    other.uri = Address.parse("<sip:carol@chicago.example.com>").uri
+    assert req.max_forwards == 70
+    assert str(req.uri) == "sip:bob@biloxi.example.com"
+    assert other.to_bytes().startswith(b"INVITE sip:carol@chicago.example.com SIP/2.0\r\n")

@@ -1,0 +1,61 @@
+"""Tests for sipcluster.sip.via."""
+
+import pytest
+
+from sipcluster.sip.errors import ParseError
+from sipcluster.sip.via import CSeq, Via
+
+
+def test_via_fields():
+    via = Via.parse("SIP/2.0/UDP pc33.atlanta.com:5066;branch=z9hG4bK776;received=192.0.2.1;rport=5070;maddr=224.2.0.1;ttl=16")
+    assert via.protocol == "SIP/2.0"
+    assert via.transport == "UDP"
+    assert via.sent_by == ("pc33.atlanta.com", 5066)
+    assert via.branch == "z9hG4bK776"
+    assert via.received == "192.0.2.1"
+    assert via.rport == 5070 and via.has_rport
+    assert via.maddr == "224.2.0.1"
+    assert via.ttl == 16
+
+
+def test_via_empty_rport_and_lws():
+    via = Via.parse("SIP / 2.0 / tcp  host.example : 5061 ;rport;branch=z9hG4bKx")
+    assert via.transport == "TCP"
+    assert via.sent_by == ("host.example", 5061)
+    assert via.has_rport and via.rport is None
+
+
+def test_via_ipv6_and_no_port():
+    via = Via.parse("SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3")
+    assert via.host == "[2001:db8::9:1]"
+    assert via.port is None
+
+
+def test_via_with_params_rebuilds():
+    via = Via.parse("SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK1")
+    assert str(via) == "SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bK1"
+    stamped = via.with_params(received="1.2.3.4", rport="4444")
+    assert str(stamped) == "SIP/2.0/UDP 10.0.0.1:5060;rport=4444;branch=z9hG4bK1;received=1.2.3.4"
+
+
+@pytest.mark.parametrize("bad", [
+    "", "SIP/2.0/UDP", "SIP/2.0 host", "SIP/2.0/UDP host:port",
+    "SIP/2.0/UDP host;branch", "SIP/2.0/U(P host", "SIP/2.0/UDP [::1",
+])
+def test_via_malformed(bad):
+    with pytest.raises(ParseError):
+        Via.parse(bad)
+
+
+def test_bad_rport_value_raises_on_access():
+    with pytest.raises(ParseError):
+        Via.parse("SIP/2.0/UDP h;rport=x").rport
+
+
+def test_cseq():
+    cseq = CSeq.parse(" 4711   INVITE ")
+    assert (cseq.number, cseq.method) == (4711, "INVITE")
+    assert str(cseq) == "4711 INVITE"
+    for bad in ["", "1", "x INVITE", "1 INVITE x", "2147483648 INVITE", "1 IN;VITE", "-1 BYE"]:
+        with pytest.raises(ParseError):
+            CSeq.parse(bad)
