@@ -20,7 +20,7 @@ class ListenAddress:
     """One place a node listens: transport, host, port."""
 
     __slots__ = ("transport", "host", "port")
-    TRANSPORTS = ("udp", "tcp", "tls")
+    TRANSPORTS = ("udp", "tcp")
 
     def __init__(self, transport, host, port):
         self.transport = transport
@@ -38,7 +38,7 @@ class ListenAddress:
         transport, _, rest = text.partition(":")
         transport = transport.lower()
         if transport not in cls.TRANSPORTS:
-            raise ValueError("expected transport udp, tcp or tls before the first ':'")
+            raise ValueError("expected transport udp or tcp before the first ':'")
         if rest.startswith("["):
             host, _, port = rest[1:].partition("]")
             port = port[1:] if port.startswith(":") else ""
@@ -142,14 +142,13 @@ def _domain_list(values):
 SCHEMA = {
     "node": {
         "id": Key(str, "", "Node identifier, unique in the cluster; empty means the host name."),
-        "region": Key(str, "default", "Region the node belongs to; forwarding prefers nodes of the caller's region."),
         "mode": Key(str, "stateful", "Proxy mode: stateful (transactions, forking, CANCEL) or stateless (RFC 3261 16.11).",
                     choices=("stateful", "stateless")),
         "workers": Key(int, 1, "Worker processes sharing the UDP port through SO_REUSEPORT.", minimum=1, maximum=64),
     },
     "sip": {
         "listen": Key(list, ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"],
-                      'Addresses to listen on, each "transport:host:port" (udp, tcp, tls; IPv6 in brackets).',
+                      'Addresses to listen on, each "transport:host:port" (udp or tcp; IPv6 in brackets).',
                       check=_listen_list),
         "advertise": Key(str, "", "host[:port] written into Via and Record-Route instead of the listen address (behind NAT or a floating address)."),
         "domains": Key(list, ["localhost", "127.0.0.1"], "Domains this node is responsible for: requests for them go to the location service.",
@@ -172,10 +171,8 @@ SCHEMA = {
         "max_connections": Key(int, 10000, "Most TCP connections a node holds; further ones are refused.", minimum=1),
     },
     "store": {
-        "backend": Key(str, "memory", "Where shared state lives: memory (single node) or etcd (cluster).",
-                       choices=("memory", "etcd")),
-        "etcd_endpoints": Key(list, ["http://127.0.0.1:2379"], "etcd endpoints for backend = etcd."),
-        "prefix": Key(str, "/sipcluster", "Key prefix of this cluster in etcd."),
+        "backend": Key(str, "memory", "Where registrations and dialogs live: memory (a single node).",
+                       choices=("memory",)),
     },
     "log": {
         "level": Key(str, "info", "Lowest log level written.", choices=("debug", "info", "warn", "error")),

@@ -1,0 +1,74 @@
+# -*- test-case-name: tests.test_node -*-
+"""
+A sipcluster node: the transport, transaction and proxy layers wired
+together from a L{sipcluster.config.Config}, as an L{IService}.
+"""
+
+from twisted.application import service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from sipcluster.location.memory import MemoryLocationService
+from sipcluster.proxy.forwarding import Forwarder
+from sipcluster.proxy.stateful import StatefulProxy
+from sipcluster.proxy.stateless import StatelessProxy
+from sipcluster.transaction.layer import TransactionLayer
+from sipcluster.transaction.timers import TimerValues
+from sipcluster.transport.layer import TransportLayer
+
+
+class SIPNodeService(service.Service):
+    """
+    Owns the layers of one node.  Built in L{__init__}, listening from
+    L{startService}; L{stopService} closes every socket.
+    """
+
+    log = Logger()
+    name = "sip"
+
+    def __init__(self, config, reactor, resolver=None, location=None, worker=None):
+        self.config = config
+        self.reactor = reactor
+        self.worker = worker
+        workers = config.node.workers
+        self.transport = TransportLayer(
+            reactor, config.sip.listen, config.sip.advertise,
+            max_message_size=config.sip.max_message_size,
+            idle_timeout=config.tcp.idle_timeout_s,
+            max_connections=config.tcp.max_connections,
+            server_header=config.sip.server_header,
+            reuse_port=workers > 1 or worker is not None,
+            private_port=(workers > 1 or worker is not None) and config.node.mode == "stateful")
+        self.location = location or MemoryLocationService(reactor)
+        self.forwarder = Forwarder(
+            self.transport, self.location, config.sip.domains,
+            record_route=config.sip.record_route, resolver=resolver,
+            server_header=config.sip.server_header)
+        self.timers = TimerValues.from_config(config.timers)
+        if config.node.mode == "stateless":
+            self.transactions = None
+            self.proxy = StatelessProxy(self.transport, self.forwarder)
+        else:
+            self.transactions = TransactionLayer(self.transport, reactor, self.timers)
+            self.proxy = StatefulProxy(self.transactions, self.forwarder, reactor, self.timers)
+        self._sweep = LoopingCall(self._sweep_location)
+        self._sweep.clock = reactor
+
+    def startService(self):
+        service.Service.startService(self)
+        self.transport.listen()
+        self._sweep.start(30, now=False)
+        self.log.info("sipcluster node {id} ({mode}) listening on {listen}",
+                      id=self.config.node.id, mode=self.config.node.mode,
+                      listen=", ".join(str(a) for a in self.config.sip.listen))
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self._sweep.running:
+            self._sweep.stop()
+        return self.transport.stop()
+
+    def _sweep_location(self):
+        sweep = getattr(self.location, "sweep", None)
+        if sweep is not None:
+            sweep()

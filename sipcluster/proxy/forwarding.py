@@ -1,0 +1,283 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""
+The steps of RFC 3261 section 16 that stateful and stateless proxying
+share: request validation (16.3), route pre-processing (16.4), target
+determination (16.5), preparing a copy for one target (16.6), and turning a
+next-hop URI into a transport address.
+"""
+
+import hashlib
+import ipaddress
+
+from twisted.internet import defer
+
+from sipcluster.location.interface import aor_key
+from sipcluster.sip.address import Address
+from sipcluster.sip.message import make_response
+from sipcluster.sip.uri import SipURI
+from sipcluster.sip.via import MAGIC_COOKIE
+from sipcluster.transport.base import Peer, bare_host
+
+# Methods that create a dialog, and so are record-routed (RFC 3261 16.6
+# step 4; RFC 6665 for SUBSCRIBE/NOTIFY, RFC 3515 for REFER).
+DIALOG_CREATING = frozenset(["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"])
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, SUBSCRIBE, NOTIFY, REFER"
+# Proxy-Require option tags this proxy implements (RFC 3261 16.3 step 5).
+SUPPORTED_PROXY_OPTIONS = frozenset()
+
+
+class Target:
+    """
+    One element of the target set: the URI to put in the Request-URI, its
+    q-value, and where to actually send it when that is not derived from the
+    URI (a NATed binding's source address, a Path route set).
+    """
+
+    __slots__ = ("uri", "q", "path", "received")
+
+    def __init__(self, uri, q=1.0, path=(), received=None):
+        self.uri = uri
+        self.q = q
+        self.path = list(path)
+        self.received = received
+
+    def __repr__(self):
+        return "<Target %s q=%s>" % (self.uri, self.q)
+
+
+class Reject(Exception):
+    """Processing stops here with this response (status, reason, headers)."""
+
+    def __init__(self, status, reason=None, extra=()):
+        Exception.__init__(self, status, reason)
+        self.status = status
+        self.reason = reason
+        self.extra = list(extra)
+
+
+def loop_hash(request):
+    """
+    The part of a branch that detects loops (RFC 3261 16.6 step 8): a hash
+    of what a looping request keeps unchanged.
+    """
+    parts = "\x00".join((
+        request._uri_text, request.from_tag or "", request.to_tag or "",
+        request.call_id or "", str(request.cseq.number),
+        ",".join(request.values("route")), ",".join(request.values("proxy-require")),
+    ))
+    return hashlib.md5(parts.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def stateless_branch_suffix(request, target_uri):
+    """
+    The unique part of a branch that is the same for every retransmission
+    of C{request} and for its CANCEL and non-2xx ACK (RFC 3261 16.11),
+    built from the received top Via.
+    """
+    via = request.top_via
+    branch = via.branch or ""
+    seed = "%s\x00%s\x00%s" % (branch or str(via), target_uri,
+                                "" if branch.startswith(MAGIC_COOKIE) else request.call_id)
+    return hashlib.md5(seed.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+class Forwarder:
+    """
+    @ivar transport: the L{TransportLayer} (local addresses, Via, sending).
+    @ivar location: an L{ILocationService}.
+    @ivar domains: the domains this node serves (lower-case).
+    @ivar resolver: an IResolverSimple-like object with
+        C{getHostByName(name)} returning a Deferred, for next hops named
+        by host name.
+    """
+
+    def __init__(self, transport, location, domains, record_route=True, resolver=None,
+                 server_header=""):
+        self.transport = transport
+        self.location = location
+        self.domains = frozenset(domains)
+        self.record_route = record_route
+        self.resolver = resolver
+        self.server_header = server_header
+
+    # -- 16.3 ---------------------------------------------------------------
+
+    def check(self, request):
+        """
+        RFC 3261 16.3 request validation beyond syntax (which the transport
+        layer checked).  Raises L{Reject}.
+        """
+        if request.max_forwards == 0:
+            if request.method == "OPTIONS" and self.addressed_to_us(request):
+                return
+            raise Reject(483)
+        for via in request.vias:
+            if self.transport.is_local(via.host, via.port or 5060) and via.branch \
+                    and via.branch.startswith(MAGIC_COOKIE + loop_hash(request)):
+                raise Reject(482)
+        unsupported = [t for t in request.option_tags("proxy-require")
+                       if t not in SUPPORTED_PROXY_OPTIONS]
+        if unsupported:
+            raise Reject(420, extra=[("Unsupported", ", ".join(unsupported))])
+
+    # -- 16.4 ---------------------------------------------------------------
+
+    def is_own_uri(self, uri):
+        return isinstance(uri, SipURI) and self.transport.is_local(uri.host, uri.effective_port)
+
+    def preprocess_routes(self, request):
+        """
+        RFC 3261 16.4: undo a strict router's rewrite, then remove our own
+        Route entry.
+        """
+        uri = request.uri
+        if self.is_own_uri(uri) and uri.lr:
+            routes = request.values("route")
+            if routes:
+                last = routes[-1]
+                request.remove("route")
+                for value in routes[:-1]:
+                    request.add("route", value)
+                request.uri = Address.parse(last).uri
+        routes = request.routes
+        if routes and self.is_own_uri(routes[0].uri):
+            request.pop_first("route")
+            # Double Record-Route (16.6 step 4) leaves two entries of ours.
+            routes = request.routes
+            if routes and self.is_own_uri(routes[0].uri):
+                request.pop_first("route")
+
+    # -- 16.5 ---------------------------------------------------------------
+
+    def is_our_domain(self, uri):
+        if not isinstance(uri, SipURI):
+            return False
+        host = uri.host.lower()
+        if uri.port is not None and uri.port not in self.transport.local_ports():
+            return False
+        return host in self.domains or self.transport.is_local(host, uri.effective_port)
+
+    def addressed_to_us(self, request):
+        """A request for the proxy itself: our domain or address, no user part."""
+        uri = request.uri
+        return isinstance(uri, SipURI) and uri.user is None and self.is_our_domain(uri) \
+            and not request.has("route")
+
+    def targets(self, request):
+        """
+        The target set (RFC 3261 16.5) as a list of L{Target}, highest q
+        first.  Raises L{Reject} when there is none.
+        """
+        uri = request.uri
+        if request.has("route") or not self.is_our_domain(uri):
+            return [Target(uri)]
+        aor = aor_key(uri)
+        if aor is None:
+            raise Reject(404)
+        bindings = self.location.lookup(aor)
+        if not bindings:
+            raise Reject(404)
+        return [Target(b.contact, b.q, b.path, b.received) for b in bindings]
+
+    # -- 16.6 ---------------------------------------------------------------
+
+    def prepare(self, request, target, branch_suffix, inbound_transport):
+        """
+        The copy of C{request} for C{target} (RFC 3261 16.6 steps 1-8), and
+        the URI of its next hop.  Returns (copy, next_hop_uri, transport).
+
+        The branch is the magic cookie, a hash of the copy as it leaves (so
+        that it coming back unchanged is detected as a loop, 16.3 step 4)
+        and C{branch_suffix}, unique per transaction and target.
+        """
+        out = request.copy()
+        out.uri = target.uri
+        mf = out.max_forwards
+        out.max_forwards = 69 if mf is None else mf - 1
+        if target.path:
+            # RFC 3327 5: the Path route set leads to the registered contact.
+            for value in reversed(target.path):
+                out.add("route", value, top=True)
+        next_uri = self.next_hop_uri(out)
+        outbound = self.transport_for(next_uri, target.received)
+        if self.record_route and out.method in DIALOG_CREATING and out.to_tag is None:
+            out.add("record-route", "<%s>" % self.transport.record_route_uri(inbound_transport), top=True)
+            if outbound != inbound_transport:
+                # RFC 3261 16.6 step 4 / RFC 5658: one entry per side when
+                # the transport changes.
+                out.add("record-route", "<%s>" % self.transport.record_route_uri(outbound), top=True)
+        branch = "%s%s.%s" % (MAGIC_COOKIE, loop_hash(out), branch_suffix)
+        out.push_via(self.transport.make_via(outbound, branch))
+        return out, next_uri, outbound
+
+    def next_hop_uri(self, request):
+        """
+        RFC 3261 16.6 steps 6-7: the URI whose address we send to, fixing a
+        strict-router first Route on the way.
+        """
+        routes = request.routes
+        if not routes:
+            return request.uri
+        first = routes[0].uri
+        if isinstance(first, SipURI) and not first.lr:
+            # Strict router: it wants the Route in the Request-URI and the
+            # Request-URI at the end of the route set (16.6 step 6).
+            request.pop_first("route")
+            request.add("route", "<%s>" % request.uri)
+            request.uri = first
+            return first
+        return first
+
+    def transport_for(self, uri, received=None):
+        if received is not None:
+            return received[0]
+        if isinstance(uri, SipURI):
+            transport = uri.transport
+            if transport:
+                return "tcp" if transport in ("tcp", "tls") else "udp"
+            if uri.scheme == "sips":
+                return "tcp"
+        return "udp"
+
+    def resolve(self, uri, transport, received=None):
+        """
+        A Deferred firing with the L{Peer} to send to for C{uri}.  Numeric
+        hosts need no lookup; names go through the resolver (A records; RFC
+        3263 SRV/NAPTR selection is the job of a resolver plugged in here).
+        """
+        if received is not None:
+            return defer.succeed(Peer(received[0], received[1], received[2]))
+        if not isinstance(uri, SipURI):
+            return defer.fail(Reject(416))
+        host = bare_host(uri.maddr if "maddr" in uri.params and uri.param("maddr") else uri.host)
+        port = uri.port or (5061 if uri.scheme == "sips" else 5060)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if self.resolver is None:
+                return defer.fail(Reject(502, "Cannot resolve %s" % host))
+            d = self.resolver.getHostByName(host)
+            d.addCallbacks(lambda ip: Peer(transport, ip, port),
+                           lambda f: _raise(Reject(502, "Cannot resolve %s" % host)))
+            return d
+        return defer.succeed(Peer(transport, host, port))
+
+    # -- local answers --------------------------------------------------------
+
+    def local_response(self, request, status, reason=None, extra=(), to_tag=None):
+        """A response of our own to C{request}."""
+        if to_tag is None and request.to_tag is None and status > 100:
+            to_tag = hashlib.md5(("%s%s" % (request.call_id, request.from_tag)).encode(
+                "utf-8", "surrogateescape")).hexdigest()[:10]
+        response = make_response(request, status, reason, to_tag, extra)
+        if self.server_header:
+            response.add("Server", self.server_header)
+        return response
+
+    def options_response(self, request):
+        return self.local_response(request, 200, extra=[
+            ("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en")])
+
+
+def _raise(error):
+    raise error

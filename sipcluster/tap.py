@@ -1,0 +1,88 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Start-up: the options of C{twistd sipcluster} and L{makeService}, which
+builds a node from the configuration file and command-line overrides.
+"""
+
+import sys
+
+from twisted.application import service
+from twisted.internet import reactor as default_reactor
+from twisted.python import usage
+
+from sipcluster import config as configuration
+from sipcluster.node import SIPNodeService
+from sipcluster.workers import WorkerPool
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = ("Run one sipcluster node. Without --config it is a single node on "
+                "127.0.0.1:5060 (UDP and TCP) with an in-memory store.")
+
+    optParameters = [
+        ["config", "c", None, "TOML configuration file."],
+        ["node-id", None, None, "Node identifier (node.id)."],
+        ["mode", None, None, "stateful or stateless (node.mode)."],
+        ["workers", None, None, "Worker processes sharing the UDP port (node.workers).", int],
+        ["advertise", None, None, "host[:port] for Via and Record-Route (sip.advertise)."],
+        ["store", None, None, "Store backend (store.backend)."],
+        ["t1-ms", None, None, "Timer T1 in milliseconds (timers.t1_ms).", int],
+        ["timer-c", None, None, "Timer C in seconds (timers.timer_c_s).", int],
+        ["worker", None, None, "Internal: index of this worker process.", int],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["listen"] = []
+        self["domain"] = []
+        self.argv = []
+
+    def opt_listen(self, value):
+        """Listen address transport:host:port, repeatable (sip.listen)."""
+        self["listen"].append(value)
+
+    def opt_domain(self, value):
+        """Served domain, repeatable (sip.domains)."""
+        self["domain"].append(value)
+
+    def parseOptions(self, options=None):
+        self.argv = list(sys.argv[1:] if options is None else options)
+        usage.Options.parseOptions(self, options)
+
+    def overrides(self):
+        """Command-line options as dotted configuration keys."""
+        mapping = {
+            "node-id": "node.id", "mode": "node.mode",
+            "workers": "node.workers", "advertise": "sip.advertise",
+            "store": "store.backend", "t1-ms": "timers.t1_ms", "timer-c": "timers.timer_c_s",
+        }
+        out = {key: self[opt] for opt, key in mapping.items() if self[opt] is not None}
+        if self["listen"]:
+            out["sip.listen"] = list(self["listen"])
+        if self["domain"]:
+            out["sip.domains"] = list(self["domain"])
+        return out
+
+    def postOptions(self):
+        try:
+            self.config = configuration.load(self["config"], self.overrides())
+        except configuration.ConfigError as e:
+            raise usage.UsageError("config error: %s" % e)
+
+
+def makeService(options, reactor=None):
+    """The node as a MultiService: SIP layers, plus worker processes if asked."""
+    reactor = reactor or default_reactor
+    config = options.config
+    top = service.MultiService()
+    node = SIPNodeService(config, reactor, resolver=_resolver(reactor), worker=options["worker"])
+    node.setServiceParent(top)
+    if config.node.workers > 1 and options["worker"] is None:
+        WorkerPool(reactor, config.node.workers - 1, options.argv).setServiceParent(top)
+    return top
+
+
+def _resolver(reactor):
+    from twisted.internet.base import ThreadedResolver
+    return ThreadedResolver(reactor)

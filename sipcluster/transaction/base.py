@@ -1,0 +1,56 @@
+# -*- test-case-name: tests.test_transaction -*-
+"""What client and server transactions share: state, timers, termination."""
+
+from twisted.logger import Logger
+
+
+class Transaction:
+    """
+    A transaction with named states and named timers on an injected clock.
+
+    @ivar layer: the L{TransactionLayer}, which owns the matching tables
+        and the transport.
+    @ivar key: the key this transaction is matched by.
+    """
+
+    log = Logger()
+    state = None
+
+    def __init__(self, layer, key, request, reliable):
+        self.layer = layer
+        self.key = key
+        self.request = request
+        self.reliable = reliable
+        self._timers = {}
+
+    @property
+    def clock(self):
+        return self.layer.clock
+
+    @property
+    def timers(self):
+        return self.layer.timers
+
+    def start_timer(self, name, delay, fire):
+        self.cancel_timer(name)
+        self._timers[name] = self.clock.callLater(delay, self._fire, name, fire)
+
+    def _fire(self, name, fire):
+        self._timers.pop(name, None)
+        fire()
+
+    def cancel_timer(self, name):
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def timer_running(self, name):
+        return name in self._timers
+
+    def terminate(self):
+        if self.state == "terminated":
+            return
+        self.state = "terminated"
+        for name in list(self._timers):
+            self.cancel_timer(name)
+        self.layer.remove(self)

@@ -1,0 +1,215 @@
+# -*- test-case-name: tests.test_transaction -*-
+"""
+Client transactions (RFC 3261 17.1, RFC 6026 7.2): they retransmit a
+request over unreliable transports, time out, generate the ACK for non-2xx
+INVITE responses, and send CANCEL when asked (RFC 3261 9.1).
+"""
+
+from sipcluster.sip.message import Request
+from sipcluster.transaction.base import Transaction
+
+
+def _copy_headers(source, target, names):
+    for name in names:
+        for value in source.values(name):
+            target.add(name, value)
+
+
+def build_ack(invite, response):
+    """The ACK for a non-2xx final response (RFC 3261 17.1.1.3)."""
+    ack = Request("ACK", invite.uri)
+    ack.add("Via", str(invite.top_via))
+    ack.add("Max-Forwards", 70)
+    ack.add("From", invite.header("from"))
+    ack.add("To", response.header("to"))
+    ack.add("Call-ID", invite.call_id)
+    ack.add("CSeq", "%d ACK" % invite.cseq.number)
+    _copy_headers(invite, ack, ["route"])
+    ack.add("Content-Length", 0)
+    return ack
+
+
+def build_cancel(invite):
+    """A CANCEL for C{invite} (RFC 3261 9.1): same Via branch, Route, CSeq number."""
+    cancel = Request("CANCEL", invite.uri)
+    cancel.add("Via", str(invite.top_via))
+    cancel.add("Max-Forwards", 70)
+    cancel.add("From", invite.header("from"))
+    cancel.add("To", invite.header("to"))
+    cancel.add("Call-ID", invite.call_id)
+    cancel.add("CSeq", "%d CANCEL" % invite.cseq.number)
+    _copy_headers(invite, cancel, ["route"])
+    cancel.add("Content-Length", 0)
+    return cancel
+
+
+class ClientTransaction(Transaction):
+    """
+    @ivar peer: where the request goes.
+    @ivar owner: gets C{response_received(tx, response)},
+        C{timed_out(tx)} and C{transport_failed(tx)}.
+    """
+
+    def __init__(self, layer, key, request, peer, owner):
+        Transaction.__init__(self, layer, key, request, peer.reliable)
+        self.peer = peer
+        self.owner = owner
+        self._data = None
+
+    def _transmit(self):
+        if self._data is None:
+            self._data = self.request.to_bytes()
+        d = self.layer.transport.send_data(self._data, self.peer)
+        d.addErrback(self._send_failed)
+
+    def _send_failed(self, failure):
+        # RFC 3261 17.1.4: a transport error is reported to the TU, which
+        # treats it as a 503.
+        if self.state not in ("terminated",) and self.final is None:
+            self.terminate()
+            self.owner.transport_failed(self)
+
+    final = None
+
+
+class ClientInviteTransaction(ClientTransaction):
+    """States: calling, proceeding, accepted, completed, terminated."""
+
+    def __init__(self, layer, key, request, peer, owner):
+        ClientTransaction.__init__(self, layer, key, request, peer, owner)
+        self.state = "calling"
+        self.cancel_requested = False
+        self.cancel_sent = False
+        self.provisional = False
+
+    def start(self):
+        self._transmit()
+        if not self.reliable:
+            self._interval = self.timers.t1
+            self.start_timer("A", self._interval, self._timer_a)
+        self.start_timer("B", self.timers.timeout, self._timer_b)
+
+    def _timer_a(self):
+        if self.state != "calling":
+            return
+        self._transmit()
+        self._interval *= 2
+        self.start_timer("A", self._interval, self._timer_a)
+
+    def _timer_b(self):
+        if self.state == "calling":
+            self.terminate()
+            self.owner.timed_out(self)
+
+    def receive_response(self, response):
+        status = response.status
+        state = self.state
+        if state in ("calling", "proceeding"):
+            if status < 200:
+                self.state = "proceeding"
+                self.provisional = True
+                self.cancel_timer("A")
+                self.cancel_timer("B")
+                if self.cancel_requested and not self.cancel_sent:
+                    self._send_cancel()
+                self.owner.response_received(self, response)
+            elif status < 300:
+                self.final = response
+                self.state = "accepted"
+                self.cancel_timer("A")
+                self.cancel_timer("B")
+                self.start_timer("M", self.timers.timeout, self.terminate)
+                self.owner.response_received(self, response)
+            else:
+                self.final = response
+                self.state = "completed"
+                self.cancel_timer("A")
+                self.cancel_timer("B")
+                self._send_ack(response)
+                self.start_timer("D", 0 if self.reliable else self.timers.timer_d, self.terminate)
+                self.owner.response_received(self, response)
+        elif state == "accepted":
+            if 200 <= status < 300:
+                # RFC 6026 7.2: retransmitted or forked 2xx go to the TU.
+                self.owner.response_received(self, response)
+        elif state == "completed":
+            if status >= 300:
+                self._send_ack(response)
+
+    def _send_ack(self, response):
+        ack = build_ack(self.request, response)
+        self.layer.transport.send_data(ack.to_bytes(), self.peer).addErrback(lambda f: None)
+
+    def cancel(self):
+        """
+        Cancel this INVITE: now if a provisional response came, otherwise as
+        soon as one does (RFC 3261 9.1).
+        """
+        if self.cancel_requested or self.state not in ("calling", "proceeding"):
+            return
+        self.cancel_requested = True
+        if self.provisional:
+            self._send_cancel()
+
+    def _send_cancel(self):
+        self.cancel_sent = True
+        self.layer.start_client(build_cancel(self.request), self.peer, _IgnoreResponses)
+
+
+class _IgnoreResponsesOwner:
+    """The responses to a CANCEL we send matter to nobody (RFC 3261 9.1)."""
+
+    def response_received(self, tx, response):
+        pass
+
+    def timed_out(self, tx):
+        pass
+
+    def transport_failed(self, tx):
+        pass
+
+
+_IgnoreResponses = _IgnoreResponsesOwner()
+
+
+class ClientNonInviteTransaction(ClientTransaction):
+    """States: trying, proceeding, completed, terminated."""
+
+    def __init__(self, layer, key, request, peer, owner):
+        ClientTransaction.__init__(self, layer, key, request, peer, owner)
+        self.state = "trying"
+
+    def start(self):
+        self._transmit()
+        if not self.reliable:
+            self._interval = self.timers.t1
+            self.start_timer("E", self._interval, self._timer_e)
+        self.start_timer("F", self.timers.timeout, self._timer_f)
+
+    def _timer_e(self):
+        if self.state not in ("trying", "proceeding"):
+            return
+        self._transmit()
+        if self.state == "trying":
+            self._interval = min(2 * self._interval, self.timers.t2)
+        else:
+            self._interval = self.timers.t2
+        self.start_timer("E", self._interval, self._timer_e)
+
+    def _timer_f(self):
+        if self.state in ("trying", "proceeding"):
+            self.terminate()
+            self.owner.timed_out(self)
+
+    def receive_response(self, response):
+        if self.state not in ("trying", "proceeding"):
+            return
+        if response.status < 200:
+            self.state = "proceeding"
+        else:
+            self.final = response
+            self.state = "completed"
+            self.cancel_timer("E")
+            self.cancel_timer("F")
+            self.start_timer("K", 0 if self.reliable else self.timers.t4, self.terminate)
+        self.owner.response_received(self, response)

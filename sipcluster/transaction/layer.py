@@ -1,0 +1,111 @@
+# -*- test-case-name: tests.test_transaction -*-
+"""
+The transaction layer: matches requests to server transactions (RFC 3261
+17.2.3, with the RFC 2543 fallback) and responses to client transactions
+(17.1.3), creates transactions, and hands new requests to its transaction
+user.
+
+The transaction user provides:
+  - C{request_received(server_tx)}: a new request (not ACK or CANCEL);
+  - C{cancel_received(cancel_tx, invite_tx)}: a CANCEL, with the INVITE
+    transaction it cancels or None;
+  - C{ack_received(ack, source)}: an ACK matching no transaction (the ACK
+    for a 2xx, RFC 3261 13.2.2.4), to be forwarded end to end;
+  - C{stray_response(response, source)}: a response matching no client
+    transaction.
+"""
+
+from collections import Counter
+
+from sipcluster.sip.via import MAGIC_COOKIE
+from sipcluster.transaction.client import (
+    ClientInviteTransaction, ClientNonInviteTransaction)
+from sipcluster.transaction.server import (
+    ServerInviteTransaction, ServerNonInviteTransaction)
+from sipcluster.transaction.timers import TimerValues
+
+
+def server_key(request):
+    """
+    The key a request is matched to a server transaction by.  ACK and
+    CANCEL map to their INVITE's key by the caller swapping the method.
+    """
+    via = request.top_via
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = via.branch
+    if branch and branch.startswith(MAGIC_COOKIE):
+        return (branch, via.sent_by, method)
+    # RFC 3261 17.2.3 fallback for RFC 2543 peers.
+    return ("2543", str(request.uri), request.from_tag, request.call_id,
+            request.cseq.number, str(via), method)
+
+
+class TransactionLayer:
+    """
+    @ivar transport: the L{TransportLayer}; this layer is its receiver.
+    @ivar clock: an IReactorTime driving every timer.
+    """
+
+    def __init__(self, transport, clock, timers=None, tu=None):
+        self.transport = transport
+        self.clock = clock
+        self.timers = timers or TimerValues()
+        self.tu = tu
+        self.servers = {}
+        self.clients = {}
+        self.stats = Counter()
+        transport.receiver = self
+
+    # -- from the transport ---------------------------------------------------
+
+    def request_received(self, request, source):
+        key = server_key(request)
+        method = request.method
+        tx = self.servers.get(key)
+        if method == "ACK":
+            if tx is not None and isinstance(tx, ServerInviteTransaction) and tx.receive_ack(request):
+                return
+            self.tu.ack_received(request, source)
+            return
+        if tx is not None:
+            self.stats["retransmissions"] += 1
+            tx.receive_request(request)
+            return
+        if method == "INVITE":
+            tx = ServerInviteTransaction(self, key, request, source)
+        else:
+            tx = ServerNonInviteTransaction(self, key, request, source)
+        self.servers[key] = tx
+        if method == "CANCEL":
+            invite_tx = self.servers.get(key[:-1] + ("INVITE",))
+            self.tu.cancel_received(tx, invite_tx)
+        else:
+            self.tu.request_received(tx)
+
+    def response_received(self, response, source):
+        via = response.top_via
+        cseq = response.cseq
+        tx = self.clients.get((via.branch, cseq.method)) if cseq is not None else None
+        if tx is not None:
+            tx.receive_response(response)
+        else:
+            self.tu.stray_response(response, source)
+
+    # -- from the transaction user ------------------------------------------------
+
+    def start_client(self, request, peer, owner):
+        """
+        Send C{request} (whose top Via we added) to C{peer} in a new client
+        transaction reporting to C{owner}.
+        """
+        key = (request.top_via.branch, request.method)
+        cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
+        tx = cls(self, key, request, peer, owner)
+        self.clients[key] = tx
+        tx.start()
+        return tx
+
+    def remove(self, tx):
+        table = self.servers if tx.key in self.servers and self.servers[tx.key] is tx else self.clients
+        if table.get(tx.key) is tx:
+            del table[tx.key]

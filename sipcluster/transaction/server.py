@@ -1,0 +1,112 @@
+# -*- test-case-name: tests.test_transaction -*-
+"""
+Server transactions (RFC 3261 17.2, RFC 6026 7.1): they absorb request
+retransmissions, re-send the last response, and retransmit final INVITE
+responses over unreliable transports until the ACK arrives.
+"""
+
+from sipcluster.transaction.base import Transaction
+
+
+class ServerTransaction(Transaction):
+    """
+    @ivar source: where the request came from; responses go back by it.
+    @ivar last_response: the response most recently sent, for re-sending.
+    """
+
+    def __init__(self, layer, key, request, source):
+        Transaction.__init__(self, layer, key, request, source.transport != "udp")
+        self.source = source
+        self.last_response = None
+        self.on_terminated = None
+
+    def _send(self, response):
+        self.last_response = response
+        self.layer.transport.send_response(response, self.source)
+
+    def terminate(self):
+        Transaction.terminate(self)
+        if self.on_terminated is not None:
+            callback, self.on_terminated = self.on_terminated, None
+            callback(self)
+
+    @property
+    def final_sent(self):
+        return self.last_response is not None and self.last_response.status >= 200
+
+
+class ServerInviteTransaction(ServerTransaction):
+    """States: proceeding, accepted, completed, confirmed, terminated."""
+
+    def __init__(self, layer, key, request, source):
+        ServerTransaction.__init__(self, layer, key, request, source)
+        self.state = "proceeding"
+
+    def respond(self, response):
+        """Send a response the transaction user chose."""
+        status = response.status
+        if self.state == "proceeding":
+            self._send(response)
+            if 200 <= status < 300:
+                # RFC 6026 7.1: wait in Accepted for 2xx retransmissions of
+                # other forks and stray ACKs instead of terminating.
+                self.state = "accepted"
+                self.start_timer("L", self.timers.timeout, self.terminate)
+            elif status >= 300:
+                self.state = "completed"
+                if not self.reliable:
+                    self._interval = self.timers.t1
+                    self.start_timer("G", self._interval, self._timer_g)
+                self.start_timer("H", self.timers.timeout, self._timer_h)
+        elif self.state == "accepted" and 200 <= status < 300:
+            # RFC 6026 7.1: 2xx from the TU in Accepted are passed on.
+            self.layer.transport.send_response(response, self.source)
+
+    def receive_request(self, request):
+        """A retransmission of the INVITE."""
+        if self.state in ("proceeding", "completed") and self.last_response is not None:
+            self.layer.transport.send_response(self.last_response, self.source)
+
+    def receive_ack(self, ack):
+        """An ACK matching this transaction; True when it was absorbed."""
+        if self.state == "completed":
+            self.state = "confirmed"
+            self.cancel_timer("G")
+            self.cancel_timer("H")
+            self.start_timer("I", 0 if self.reliable else self.timers.t4, self.terminate)
+            return True
+        return self.state == "confirmed"
+
+    def _timer_g(self):
+        if self.state != "completed":
+            return
+        self.layer.transport.send_response(self.last_response, self.source)
+        self._interval = min(2 * self._interval, self.timers.t2)
+        self.start_timer("G", self._interval, self._timer_g)
+
+    def _timer_h(self):
+        # No ACK ever came (RFC 3261 17.2.1): give up.
+        self.layer.stats["ack_timeouts"] += 1
+        self.terminate()
+
+
+class ServerNonInviteTransaction(ServerTransaction):
+    """States: trying, proceeding, completed, terminated."""
+
+    def __init__(self, layer, key, request, source):
+        ServerTransaction.__init__(self, layer, key, request, source)
+        self.state = "trying"
+
+    def respond(self, response):
+        if self.state not in ("trying", "proceeding"):
+            return
+        self._send(response)
+        if response.status < 200:
+            self.state = "proceeding"
+        else:
+            self.state = "completed"
+            self.start_timer("J", 0 if self.reliable else self.timers.timeout, self.terminate)
+
+    def receive_request(self, request):
+        if self.state in ("proceeding", "completed"):
+            self.layer.transport.send_response(self.last_response, self.source)

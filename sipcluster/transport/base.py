@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.test_transport -*-
+"""
+What every transport shares: where a message came from (L{Source}), where
+one goes (L{Peer}), and the rules of RFC 3261 18.2 and RFC 3581 for stamping
+the Via of a received request and choosing where a response goes.
+"""
+
+import ipaddress
+from collections import namedtuple
+
+from sipcluster.sip.uri import format_hostport
+
+RELIABLE = frozenset(["tcp", "tls", "sctp", "ws", "wss"])
+
+
+class Peer(namedtuple("Peer", "transport host port")):
+    """
+    A next hop: transport (lower-case "udp", "tcp", "tls"), a numeric host
+    (no brackets), and a port.
+    """
+
+    __slots__ = ()
+
+    @property
+    def reliable(self):
+        return self.transport in RELIABLE
+
+    def __str__(self):
+        return "%s:%s" % (self.transport, format_hostport(self.host, self.port))
+
+
+class Source:
+    """
+    Where a message arrived from, and the local endpoint to answer through
+    (the UDP socket it arrived on, or the TCP connection).
+
+    @ivar local: an object with C{send(data, peer)}; answers use it so that
+        a response leaves from the socket or connection the request used
+        (needed behind NAT, RFC 3581 4).
+    """
+
+    __slots__ = ("transport", "host", "port", "local")
+
+    def __init__(self, transport, host, port, local):
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.local = local
+
+    @property
+    def peer(self):
+        return Peer(self.transport, self.host, self.port)
+
+    def __repr__(self):
+        return "<Source %s>" % (self.peer,)
+
+
+def bare_host(host):
+    """A host without IPv6 brackets."""
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1]
+    return host
+
+
+def same_ip(a, b):
+    """Whether two numeric addresses are the same (v6 written differently)."""
+    if a == b:
+        return True
+    try:
+        return ipaddress.ip_address(bare_host(a)) == ipaddress.ip_address(bare_host(b))
+    except ValueError:
+        return False
+
+
+def stamp_via(request, source):
+    """
+    Record the real source of a request in its top Via: received when the
+    sent-by host differs from the packet's source address (RFC 3261
+    18.2.1), and rport filled in when the client asked for it (RFC 3581 4).
+    """
+    via = request.top_via
+    if via is None:
+        return
+    params = {}
+    if via.has_rport:
+        params["received"] = source.host
+        params["rport"] = str(source.port)
+    elif not same_ip(via.host, source.host):
+        params["received"] = source.host
+    if params:
+        stamped = via.with_params(**params)
+        request.pop_via()
+        request.push_via(stamped)
+
+
+def response_destination(response, source=None):
+    """
+    Where a response goes by its top Via (RFC 3261 18.2.2, RFC 3581 4):
+    returns a L{Peer}.  For a reliable transport the caller should first try
+    the connection the request came on.
+    """
+    via = response.top_via
+    transport = via.transport.lower()
+    if via.maddr:
+        return Peer(transport, bare_host(via.maddr), via.port or 5060)
+    host = via.received or bare_host(via.host)
+    port = via.rport if via.has_rport and via.rport else via.port
+    if port is None:
+        port = 5061 if transport == "tls" else 5060
+    return Peer(transport, bare_host(host), port)

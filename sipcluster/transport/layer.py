@@ -1,0 +1,290 @@
+# -*- test-case-name: tests.test_transport -*-
+"""
+The transport layer: owns the listeners and the connection table, turns
+received bytes into validated messages for its receiver (the transaction
+layer or a stateless proxy), answers unparseable requests itself, and sends
+requests and responses to where RFC 3261 18 says they go.
+"""
+
+import socket
+from collections import Counter
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from sipcluster.sip.errors import SIPError
+from sipcluster.sip.message import Request, make_response, parse_message
+from sipcluster.sip.uri import SipURI
+from sipcluster.sip.via import Via
+from sipcluster.transport.base import (
+    Peer, bare_host, response_destination, same_ip, stamp_via)
+from sipcluster.transport.tcp import ConnectionTable, SIPStreamFactory
+from sipcluster.transport.udp import SIPDatagramProtocol
+
+
+class TransportError(Exception):
+    """A message could not be sent (RFC 3261 17.1.4 / 18.4)."""
+
+
+def _reuse_port_socket(host, port, family):
+    """A bound, non-blocking UDP socket with SO_REUSEPORT set."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+class TransportLayer:
+    """
+    @ivar receiver: gets C{request_received(request, source)} and
+        C{response_received(response, source)}.
+    @ivar stats: counters (received, sent, rejected, dropped...).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, listen, advertise="", max_message_size=65535,
+                 idle_timeout=600, max_connections=10000, server_header="",
+                 reuse_port=False, private_port=False):
+        self.reactor = reactor
+        self.listen_addresses = list(listen)
+        self.advertise = advertise
+        self.max_message_size = max_message_size
+        self.server_header = server_header
+        self.reuse_port = reuse_port
+        self.private_port = private_port
+        self.receiver = None
+        self.stats = Counter()
+        self.udp = []
+        self.tcp = []
+        self.ports = []
+        self.table = ConnectionTable(self, reactor, idle_timeout, max_connections, max_message_size)
+        self._sent_by = {}
+        self._local = set()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def listen(self):
+        """Open every listen address; raises on a port already in use."""
+        for address in self.listen_addresses:
+            if address.transport == "udp":
+                self._listen_udp(address.host, address.port)
+            elif address.transport == "tcp":
+                factory = SIPStreamFactory(self.table, address.host, address.port)
+                port = self.reactor.listenTCP(address.port, factory, interface=address.host)
+                self.ports.append(port)
+                self.tcp.append(factory)
+                self._add_local("tcp", address.host, port.getHost().port)
+            else:
+                raise TransportError("transport %s is not available yet" % address.transport)
+
+    def _listen_udp(self, host, port):
+        proto = SIPDatagramProtocol(self, host, port)
+        if self.reuse_port:
+            # Several worker processes share the port; the kernel keeps each
+            # source address on one of them.
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = _reuse_port_socket(host, port, family)
+            listening = self.reactor.adoptDatagramPort(sock.fileno(), family, proto)
+            sock.close()
+        else:
+            listening = self.reactor.listenUDP(port, proto, interface=host)
+        self.ports.append(listening)
+        self.udp.append(proto)
+        self._add_local("udp", host, listening.getHost().port)
+        proto.port = listening.getHost().port
+        if self.private_port:
+            # A port of this worker alone, written into the Via of what it
+            # forwards, so responses come back to the worker that holds the
+            # transaction.
+            private = SIPDatagramProtocol(self, host, 0)
+            plistening = self.reactor.listenUDP(0, private, interface=host)
+            private.port = plistening.getHost().port
+            self.ports.append(plistening)
+            self.udp.insert(0, private)
+            self._add_local("udp", host, private.port)
+
+    def _add_local(self, transport, host, port):
+        self._local.add((bare_host(host), port))
+        if transport not in self._sent_by:
+            if self.advertise:
+                adv_host, _, adv_port = self.advertise.rpartition(":")
+                if adv_host and adv_port.isdigit():
+                    self._sent_by[transport] = (adv_host, int(adv_port))
+                else:
+                    self._sent_by[transport] = (self.advertise, port)
+                self._local.add((bare_host(self._sent_by[transport][0]), self._sent_by[transport][1]))
+            else:
+                self._sent_by[transport] = (host, port)
+
+    def stop(self):
+        """Close listeners and connections; a Deferred fires when done."""
+        self.table.close_all()
+        ds = [defer.maybeDeferred(p.stopListening) for p in self.ports]
+        self.ports = []
+        return defer.DeferredList(ds)
+
+    # -- addresses ----------------------------------------------------------
+
+    def sent_by(self, transport):
+        """(host, port) for the Via we add when sending over C{transport}."""
+        return self._sent_by.get(transport) or next(iter(self._sent_by.values()))
+
+    def make_via(self, transport, branch):
+        host, port = self.sent_by(transport)
+        via_transport = transport.upper()
+        if host.count(":") > 1 and not host.startswith("["):
+            host = "[%s]" % host
+        # RFC 3581 3: ask the next hop to answer to the port we sent from.
+        return Via(via_transport, host, port, {"branch": branch, "rport": None})
+
+    def record_route_uri(self, transport):
+        """Our URI for Record-Route when facing C{transport} (lr, RFC 3261 16.6 step 4)."""
+        host, port = self.sent_by(transport)
+        if host.count(":") > 1 and not host.startswith("["):
+            host = "[%s]" % host
+        params = {"lr": None}
+        if transport != "udp":
+            params = {"transport": transport, "lr": None}
+        return SipURI(host, port=port, params=params)
+
+    def is_local(self, host, port):
+        """Whether host:port is one of this node's addresses."""
+        host = bare_host(host)
+        for local_host, local_port in self._local:
+            if local_port == port and (local_host == host or same_ip(local_host, host)):
+                return True
+        return False
+
+    def local_ports(self):
+        return {port for _, port in self._local}
+
+    # -- receiving ----------------------------------------------------------
+
+    def data_received(self, data, source, stream=False):
+        self.stats["received"] += 1
+        try:
+            message = parse_message(data, self.max_message_size, stream)
+            if isinstance(message, Request):
+                message.validate()
+            else:
+                message.top_via
+        except SIPError as e:
+            self._reject(e, source)
+            return
+        except Exception:
+            # The message layer promises SIPError only; if that promise is
+            # ever broken, one bad packet must still not take the node down.
+            self.stats["dropped"] += 1
+            self.log.failure("unexpected error parsing a message from {source}", source=source)
+            return
+        if isinstance(message, Request):
+            stamp_via(message, source)
+            self.receiver.request_received(message, source)
+        else:
+            self.receiver.response_received(message, source)
+
+    def _reject(self, error, source):
+        request = error.message
+        if isinstance(request, Request) and request.method != "ACK" and request.has("via"):
+            self.stats["rejected"] += 1
+            response = make_response(request, error.status, error.reason)
+            if self.server_header:
+                response.add("Server", self.server_header)
+            self.send_response(response, source, fallback_only=not _top_via_ok(request))
+        else:
+            self.stats["dropped"] += 1
+
+    # -- sending --------------------------------------------------------------
+
+    def udp_for(self, host):
+        """The UDP listener to send to C{host} from (matching address family)."""
+        want_v6 = ":" in host
+        for proto in self.udp:
+            if (":" in proto.host) == want_v6:
+                return proto
+        if self.udp:
+            return self.udp[0]
+        raise TransportError("no UDP listener")
+
+    def send_request(self, request, peer):
+        """
+        Send C{request} to C{peer}.  Returns a Deferred that fails with
+        L{TransportError} when it could not be sent.
+        """
+        data = request.to_bytes()
+        return self.send_data(data, peer)
+
+    def send_data(self, data, peer):
+        if peer.transport == "udp":
+            try:
+                proto = self.udp_for(peer.host)
+            except TransportError as e:
+                return defer.fail(e)
+            if proto.send(data, peer):
+                self.stats["sent"] += 1
+                return defer.succeed(True)
+            return defer.fail(TransportError("UDP send to %s failed" % (peer,)))
+        if peer.transport == "tcp":
+            d = self.table.connect(peer)
+
+            def write(proto):
+                if not proto.send(data):
+                    raise TransportError("connection to %s closed" % (peer,))
+                self.stats["sent"] += 1
+                return True
+
+            def failed(failure):
+                if failure.check(TransportError):
+                    return failure
+                raise TransportError("cannot connect to %s: %s" % (peer, failure.getErrorMessage()))
+            return d.addCallbacks(write).addErrback(failed)
+        return defer.fail(TransportError("unsupported transport %s" % peer.transport))
+
+    def send_response(self, response, source=None, fallback_only=False):
+        """
+        Send C{response} where RFC 3261 18.2.2 and RFC 3581 4 say: over the
+        connection the request came on when it is still open, else to the
+        address in the top Via.  Errors are logged and counted; a Deferred
+        is returned for those who care.
+        """
+        data = response.to_bytes()
+        if source is not None and source.transport != "udp":
+            if source.local.send(data):
+                self.stats["sent"] += 1
+                return defer.succeed(True)
+        if fallback_only:
+            peer = source.peer
+        else:
+            try:
+                peer = response_destination(response)
+            except SIPError:
+                if source is None:
+                    self.stats["send_errors"] += 1
+                    return defer.succeed(False)
+                peer = source.peer
+        if peer.transport == "udp" and source is not None and source.transport == "udp":
+            # Leave from the socket the request came in on (RFC 3581 4).
+            if source.local.send(data, peer):
+                self.stats["sent"] += 1
+                return defer.succeed(True)
+            return defer.succeed(False)
+        if peer.transport not in ("udp", "tcp"):
+            peer = Peer("tcp" if peer.transport in ("tls", "sctp") else "udp", peer.host, peer.port)
+        d = self.send_data(data, peer)
+
+        def failed(failure):
+            self.stats["send_errors"] += 1
+            self.log.info("cannot send response to {peer}: {why}", peer=str(peer),
+                          why=failure.getErrorMessage())
+            return False
+        return d.addErrback(failed)
+
+
+def _top_via_ok(request):
+    try:
+        return request.top_via is not None
+    except SIPError:
+        return False

@@ -1,0 +1,57 @@
+# -*- test-case-name: tests.test_transport -*-
+"""
+SIP over UDP: one datagram is one message (RFC 3261 18.1.1, 18.2.1).
+
+The protocol also tells STUN from SIP on the same port by the first byte
+(RFC 5389 6, RFC 7983), so a STUN server can share the SIP port.
+"""
+
+import socket
+
+from twisted.internet.protocol import DatagramProtocol
+
+from sipcluster.transport.base import Peer, Source
+
+
+class SIPDatagramProtocol(DatagramProtocol):
+    """
+    A UDP listener.  Received datagrams go to C{layer.datagram_received};
+    C{send} writes to the socket.
+
+    @ivar sent_by: (host, port) this listener writes into Via.
+    """
+
+    transport_name = "udp"
+
+    def __init__(self, layer, host, port):
+        self.layer = layer
+        self.host = host
+        self.port = port
+        self.stun = None
+
+    def datagramReceived(self, data, addr):
+        host, port = addr[0], addr[1]
+        if data and data[0] < 2 and self.stun is not None:
+            # STUN messages start with two zero bits; SIP starts with a
+            # letter or CR/LF (RFC 7983 7).
+            self.stun.datagram_received(data, (host, port), self)
+            return
+        self.layer.data_received(data, Source("udp", host, port, self))
+
+    def send(self, data, peer):
+        """Write C{data} to C{peer}; socket errors are counted, never raised."""
+        if self.transport is None:
+            return False
+        try:
+            self.transport.write(data, (peer.host, peer.port))
+        except (OSError, socket.error):
+            self.layer.stats["send_errors"] += 1
+            return False
+        return True
+
+    def peer_for(self, host, port):
+        return Peer("udp", host, port)
+
+    @property
+    def family(self):
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET

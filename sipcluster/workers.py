@@ -1,0 +1,69 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Extra worker processes of one node.  Each is a copy of the node started with
+C{--worker N}; they share the UDP listen port through SO_REUSEPORT, and each
+stateful worker writes a private port of its own into the Via it adds so
+that responses return to the worker holding the transaction.
+"""
+
+import os
+import signal
+import sys
+
+from twisted.application import service
+from twisted.internet import protocol
+from twisted.logger import Logger
+
+
+class _WorkerProtocol(protocol.ProcessProtocol):
+    log = Logger()
+
+    def __init__(self, pool, index):
+        self.pool = pool
+        self.index = index
+
+    def outReceived(self, data):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.pool.ended(self)
+
+
+class WorkerPool(service.Service):
+    """Starts C{count} workers and restarts any that dies while running."""
+
+    log = Logger()
+
+    def __init__(self, reactor, count, argv):
+        self.reactor = reactor
+        self.count = count
+        self.argv = [a for a in argv if not a.startswith("--worker")]
+        self.processes = {}
+
+    def _spawn(self, index):
+        args = [sys.executable, "-m", "twisted", "-n", "--pidfile=", "sipcluster"] + self.argv + [
+            "--worker", str(index)]
+        proto = _WorkerProtocol(self, index)
+        self.processes[index] = self.reactor.spawnProcess(proto, sys.executable, args, env=os.environ)
+
+    def startService(self):
+        service.Service.startService(self)
+        for index in range(1, self.count + 1):
+            self._spawn(index)
+
+    def ended(self, proto):
+        self.processes.pop(proto.index, None)
+        if self.running:
+            self.log.warn("worker {index} ended; restarting", index=proto.index)
+            self.reactor.callLater(1, self._spawn, proto.index)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        for transport in list(self.processes.values()):
+            try:
+                transport.signalProcess(signal.SIGTERM)
+            except Exception:
+                pass

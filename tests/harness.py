@@ -1,0 +1,114 @@
+"""
+In-process test harness: the real transport layer on fake sockets, a Clock,
+and helpers to feed datagrams and read what was sent.
+"""
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from sipcluster.config import ListenAddress
+from sipcluster.sip.message import parse_message
+from sipcluster.transport.layer import TransportLayer
+from sipcluster.transport.udp import SIPDatagramProtocol
+
+
+class FakeDatagramTransport:
+    """Stands in for a UDP port: records (bytes, address) written."""
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = port
+        self.written = []
+
+    def write(self, data, addr):
+        self.written.append((data, addr))
+
+    def getHost(self):
+        class Address:
+            pass
+        address = Address()
+        address.host, address.port = self.host, self.port
+        return address
+
+    def stopListening(self):
+        return defer.succeed(None)
+
+
+class Harness:
+    """
+    A transport layer listening (in memory) on udp 127.0.0.1:5060, with a
+    Clock for time.
+    """
+
+    def __init__(self, host="127.0.0.1", port=5060, **kwargs):
+        self.clock = Clock()
+        self.layer = TransportLayer(self.clock, [ListenAddress("udp", host, port)], **kwargs)
+        self.udp = SIPDatagramProtocol(self.layer, host, port)
+        self.socket = FakeDatagramTransport(host, port)
+        self.udp.makeConnection(self.socket)
+        self.layer.udp.append(self.udp)
+        self.layer._add_local("udp", host, port)
+        self.layer._add_local("tcp", host, port)
+
+    def receive(self, data, addr=("127.0.0.1", 5080)):
+        if not isinstance(data, bytes):
+            data = data.to_bytes()
+        self.udp.datagramReceived(data, addr)
+
+    def sent(self, clear=True):
+        """[(message, (host, port))] written since the last call."""
+        out = [(parse_message(data), addr) for data, addr in self.socket.written]
+        if clear:
+            del self.socket.written[:]
+        return out
+
+    def sent_to(self, addr):
+        return [m for m, a in self.sent() if a == addr]
+
+    def advance(self, seconds, step=0.05):
+        """Advance the clock in small steps so chained timers all fire."""
+        remaining = seconds
+        while remaining > 1e-9:
+            delta = min(step, remaining)
+            self.clock.advance(delta)
+            remaining -= delta
+
+
+class RecordingTU:
+    """A transaction user that records what the transaction layer hands it."""
+
+    def __init__(self):
+        self.requests = []
+        self.cancels = []
+        self.acks = []
+        self.strays = []
+
+    def request_received(self, tx):
+        self.requests.append(tx)
+
+    def cancel_received(self, cancel_tx, invite_tx):
+        self.cancels.append((cancel_tx, invite_tx))
+
+    def ack_received(self, ack, source):
+        self.acks.append(ack)
+
+    def stray_response(self, response, source):
+        self.strays.append(response)
+
+
+class RecordingOwner:
+    """A client transaction owner that records events."""
+
+    def __init__(self):
+        self.responses = []
+        self.timeouts = 0
+        self.failures = 0
+
+    def response_received(self, tx, response):
+        self.responses.append(response.status)
+
+    def timed_out(self, tx):
+        self.timeouts += 1
+
+    def transport_failed(self, tx):
+        self.failures += 1

@@ -1,0 +1,107 @@
+"""Tests for sipcluster.config and the check-config command."""
+
+import os
+
+import pytest
+
+from sipcluster import cli, config
+from sipcluster.config import ConfigError, ListenAddress
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write(tmp_path, text):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_make_a_single_node():
+    cfg = config.load(None)
+    assert cfg.node.mode == "stateful"
+    assert [str(a) for a in cfg.sip.listen] == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    assert cfg.store.backend == "memory"
+    assert cfg.node.id  # the host name
+    assert cfg.source is None
+
+
+def test_file_values_and_overrides(tmp_path):
+    path = write(tmp_path, '[node]\nmode = "stateless"\n[timers]\nt1_ms = 100\n[sip]\ndomains = ["Example.TEST"]\n')
+    cfg = config.load(path, {"timers.t1_ms": 250})
+    assert cfg.node.mode == "stateless"
+    assert cfg.timers.t1_ms == 250
+    assert cfg.sip.domains == ["example.test"]
+    assert cfg.source == path
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('[node]\nmode = "fast"\n', 'node.mode: expected one of "stateful", "stateless", got "fast"'),
+    ('[timers]\nt1_ms = "500"\n', 'timers.t1_ms: expected an integer from 10 to 60000, got "500"'),
+    ('[timers]\nt1_ms = 5\n', "timers.t1_ms: expected an integer from 10 to 60000, got 5"),
+    ('[sip]\nrecord_route = "yes"\n', "sip.record_route: expected true or false"),
+    ('[sip]\nlisten = ["udp:127.0.0.1"]\n', "sip.listen: item 0"),
+    ('[sip]\nlisten = []\n', "sip.listen: expected at least one listen address"),
+    ('[sip]\nlistne = []\n', "unknown key sip.listne"),
+    ('[sipp]\n', "unknown section [sipp]"),
+    ('[node\n', "TOML syntax error"),
+    ('node = 1\n', "node: expected a table"),
+])
+def test_errors_name_file_key_and_expectation(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    message = str(e.value)
+    assert message.startswith(path + ": ")
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_override_error_names_command_line():
+    with pytest.raises(ConfigError) as e:
+        config.load(None, {"node.mode": "chaotic"})
+    assert str(e.value).startswith("command line: node.mode:")
+
+
+def test_unreadable_file():
+    with pytest.raises(ConfigError) as e:
+        config.load("/nonexistent/node.toml")
+    assert "/nonexistent/node.toml: cannot read" in str(e.value)
+
+
+def test_listen_address_parsing():
+    assert ListenAddress.parse("UDP:[::1]:5060") == ListenAddress("udp", "::1", 5060)
+    assert str(ListenAddress.parse("tcp:0.0.0.0:5061")) == "tcp:0.0.0.0:5061"
+    for bad in ["sctp:1.2.3.4:5060", "udp:host", "udp:host:0", "udp::5060", "udp:[::1]"]:
+        with pytest.raises(ValueError):
+            ListenAddress.parse(bad)
+
+
+def test_every_key_is_documented_in_readme():
+    with open(os.path.join(ROOT, "README.rst")) as f:
+        readme = f.read()
+    for section, keys in config.SCHEMA.items():
+        for name in keys:
+            assert "``%s.%s``" % (section, name) in readme, "%s.%s undocumented" % (section, name)
+
+
+def test_example_file_is_valid_and_complete():
+    path = os.path.join(ROOT, "ops", "node.example.toml")
+    cfg = config.load(path)
+    assert cfg.node.id == "node-a"
+    import tomllib
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    for section, keys in config.SCHEMA.items():
+        assert set(data[section]) == set(keys), section
+
+
+def test_check_config_command(tmp_path, capsys):
+    good = write(tmp_path, "[node]\nworkers = 2\n")
+    assert cli.main(["check-config", good]) == 0
+    assert cli.main(["check-config", good, "--json"]) == 0
+    assert '"workers": 2' in capsys.readouterr().out
+    bad = str(tmp_path / "bad.toml")
+    with open(bad, "w") as f:
+        f.write("[node]\nworkers = 0\n")
+    assert cli.main(["check-config", bad]) == 2
+    assert "node.workers: expected an integer from 1 to 64, got 0" in capsys.readouterr().err
