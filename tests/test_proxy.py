@@ -1,0 +1,374 @@
+"""
+RFC 3261 section 16 behaviour of the stateful and stateless proxy, driven
+in-process: datagrams in, datagrams out, time from a Clock.
+"""
+
+import pytest
+
+from sipcluster.location.interface import Binding
+from sipcluster.location.memory import MemoryLocationService
+from sipcluster.proxy.forwarding import Forwarder
+from sipcluster.proxy.stateful import StatefulProxy
+from sipcluster.proxy.stateless import StatelessProxy
+from sipcluster.sip.message import make_response, parse_message
+from sipcluster.sip.uri import parse_uri
+from sipcluster.transaction.layer import TransactionLayer
+from sipcluster.transaction.timers import TimerValues
+from tests.harness import Harness
+from tests.sipdata import crlf
+
+UAC = ("127.0.0.1", 5080)
+UAS1 = ("127.0.0.1", 5071)
+UAS2 = ("127.0.0.1", 5072)
+FOREIGN = ("127.0.0.1", 5070)
+
+
+def invite(uri="sip:bob@127.0.0.1:5070", method="INVITE", branch="z9hG4bKuac1", extra="", mf=70):
+    return crlf("""\
+{m} {uri} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5080;branch={b};rport
+Max-Forwards: {mf}
+From: Alice <sip:alice@example.test>;tag=a1
+To: Bob <sip:bob@example.test>
+Call-ID: call-1@example.test
+CSeq: 1 {m}
+Contact: <sip:alice@127.0.0.1:5080>
+{extra}Content-Length: 0
+
+""".format(m=method, uri=uri, b=branch, extra=extra, mf=mf))
+
+
+def reply(request, status, to_tag="b1", extra=()):
+    return make_response(request, status, to_tag=to_tag if status > 100 else None, extra=extra)
+
+
+class Node:
+    def __init__(self, stateless=False, timer_c=180.0, record_route=True):
+        self.h = Harness(server_header="sipcluster-test")
+        self.location = MemoryLocationService(self.h.clock)
+        self.forwarder = Forwarder(self.h.layer, self.location, ["example.test"],
+                                   record_route=record_route, server_header="sipcluster-test")
+        timers = TimerValues(timer_c=timer_c)
+        if stateless:
+            self.proxy = StatelessProxy(self.h.layer, self.forwarder)
+        else:
+            self.tl = TransactionLayer(self.h.layer, self.h.clock, timers)
+            self.proxy = StatefulProxy(self.tl, self.forwarder, self.h.clock, timers)
+
+    def bind(self, user, addr, q=1.0):
+        contact = parse_uri("sip:%s@%s:%d" % (user, addr[0], addr[1]))
+        self.location.update("sip:%s@example.test" % user,
+                             [Binding("sip:%s@example.test" % user, contact, 3600, q)])
+
+    def send(self, data, addr=UAC):
+        self.h.receive(data, addr)
+
+    def out(self):
+        return self.h.sent()
+
+    def to(self, addr, messages):
+        return [m for m, a in messages if a == addr]
+
+
+@pytest.fixture
+def node():
+    return Node()
+
+
+def test_forwarded_request_per_16_6(node):
+    node.send(invite())
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [100]
+    (fwd,) = node.to(FOREIGN, sent)
+    assert str(fwd.uri) == "sip:bob@127.0.0.1:5070"
+    assert fwd.max_forwards == 69
+    top, second = fwd.vias
+    assert top.host == "127.0.0.1" and top.port == 5060 and top.branch.startswith("z9hG4bK")
+    assert top.has_rport
+    # The caller's Via was stamped (RFC 3581): received and rport.
+    assert second.received == "127.0.0.1" and second.rport == 5080
+    assert [str(r.uri) for r in fwd.record_routes] == ["sip:127.0.0.1:5060;lr"]
+
+
+def test_responses_go_back_without_our_via(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 180), FOREIGN)
+    node.send(reply(fwd, 200), FOREIGN)
+    back = node.to(UAC, node.out())
+    assert [m.status for m in back] == [180, 200]
+    assert [v.branch for v in back[1].vias] == ["z9hG4bKuac1"]
+
+
+def test_no_record_route_for_register_or_when_disabled():
+    node = Node(record_route=False)
+    node.send(invite())
+    assert not node.to(FOREIGN, node.out())[0].has("record-route")
+    node = Node()
+    node.send(invite(method="OPTIONS"))
+    assert not node.to(FOREIGN, node.out())[0].has("record-route")
+
+
+@pytest.mark.parametrize("data,status", [
+    (invite(mf=0), 483),
+    (invite(extra="Proxy-Require: foo, bar\n"), 420),
+    (invite("sip:nobody@example.test"), 404),
+    (invite("sip:example.test"), 404),
+])
+def test_rejections(node, data, status):
+    node.send(data)
+    finals = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert [m.status for m in finals] == [status]
+    assert finals[0].to_tag  # a final response of ours has a To tag
+    if status == 420:
+        assert finals[0].header("Unsupported") == "foo, bar"
+
+
+def test_options_to_the_proxy_itself(node):
+    node.send(invite("sip:127.0.0.1:5060", "OPTIONS"))
+    (resp,) = node.to(UAC, node.out())
+    assert resp.status == 200
+    assert "INVITE" in resp.header("allow")
+    assert resp.header("server") == "sipcluster-test"
+
+
+def test_loop_is_detected(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    # The request comes back unchanged: 482.
+    node.send(fwd.to_bytes(), FOREIGN)
+    back = node.to(FOREIGN, node.out())
+    assert [m.status for m in back] == [482]
+
+
+def test_spiral_is_not_a_loop(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    fwd.uri = parse_uri("sip:carol@127.0.0.1:5070")  # retargeted downstream
+    node.send(fwd.to_bytes(), FOREIGN)
+    assert [m.method for m in node.to(FOREIGN, node.out()) if hasattr(m, "method")] == ["INVITE"]
+
+
+def test_location_lookup_and_parallel_fork(node):
+    node.bind("bob", UAS1)
+    node.location.update("sip:bob@example.test", [
+        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 1.0)])
+    node.send(invite("sip:bob@example.test"))
+    sent = node.out()
+    b1, = node.to(UAS1, sent)
+    b2, = node.to(UAS2, sent)
+    assert str(b1.uri) == "sip:bob@127.0.0.1:5071"
+    assert b1.top_via.branch != b2.top_via.branch
+    node.send(reply(b1, 180, "t1"), UAS1)
+    node.send(reply(b2, 180, "t2"), UAS2)
+    node.send(reply(b2, 200, "t2"), UAS2)
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [180, 180, 200]
+    # The 2xx cancels the other branch (16.7 step 10).
+    cancel, = node.to(UAS1, sent)
+    assert cancel.method == "CANCEL" and cancel.top_via.branch == b1.top_via.branch
+    node.send(reply(cancel, 200, "t1"), UAS1)
+    node.send(reply(b1, 487, "t1"), UAS1)
+    sent = node.out()
+    assert [m.method for m in node.to(UAS1, sent)] == ["ACK"]
+    assert node.to(UAC, sent) == []  # nothing more upstream
+
+
+def test_sequential_fork_by_q(node):
+    node.bind("bob", UAS1, q=1.0)
+    node.location.update("sip:bob@example.test", [
+        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 0.5)])
+    node.send(invite("sip:bob@example.test"))
+    sent = node.out()
+    first, = node.to(UAS1, sent)
+    assert node.to(UAS2, sent) == []
+    node.send(reply(first, 486), UAS1)
+    sent = node.out()
+    second = [m for m in node.to(UAS2, sent) if hasattr(m, "method")]
+    assert [m.method for m in second] == ["INVITE"]
+    node.send(reply(second[0], 480, "t2"), UAS2)
+    finals = [m.status for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert finals == [480]  # best of 486 and 480: the lowest 4xx
+
+
+def test_6xx_cancels_and_wins(node):
+    node.bind("bob", UAS1)
+    node.location.update("sip:bob@example.test", [
+        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 1.0)])
+    node.send(invite("sip:bob@example.test"))
+    sent = node.out()
+    b1, = node.to(UAS1, sent)
+    b2, = node.to(UAS2, sent)
+    node.send(reply(b1, 180), UAS1)
+    node.send(reply(b2, 603, "t2"), UAS2)
+    sent = node.out()
+    assert [m.method for m in node.to(UAS1, sent)] == ["CANCEL"]
+    assert [m.status for m in node.to(UAC, sent)] == [180]  # 6xx held
+    node.send(reply(b1, 487), UAS1)
+    finals = [m.status for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert finals == [603]
+
+
+def test_503_becomes_500(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 503, extra=[("Retry-After", "30")]), FOREIGN)
+    final = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert [m.status for m in final] == [500]
+    assert final[0].header("retry-after") == "30"
+
+
+def test_challenges_are_aggregated(node):
+    node.bind("bob", UAS1)
+    node.location.update("sip:bob@example.test", [
+        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 1.0)])
+    node.send(invite("sip:bob@example.test", "MESSAGE"))
+    sent = node.out()
+    b1, = node.to(UAS1, sent)
+    b2, = node.to(UAS2, sent)
+    node.send(reply(b1, 401, extra=[("WWW-Authenticate", 'Digest realm="a", nonce="1"')]), UAS1)
+    node.send(reply(b2, 407, "t2", extra=[("Proxy-Authenticate", 'Digest realm="b", nonce="2"')]), UAS2)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status in (401, 407)
+    assert [v for k, v in final.items() if k.lower() == "www-authenticate"] == ['Digest realm="a", nonce="1"']
+    assert [v for k, v in final.items() if k.lower() == "proxy-authenticate"] == ['Digest realm="b", nonce="2"']
+
+
+def test_cancel_before_answer(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 180), FOREIGN)
+    node.out()
+    node.send(invite(method="CANCEL"))
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [200]  # to the CANCEL
+    assert node.to(UAC, sent)[0].cseq.method == "CANCEL"
+    cancel, = node.to(FOREIGN, sent)
+    assert cancel.method == "CANCEL" and cancel.top_via.branch == fwd.top_via.branch
+    node.send(reply(cancel, 200), FOREIGN)
+    node.send(reply(fwd, 487), FOREIGN)
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [487]
+    assert [m.method for m in node.to(FOREIGN, sent)] == ["ACK"]
+    node.send(invite(method="ACK"))  # the caller's ACK for 487 is absorbed
+    assert node.out() == []
+
+
+def test_cancel_without_transaction_is_481(node):
+    node.send(invite(method="CANCEL", branch="z9hG4bKunknown"))
+    assert [m.status for m in node.to(UAC, node.out())] == [481]
+
+
+def test_timer_c_cancels_a_ringing_branch():
+    node = Node(timer_c=5)
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 180), FOREIGN)
+    node.out()
+    node.h.advance(4.9)
+    assert node.to(FOREIGN, node.out()) == []
+    node.h.advance(0.2)
+    cancel, = node.to(FOREIGN, node.out())
+    assert cancel.method == "CANCEL"
+    node.send(reply(fwd, 487), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [487]
+
+
+def test_no_response_at_all_is_408():
+    node = Node()
+    node.send(invite())
+    node.out()
+    node.h.advance(32.5)  # Timer B
+    finals = [m.status for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert finals == [408]
+
+
+def test_ack_for_2xx_is_forwarded_by_route(node):
+    ack = invite("sip:bob@127.0.0.1:5070", "ACK", branch="z9hG4bKack2",
+                 extra="Route: <sip:127.0.0.1:5060;lr>\n").replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1")
+    node.send(ack)
+    fwd, = node.to(FOREIGN, node.out())
+    assert fwd.method == "ACK"
+    assert not fwd.has("route")  # our own Route was removed (16.4)
+    assert fwd.max_forwards == 69
+
+
+def test_strict_router_request_uri_is_restored(node):
+    # A strict router put our Record-Route URI in the Request-URI and the
+    # real target at the end of the Route set (RFC 3261 16.4).
+    data = invite("sip:127.0.0.1:5060;lr", "BYE", extra="Route: <sip:bob@127.0.0.1:5070>\n")
+    node.send(data.replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1"))
+    fwd, = node.to(FOREIGN, node.out())
+    assert str(fwd.uri) == "sip:bob@127.0.0.1:5070"
+    assert not fwd.has("route")
+
+
+def test_next_hop_strict_route_is_fixed(node):
+    data = invite("sip:bob@127.0.0.1:5099", "BYE", extra="Route: <sip:127.0.0.1:5070>\n")
+    node.send(data.replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1"))
+    fwd, = node.to(FOREIGN, node.out())
+    assert str(fwd.uri) == "sip:127.0.0.1:5070"
+    assert [str(r.uri) for r in fwd.routes] == ["sip:bob@127.0.0.1:5099"]
+
+
+def test_loose_route_is_followed(node):
+    data = invite("sip:bob@192.0.2.1", "BYE", extra="Route: <sip:127.0.0.1:5070;lr>\n")
+    node.send(data.replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1"))
+    fwd, = node.to(FOREIGN, node.out())
+    assert str(fwd.uri) == "sip:bob@192.0.2.1"
+    assert [str(r.uri) for r in fwd.routes] == ["sip:127.0.0.1:5070;lr"]
+
+
+def test_invite_retransmission_is_absorbed(node):
+    node.send(invite())
+    node.out()
+    node.send(invite())
+    sent = node.out()
+    assert node.to(FOREIGN, sent) == []
+    assert [m.status for m in node.to(UAC, sent)] == [100]
+
+
+def test_stray_2xx_is_forwarded_by_via(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 200), FOREIGN)
+    node.out()
+    node.h.advance(33)  # every transaction is gone
+    node.send(reply(fwd, 200), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+
+
+# -- stateless --------------------------------------------------------------
+
+
+def test_stateless_branch_is_stable_and_shared_with_cancel():
+    node = Node(stateless=True)
+    node.send(invite())
+    node.send(invite())
+    node.send(invite(method="CANCEL"))
+    sent = node.to(FOREIGN, node.out())
+    assert [m.method for m in sent] == ["INVITE", "INVITE", "CANCEL"]
+    assert len({m.top_via.branch for m in sent}) == 1
+    assert node.to(UAC, node.out()) == []  # no 100 Trying, no state
+
+
+def test_stateless_response_forwarding():
+    node = Node(stateless=True)
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 100), FOREIGN)
+    node.send(reply(fwd, 200), FOREIGN)
+    back = node.to(UAC, node.out())
+    assert [m.status for m in back] == [100, 200]
+    assert len(back[1].vias) == 1
+    # A response whose top Via is not ours is dropped.
+    node.send(reply(parse_message(invite()), 200), FOREIGN)
+    assert node.out() == []
+    assert node.h.layer.stats["dropped"] == 1
+
+
+def test_stateless_rejects_and_options():
+    node = Node(stateless=True)
+    node.send(invite(mf=0))
+    node.send(invite("sip:127.0.0.1:5060", "OPTIONS", branch="z9hG4bKo"))
+    assert [m.status for m in node.to(UAC, node.out())] == [483, 200]
