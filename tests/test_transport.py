@@ -1,0 +1,175 @@
+"""Tests for the transport layer: UDP, TCP, Via stamping, where responses go."""
+
+from collections import Counter
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from sipcluster.sip.message import make_response, parse_message
+from sipcluster.transport.base import Peer, Source, response_destination, stamp_via
+from sipcluster.transport.tcp import ConnectionTable, SIPStreamFactory, SIPStreamProtocol
+from tests.harness import Harness
+from tests.sipdata import INVITE, OK, REGISTER
+
+
+class Receiver:
+    def __init__(self):
+        self.requests = []
+        self.responses = []
+
+    def request_received(self, request, source):
+        self.requests.append((request, source))
+
+    def response_received(self, response, source):
+        self.responses.append((response, source))
+
+
+def test_stamp_via_received_and_rport():
+    req = parse_message(INVITE.replace(b"branch=z9hG4bK776asdhds", b"branch=z9hG4bK776asdhds;rport"))
+    stamp_via(req, Source("udp", "192.0.2.9", 40000, None))
+    assert req.top_via.received == "192.0.2.9"
+    assert req.top_via.rport == 40000
+    req = parse_message(INVITE)
+    stamp_via(req, Source("udp", "192.0.2.9", 5060, None))
+    assert req.top_via.received == "192.0.2.9" and not req.top_via.has_rport
+    # A numeric sent-by equal to the source needs no received (18.2.1).
+    req = parse_message(INVITE.replace(b"pc33.atlanta.example.com;", b"192.0.2.9;"))
+    stamp_via(req, Source("udp", "192.0.2.9", 5060, None))
+    assert req.top_via.received is None
+
+
+def test_response_destination_rules():
+    def dest(via):
+        resp = parse_message(OK)
+        resp.set("via", via)
+        return response_destination(resp)
+    assert dest("SIP/2.0/UDP h.example;received=192.0.2.1") == Peer("udp", "192.0.2.1", 5060)
+    assert dest("SIP/2.0/UDP h.example:5070;received=192.0.2.1") == Peer("udp", "192.0.2.1", 5070)
+    assert dest("SIP/2.0/UDP h.example:5070;received=192.0.2.1;rport=6000") == Peer("udp", "192.0.2.1", 6000)
+    assert dest("SIP/2.0/UDP h.example;maddr=239.1.1.1") == Peer("udp", "239.1.1.1", 5060)
+    assert dest("SIP/2.0/TCP 192.0.2.4") == Peer("tcp", "192.0.2.4", 5060)
+    assert dest("SIP/2.0/TLS [2001:db8::1]") == Peer("tls", "2001:db8::1", 5061)
+
+
+def test_udp_malformed_request_answered_with_reason():
+    h = Harness()
+    h.layer.receiver = Receiver()
+    h.receive(INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: x INVITE"), ("127.0.0.1", 5080))
+    (resp, addr), = h.sent()
+    assert resp.status == 400 and resp.reason == "Bad CSeq number"
+    assert resp.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    assert h.layer.stats["rejected"] == 1
+    assert h.layer.receiver.requests == []
+
+
+def test_udp_505_416_and_drop():
+    h = Harness()
+    h.layer.receiver = Receiver()
+    h.receive(INVITE.replace(b"bob@biloxi.example.com SIP/2.0", b"bob@biloxi.example.com SIP/3.0"))
+    h.receive(INVITE.replace(b"INVITE sip:", b"INVITE mailto:"))
+    h.receive(b"\x00\x01garbage")
+    h.receive(INVITE.replace(b"INVITE sip:", b"ACK sip:").replace(b"314159 INVITE", b"x ACK"))
+    assert [m.status for m, a in h.sent()] == [505, 416]
+    assert h.layer.stats["dropped"] == 2  # garbage, and a bad ACK (never answered)
+
+
+def test_bad_via_answered_to_source():
+    h = Harness()
+    h.layer.receiver = Receiver()
+    h.receive(INVITE.replace(b"Via: SIP/2.0/UDP pc33.atlanta.example.com;", b"Via: SIP/2.0/UDP pc33:99999;"),
+              ("127.0.0.1", 5099))
+    (resp, addr), = h.sent()
+    assert resp.status == 400 and addr == ("127.0.0.1", 5099)
+
+
+def test_valid_messages_reach_the_receiver():
+    h = Harness()
+    h.layer.receiver = r = Receiver()
+    h.receive(REGISTER, ("127.0.0.1", 5080))
+    h.receive(OK, ("127.0.0.1", 5081))
+    assert r.requests[0][0].method == "REGISTER"
+    assert r.requests[0][1].peer == Peer("udp", "127.0.0.1", 5080)
+    assert r.responses[0][0].status == 200
+
+
+# -- TCP ------------------------------------------------------------------------
+
+
+class FakeLayer:
+    def __init__(self):
+        self.received = []
+        self.stats = Counter()
+
+    def data_received(self, data, source, stream=False):
+        self.received.append((data, source, stream))
+
+
+def connect(table, host="127.0.0.1", port=40001):
+    factory = SIPStreamFactory(table, "127.0.0.1", 5060)
+    proto = factory.buildProtocol(None)
+    if proto is None:
+        return None, None
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_tcp_framing_pipelining_and_table():
+    layer = FakeLayer()
+    table = ConnectionTable(layer, Clock(), idle_timeout=60, max_connections=10, max_message_size=65535)
+    proto, transport = connect(table)
+    assert table.get("127.0.0.1", 40001) is proto
+    proto.dataReceived(REGISTER + OK[:20])
+    proto.dataReceived(OK[20:])
+    assert [d for d, s, stream in layer.received] == [REGISTER, OK]
+    assert all(stream for d, s, stream in layer.received)
+    assert layer.received[0][1].peer == Peer("tcp", "127.0.0.1", 40001)
+    proto.connectionLost(None)
+    assert table.get("127.0.0.1", 40001) is None
+
+
+def test_tcp_ping_pong_and_framing_error_closes():
+    layer = FakeLayer()
+    table = ConnectionTable(layer, Clock(), 60, 10, 65535)
+    proto, transport = connect(table)
+    proto.dataReceived(b"\r\n\r\n")
+    assert transport.value() == b"\r\n"  # RFC 5626 4.4.1 pong
+    proto.dataReceived(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n")  # no Content-Length
+    assert transport.disconnecting
+    assert layer.stats["dropped"] == 1
+
+
+def test_tcp_idle_timeout():
+    clock = Clock()
+    table = ConnectionTable(FakeLayer(), clock, idle_timeout=30, max_connections=10, max_message_size=65535)
+    proto, transport = connect(table)
+    clock.advance(20)
+    proto.dataReceived(b"\r\n\r\n")  # traffic resets the timer
+    clock.advance(20)
+    assert not transport.disconnecting
+    clock.advance(11)
+    assert transport.disconnecting
+
+
+def test_tcp_connection_limit():
+    layer = FakeLayer()
+    table = ConnectionTable(layer, Clock(), 60, 2, 65535)
+    connect(table, port=1)
+    connect(table, port=2)
+    proto, _ = connect(table, port=3)
+    assert proto is None
+    assert layer.stats["refused_connections"] == 1
+
+
+def test_response_over_the_request_connection():
+    h = Harness()
+    h.layer.receiver = Receiver()
+    table = h.layer.table
+    proto = SIPStreamProtocol(table)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40002))
+    proto.makeConnection(transport)
+    proto.dataReceived(REGISTER.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+    request, source = h.layer.receiver.requests[0]
+    h.layer.send_response(make_response(request, 200, to_tag="x"), source)
+    assert transport.value().startswith(b"SIP/2.0 200 OK\r\n")
