@@ -58,6 +58,8 @@ def test_udp_malformed_request_answered_with_reason():
     h.receive(INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: x INVITE"), ("127.0.0.1", 5080))
     (resp, addr), = h.sent()
     assert resp.status == 400 and resp.reason == "Bad CSeq number"
+    # 18.2.2: to the received address and the Via port (no rport asked).
+    assert addr == ("127.0.0.1", 5060)
     assert resp.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
     assert h.layer.stats["rejected"] == 1
     assert h.layer.receiver.requests == []

@@ -190,10 +190,13 @@ class TransportLayer:
         request = error.message
         if isinstance(request, Request) and request.method != "ACK" and request.has("via"):
             self.stats["rejected"] += 1
+            via_ok = _top_via_ok(request)
+            if via_ok:
+                stamp_via(request, source)
             response = make_response(request, error.status, error.reason)
             if self.server_header:
                 response.add("Server", self.server_header)
-            self.send_response(response, source, fallback_only=not _top_via_ok(request))
+            self.send_response(response, source, fallback_only=not via_ok)
         else:
             self.stats["dropped"] += 1
 
