@@ -44,10 +44,12 @@ class WorkerPool(service.Service):
         self.processes = {}
 
     def _spawn(self, index):
-        args = [sys.executable, "-m", "twisted", "-n", "--pidfile=", "sipcluster"] + self.argv + [
-            "--worker", str(index)]
+        # The twistd installed beside this interpreter (python -m twisted
+        # would be "twist", another runner).
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        args = [twistd, "-n", "--pidfile=", "sipcluster"] + self.argv + ["--worker", str(index)]
         proto = _WorkerProtocol(self, index)
-        self.processes[index] = self.reactor.spawnProcess(proto, sys.executable, args, env=os.environ)
+        self.processes[index] = self.reactor.spawnProcess(proto, twistd, args, env=os.environ)
 
     def startService(self):
         service.Service.startService(self)

@@ -372,3 +372,16 @@ def test_stateless_rejects_and_options():
     node.send(invite(mf=0))
     node.send(invite("sip:127.0.0.1:5060", "OPTIONS", branch="z9hG4bKo"))
     assert [m.status for m in node.to(UAC, node.out())] == [483, 200]
+
+
+def test_response_with_only_our_via_is_not_forwarded_as_is(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 180), FOREIGN)
+    # A broken UAS answers with only our Via (e.g. copied from our CANCEL).
+    broken = reply(fwd, 486)
+    broken.set("via", str(fwd.top_via))
+    node.send(broken, FOREIGN)
+    finals = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert [m.status for m in finals] == [486]
+    assert [v.branch for v in finals[0].vias] == ["z9hG4bKuac1"]

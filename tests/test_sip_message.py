@@ -265,3 +265,15 @@ def test_copy_is_independent():
     assert req.max_forwards == 70
     assert str(req.uri) == "sip:bob@biloxi.example.com"
     assert other.to_bytes().startswith(b"INVITE sip:carol@chicago.example.com SIP/2.0\r\n")
+
+
+def test_replace_first_keeps_position_and_other_values():
+    msg = parse_message(OK)
+    msg.set_top_via(Via("UDP", "new.example", 5070, {"branch": "z9hG4bKnew"}))
+    items = msg.items()
+    assert items[0] == ("Via", "SIP/2.0/UDP new.example:5070;branch=z9hG4bKnew")
+    assert len(msg.vias) == 3
+    raw = OK.replace(b"Via: SIP/2.0/UDP server10", b"v: SIP/2.0/UDP x;branch=z9hG4bK0, SIP/2.0/UDP server10")
+    msg = parse_message(raw)
+    msg.set_top_via(Via("TCP", "y", None, {"branch": "z9hG4bK1"}))
+    assert msg.items()[0] == ("v", "SIP/2.0/TCP y;branch=z9hG4bK1, SIP/2.0/UDP server10.biloxi.example.com;branch=z9hG4bKnashds8;received=192.0.2.3")

@@ -4,6 +4,7 @@ from collections import Counter
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 
 from sipcluster.sip.message import make_response, parse_message
@@ -30,6 +31,7 @@ def test_stamp_via_received_and_rport():
     stamp_via(req, Source("udp", "192.0.2.9", 40000, None))
     assert req.top_via.received == "192.0.2.9"
     assert req.top_via.rport == 40000
+    assert req.items()[0][0] == "Via"  # stamped where it stood
     req = parse_message(INVITE)
     stamp_via(req, Source("udp", "192.0.2.9", 5060, None))
     assert req.top_via.received == "192.0.2.9" and not req.top_via.has_rport
@@ -175,3 +177,48 @@ def test_response_over_the_request_connection():
     request, source = h.layer.receiver.requests[0]
     h.layer.send_response(make_response(request, 200, to_tag="x"), source)
     assert transport.value().startswith(b"SIP/2.0 200 OK\r\n")
+
+
+def test_response_without_via_is_dropped():
+    h = Harness()
+    h.layer.receiver = r = Receiver()
+    h.receive(OK.replace(b"Via: SIP/2.0/UDP server10.biloxi.example.com;branch=z9hG4bKnashds8;received=192.0.2.3\r\n", b"")
+               .replace(b"Via: ", b"X-Via: "), ("127.0.0.1", 5081))
+    assert r.responses == []
+    assert h.sent() == []
+    assert h.layer.stats["dropped"] == 1
+
+
+def test_tcp_messages_queued_while_connecting_are_all_sent():
+    from twisted.internet.testing import MemoryReactorClock
+    reactor = MemoryReactorClock()
+    table = ConnectionTable(FakeLayer(), reactor, 60, 10, 65535)
+    table.bind_host = "127.0.0.5"
+    peer = Peer("tcp", "127.0.0.9", 5070)
+    sent = []
+    for data in (b"first", b"second"):
+        table.connect(peer).addCallback(lambda proto, data=data: sent.append(proto.send(data)))
+    (host, port, factory, timeout, bind), = reactor.tcpClients
+    assert (host, port, bind) == ("127.0.0.9", 5070, ("127.0.0.5", 0))
+    proto = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.9", 5070))
+    proto.makeConnection(transport)
+    assert transport.value() == b"firstsecond"
+    assert sent == [True, True]
+    # Later messages reuse the connection without connecting again.
+    table.connect(peer).addCallback(lambda proto: proto.send(b"third"))
+    assert len(reactor.tcpClients) == 1
+    assert transport.value().endswith(b"third")
+
+
+def test_tcp_connect_failure_fails_every_waiter():
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.internet.testing import MemoryReactorClock
+    reactor = MemoryReactorClock()
+    table = ConnectionTable(FakeLayer(), reactor, 60, 10, 65535)
+    failures = []
+    for _ in range(2):
+        table.connect(Peer("tcp", "127.0.0.9", 5070)).addErrback(failures.append)
+    (host, port, factory, timeout, bind), = reactor.tcpClients
+    factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+    assert len(failures) == 2

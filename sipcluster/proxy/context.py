@@ -199,6 +199,11 @@ class ResponseContext:
         if response.vias and self.proxy.owns_via(response.top_via):
             response = response.copy()
             response.pop_via()
+        if not response.has("via"):
+            # RFC 3261 16.7 step 3: no Via left, it was meant for us.  Send
+            # our own answer instead so the caller is not left waiting.
+            response = self.proxy.forwarder.local_response(
+                self.request, response.status, response.reason)
         self.proxy.send_upstream(self.server_tx, response)
 
     def reject(self, error):

@@ -164,6 +164,26 @@ class Message:
                 return parts[0]
         return None
 
+    def replace_first(self, name, value):
+        """
+        Replace the first value of list header C{name} in place (other
+        values on its line, and its position, are kept).  Adds the header
+        when absent.
+        """
+        key = self._key_for_write(name)
+        if "\r" in value or "\n" in value:
+            raise ValueError("Header value with a line break")
+        fields = self._fields
+        for i, field in enumerate(fields):
+            if field[0] == key:
+                line = field[1]
+                colon = line.index(":")
+                parts = split_commas(_value_of(line))
+                parts[:1] = [value]
+                fields[i] = [key, "%s: %s" % (line[:colon].rstrip(), ", ".join(parts))]
+                return
+        self.add(name, value)
+
     # -- typed headers ------------------------------------------------------
 
     def _cached(self, key, build):
@@ -205,6 +225,11 @@ class Message:
     def push_via(self, via):
         """Add C{via} on top of the Via headers."""
         self.add("via", str(via), top=True)
+        self._cache.pop(" topvia", None)
+
+    def set_top_via(self, via):
+        """Replace the topmost Via value where it stands."""
+        self.replace_first("via", str(via))
         self._cache.pop(" topvia", None)
 
     def pop_via(self):

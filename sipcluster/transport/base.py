@@ -88,9 +88,7 @@ def stamp_via(request, source):
     elif not same_ip(via.host, source.host):
         params["received"] = source.host
     if params:
-        stamped = via.with_params(**params)
-        request.pop_via()
-        request.push_via(stamped)
+        request.set_top_via(via.with_params(**params))
 
 
 def response_destination(response, source=None):

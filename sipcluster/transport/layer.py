@@ -77,6 +77,8 @@ class TransportLayer:
                 self.ports.append(port)
                 self.tcp.append(factory)
                 self._add_local("tcp", address.host, port.getHost().port)
+                if self.table.bind_host is None and address.host not in ("0.0.0.0", "::"):
+                    self.table.bind_host = address.host
             else:
                 raise TransportError("transport %s is not available yet" % address.transport)
 
@@ -167,10 +169,7 @@ class TransportLayer:
         self.stats["received"] += 1
         try:
             message = parse_message(data, self.max_message_size, stream)
-            if isinstance(message, Request):
-                message.validate()
-            else:
-                message.top_via
+            message.validate()
         except SIPError as e:
             self._reject(e, source)
             return
@@ -253,6 +252,9 @@ class TransportLayer:
         address in the top Via.  Errors are logged and counted; a Deferred
         is returned for those who care.
         """
+        if not response.has("via"):
+            self.stats["dropped"] += 1
+            return defer.succeed(False)
         data = response.to_bytes()
         if source is not None and source.transport != "udp":
             if source.local.send(data):

@@ -9,6 +9,7 @@ from twisted.internet import defer, error
 from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
 
 from sipcluster.sip.errors import SIPError
 from sipcluster.sip.framing import PING, PONG, StreamFramer
@@ -120,6 +121,9 @@ class ConnectionTable:
         self.max_message_size = max_message_size
         self.connections = {}
         self._connecting = {}
+        # Outbound connections leave from this address (our listen address)
+        # rather than whatever the routing table picks.
+        self.bind_host = None
 
     def connection_made(self, proto):
         key = (proto.peer.host, proto.peer.port)
@@ -152,12 +156,18 @@ class ConnectionTable:
             if len(self.connections) >= self.max_connections:
                 return defer.fail(error.ConnectError("connection limit reached"))
             waiting = defer.Deferred()
-            self.reactor.connectTCP(peer.host, peer.port, _ConnectFactory(self, waiting), timeout)
+            bind = (self.bind_host, 0) if self.bind_host else None
+            self.reactor.connectTCP(peer.host, peer.port, _ConnectFactory(self, waiting),
+                                    timeout, bindAddress=bind)
             pending = self._connecting[key] = []
 
             def done(result):
+                # Everything queued while connecting goes out, in order.
                 for d in self._connecting.pop(key, []):
-                    d.callback(result) if not isinstance(result, defer.failure.Failure) else d.errback(result)
+                    if isinstance(result, Failure):
+                        d.errback(result)
+                    else:
+                        d.callback(result)
             waiting.addBoth(done)
         d = defer.Deferred()
         pending.append(d)
