@@ -15,7 +15,7 @@ from sipcluster.sip.errors import (
     MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme,
     VersionNotSupported)
 from sipcluster.sip.grammar import is_token, split_commas
-from sipcluster.sip.headers import LIST_HEADERS, canonical, spelling
+from sipcluster.sip.headers import _KEY_CACHE, LIST_HEADERS, canonical, spelling
 from sipcluster.sip.status import reason_for
 from sipcluster.sip.uri import parse_uri
 from sipcluster.sip.via import CSeq, Via
@@ -588,27 +588,27 @@ def parse_message(data, max_size=None, stream=False):
     first = lines[0]
     fields = []
     fault = None
-    folded = "\n " in head or "\n\t" in head
+    known = _KEY_CACHE
     for line in lines[1:] if len(lines) > 1 else ():
-        if folded and line and (line[0] == " " or line[0] == "\t"):
-            if fields:
-                fields[-1][1] += "\r\n" + line
-            elif fault is None:
-                fault = ParseError("Continuation line before any header")
-            continue
         colon = line.find(":")
-        key = None
-        if colon > 0:
-            name = line[:colon]
-            key = canonical(name)
-            if key is None:
-                key = canonical(name.rstrip(" \t"))
+        # Fast path: a header name seen before, written the same way.
+        key = known.get(line[:colon]) if colon > 0 else None
         if key is None:
-            # Skip the line but go on reading, so that the request can
-            # still be answered with a 400 naming the fault.
-            if fault is None:
-                fault = ParseError("Malformed header line %r" % line[:40])
-            continue
+            if line and (line[0] == " " or line[0] == "\t"):
+                if fields:
+                    fields[-1][1] += "\r\n" + line
+                elif fault is None:
+                    fault = ParseError("Continuation line before any header")
+                continue
+            if colon > 0:
+                name = line[:colon]
+                key = canonical(name) or canonical(name.rstrip(" \t"))
+            if key is None:
+                # Skip the line but go on reading, so that the request can
+                # still be answered with a 400 naming the fault.
+                if fault is None:
+                    fault = ParseError("Malformed header line %r" % line[:40])
+                continue
         fields.append([key, line])
     body = data[body_start:]
 
@@ -670,10 +670,12 @@ def _parse_request_line(line, fields, body):
             request.version = SIP_VERSION
             colon = uri.find(":")
             scheme = uri[:colon].lower()
-            if colon <= 0 or not scheme.isascii() or not scheme[:1].isalpha() or not all(
+            if scheme in SUPPORTED_SCHEMES:
+                pass
+            elif colon <= 0 or not scheme.isascii() or not scheme[:1].isalpha() or not all(
                     c.isalnum() or c in "+-." for c in scheme):
                 fault = ParseError("Bad Request-URI")
-            elif scheme not in SUPPORTED_SCHEMES:
+            else:
                 fault = UnsupportedURIScheme("Unsupported URI scheme %s" % scheme[:20])
     if fault is not None:
         fault.message = request

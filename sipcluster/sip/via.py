@@ -11,6 +11,7 @@ from sipcluster.sip.uri import format_hostport, split_hostport
 # RFC 3261 8.1.1.7: a branch starting with this was built by an RFC 3261
 # element and is unique across space and time.
 MAGIC_COOKIE = "z9hG4bK"
+_TRANSPORTS = frozenset(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls", "sctp", "ws", "wss"])
 
 
 class Via:
@@ -43,6 +44,18 @@ class Via:
         """
         parts = split_semicolons(text)
         head = parts[0]
+        if head.startswith("SIP/2.0/"):
+            # The common spelling, with no LWS inside sent-protocol.
+            fields = head[8:].split(None, 1)
+            if len(fields) == 2 and fields[0] in _TRANSPORTS:
+                transport, sent_by = fields
+                sent_by = sent_by.strip()
+                if " " not in sent_by and "\t" not in sent_by:
+                    host, port = split_hostport(sent_by)
+                    params = parse_params(";".join(parts[1:]), "Via parameter") if len(parts) > 1 else {}
+                    if "branch" in params and params["branch"] is None:
+                        raise ParseError("Via branch without value")
+                    return cls(transport.upper(), host, port, params, "SIP/2.0", text)
         slash = head.rfind("/")
         if slash == -1:
             raise ParseError("Bad Via sent-protocol")
