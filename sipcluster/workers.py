@@ -15,6 +15,22 @@ from twisted.internet import protocol
 from twisted.logger import Logger
 
 
+def without_options(argv, names):
+    """C{argv} without the options C{names}, in "--x v" or "--x=v" form."""
+    out = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in names:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
 class _WorkerProtocol(protocol.ProcessProtocol):
     log = Logger()
 
@@ -23,8 +39,10 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         self.index = index
 
     def outReceived(self, data):
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        # The worker logs to its standard output; its lines join ours.
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line.strip():
+                self.log.info("worker {index}: {line}", index=self.index, line=line)
 
     errReceived = outReceived
 
@@ -40,7 +58,7 @@ class WorkerPool(service.Service):
     def __init__(self, reactor, count, argv):
         self.reactor = reactor
         self.count = count
-        self.argv = [a for a in argv if not a.startswith("--worker")]
+        self.argv = without_options(argv, ("--worker", "--workers"))
         self.processes = {}
 
     def _spawn(self, index):

@@ -121,7 +121,10 @@ l: 0
     ("Via with bad port", req(Via="SIP/2.0/UDP pc.example.com:99999;branch=z9hG4bK1"), 400),
     ("Via branch without value", req(Via="SIP/2.0/UDP pc.example.com;branch"), 400),
     ("duplicate Call-ID", req(extra="Call-ID: other@example.com\n"), 400),
-    ("bad URI in To", req(To="<sip:bob@exa mple.com>"), 400),
+    # A proxy leaves a malformed From/To URI alone (RFC 3261 16.3) ...
+    ("odd URI in To, forwarded as is", req(To="<sip:bob@exa mple.com>"), "ok"),
+    # ... but a registrar reads the To of a REGISTER: 400.
+    ("bad URI in REGISTER To", req("REGISTER sip:example.com SIP/2.0", "REGISTER", To="<sip:bob@exa mple.com>"), 400),
     ("unterminated quote in From", req(From='"Alice <sip:alice@example.com>;tag=1'), 400),
     ("unterminated <> in To", req(To="<sip:bob@example.com"), 400),
     ("header line without colon", req(extra="This is not a header\n"), 400),
@@ -167,6 +170,8 @@ def outcome(raw):
         msg.routes, msg.record_routes
         if isinstance(msg, Request):
             msg.uri
+            if msg.method == "REGISTER":
+                msg.to.uri
         return "ok"
     except SIPError as e:
         # A request that could be read is answered; anything else (a

@@ -104,7 +104,7 @@ Content-Length: 0
     assert [c.display_name for c in msg.contacts] == ["Doe, J", None, None]
     assert [c.expires for c in msg.contacts] == [None, 30, None]
     assert msg.top_via.host == "a"
-    assert msg.pop_via().host == "a"
+    assert msg.pop_via() == "SIP/2.0/UDP a;branch=z9hG4bK1"
     assert msg.top_via.host == "b"
     assert [v.host for v in msg.vias] == ["b", "c"]
     out = msg.to_bytes()
@@ -230,7 +230,8 @@ def test_validate_faults():
         b"CSeq: 314159 INVITE": b"CSeq: 314159 BYE",
         b"Max-Forwards: 70": b"Max-Forwards: seventy",
         b"CSeq: 314159 INVITE\r\n": b"CSeq: 314159 INVITE\r\nCSeq: 2 INVITE\r\n",
-        b"From: Alice <sip:alice@atlanta.example.com>": b"From: Alice <sip:alice@>",
+        b"From: Alice <sip:alice@atlanta.example.com>": b"From: Alice <sip:alice@atlanta.example.com",
+        b"Via: SIP/2.0/UDP pc33.atlanta.example.com;": b"Via: SIP/2.0/UDP pc33.atlanta.example.com:x;",
     }
     for old, new in cases.items():
         msg = parse_message(INVITE.replace(old, new))

@@ -15,7 +15,7 @@ from sipcluster.location.interface import aor_key
 from sipcluster.sip.address import Address
 from sipcluster.sip.message import make_response
 from sipcluster.sip.uri import SipURI
-from sipcluster.sip.via import MAGIC_COOKIE
+from sipcluster.sip.via import MAGIC_COOKIE, Via
 from sipcluster.transport.base import Peer, bare_host
 
 # Methods that create a dialog, and so are record-routed (RFC 3261 16.6
@@ -111,10 +111,15 @@ class Forwarder:
             if request.method == "OPTIONS" and self.addressed_to_us(request):
                 return
             raise Reject(483)
-        for via in request.vias:
-            if self.transport.is_local(via.host, via.port or 5060) and via.branch \
-                    and via.branch.startswith(MAGIC_COOKIE + loop_hash(request)):
-                raise Reject(482)
+        ours = [v for v in request.values("via") if self.transport.mentions_local(v)]
+        if ours:
+            # Only a request that passed here before can loop: hash it then.
+            prefix = MAGIC_COOKIE + loop_hash(request)
+            for value in ours:
+                via = Via.parse(value)
+                if self.transport.is_local(via.host, via.port or 5060) and \
+                        (via.branch or "").startswith(prefix):
+                    raise Reject(482)
         unsupported = [t for t in request.option_tags("proxy-require")
                        if t not in SUPPORTED_PROXY_OPTIONS]
         if unsupported:

@@ -174,11 +174,12 @@ def forward_stateless(forwarder, request, source, log):
 
 def forward_response_stateless(forwarder, response):
     """Pop our Via and send the response to the next one (RFC 3261 16.11)."""
-    vias = response.vias
-    if len(vias) < 2 or not forwarder.transport.is_local(vias[0].host, vias[0].port or 5060):
+    top = response.top_via
+    if not forwarder.transport.is_local(top.host, top.port or 5060):
         forwarder.transport.stats["dropped"] += 1
         return
     response.pop_via()
+    # send_response drops it if no Via is left (it was meant for us).
     forwarder.transport.send_response(response)
 
 

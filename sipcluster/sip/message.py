@@ -223,20 +223,23 @@ class Message:
         return top
 
     def push_via(self, via):
-        """Add C{via} on top of the Via headers."""
+        """Add C{via} (a L{Via}) on top of the Via headers."""
         self.add("via", str(via), top=True)
-        self._cache.pop(" topvia", None)
+        self._cache[" topvia"] = via
 
     def set_top_via(self, via):
         """Replace the topmost Via value where it stands."""
         self.replace_first("via", str(via))
-        self._cache.pop(" topvia", None)
+        self._cache[" topvia"] = via
 
     def pop_via(self):
-        """Remove the topmost Via value and return it parsed (None if absent)."""
+        """
+        Remove the topmost Via value and return its text (None if absent);
+        it is not parsed again.
+        """
         value = self.pop_first("via")
         self._cache.pop(" topvia", None)
-        return Via.parse(value) if value is not None else None
+        return value
 
     @property
     def call_id(self):
@@ -382,21 +385,36 @@ class Message:
                 e.message = self
             raise
 
+    # Headers that may appear once only (RFC 3261 7.3.1: not list headers).
+    _SINGLE = frozenset(["call-id", "cseq", "from", "to", "max-forwards", "content-length"])
+
     def _validate(self):
-        for key, what in (("via", "Via"), ("from", "From"), ("to", "To"),
-                          ("call-id", "Call-ID"), ("cseq", "CSeq")):
-            if not self.has(key):
+        # RFC 3261 16.3 step 1: what the transaction and proxy layers use
+        # must be well-formed; other components are left alone (a proxy
+        # forwards a From with an odd URI unchanged).
+        counts = {}
+        single = self._SINGLE
+        has_via = False
+        for key, _ in self._fields:
+            if key == "via":
+                has_via = True
+            elif key in single:
+                counts[key] = counts.get(key, 0) + 1
+        if not has_via:
+            raise ParseError("Missing Via header")
+        for key, what in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
+            if key not in counts:
                 raise ParseError("Missing %s header" % what)
-        self.vias
-        self.from_.uri
-        self.to.uri
+        for key, count in counts.items():
+            if count > 1:
+                raise ParseError("Duplicate %s header" % spelling(key))
+        self.top_via
+        self.from_tag
+        self.to_tag
         self.cseq
         self.content_length
         if not self.call_id:
             raise ParseError("Empty Call-ID")
-        for key in ("call-id", "cseq", "from", "to", "max-forwards", "content-length"):
-            if sum(1 for f in self._fields if f[0] == key) > 1:
-                raise ParseError("Duplicate %s header" % spelling(key))
 
     def start_line(self):
         raise NotImplementedError
@@ -518,11 +536,12 @@ def make_response(request, status, reason=None, to_tag=None, extra=()):
     has none.  C{extra} is a sequence of (name, value) headers to add.
     """
     fields = []
+    add_tag = to_tag is not None and request.to_tag is None
     for key, line in request._fields:
         if key == "via" or key == "from" or key == "call-id" or key == "cseq":
             fields.append([key, line])
         elif key == "to":
-            if to_tag is not None and "tag" not in _lower_params(line):
+            if add_tag:
                 line = "%s;tag=%s" % (line.rstrip(), to_tag)
             fields.append([key, line])
     response = Response(status, reason, fields)
@@ -532,14 +551,6 @@ def make_response(request, status, reason=None, to_tag=None, extra=()):
     for name, value in extra:
         response.add(name, value)
     return response
-
-
-def _lower_params(line):
-    """The names of the header parameters of an address line, lower-cased."""
-    try:
-        return Address.parse(_value_of(line)).params
-    except SIPError:
-        return {}
 
 
 def _split_head(data):

@@ -47,7 +47,7 @@ class TransportLayer:
 
     def __init__(self, reactor, listen, advertise="", max_message_size=65535,
                  idle_timeout=600, max_connections=10000, server_header="",
-                 reuse_port=False, private_port=False):
+                 reuse_port=False, private_port=False, listen_tcp=True):
         self.reactor = reactor
         self.listen_addresses = list(listen)
         self.advertise = advertise
@@ -55,6 +55,7 @@ class TransportLayer:
         self.server_header = server_header
         self.reuse_port = reuse_port
         self.private_port = private_port
+        self.listen_tcp = listen_tcp
         self.receiver = None
         self.stats = Counter()
         self.udp = []
@@ -62,6 +63,8 @@ class TransportLayer:
         self.ports = []
         self.table = ConnectionTable(self, reactor, idle_timeout, max_connections, max_message_size)
         self._sent_by = {}
+        self._record_route = {}
+        self._sent_by_text = set()
         self._local = set()
 
     # -- lifecycle ----------------------------------------------------------
@@ -72,6 +75,8 @@ class TransportLayer:
             if address.transport == "udp":
                 self._listen_udp(address.host, address.port)
             elif address.transport == "tcp":
+                if not self.listen_tcp:
+                    continue
                 factory = SIPStreamFactory(self.table, address.host, address.port)
                 port = self.reactor.listenTCP(address.port, factory, interface=address.host)
                 self.ports.append(port)
@@ -106,7 +111,12 @@ class TransportLayer:
             private.port = plistening.getHost().port
             self.ports.append(plistening)
             self.udp.insert(0, private)
-            self._add_local("udp", host, private.port)
+            self._local.add((bare_host(host), private.port))
+            if not self.advertise:
+                # Via names the private port; Record-Route keeps the shared
+                # one so that in-dialog requests may reach any worker.
+                self._sent_by["udp"] = (host, private.port)
+                self._sent_by_text.add("%s:%d" % (host, private.port))
 
     def _add_local(self, transport, host, port):
         self._local.add((bare_host(host), port))
@@ -120,6 +130,9 @@ class TransportLayer:
                 self._local.add((bare_host(self._sent_by[transport][0]), self._sent_by[transport][1]))
             else:
                 self._sent_by[transport] = (host, port)
+            sent_host, sent_port = self._sent_by[transport]
+            self._sent_by_text.add("%s:%d" % (sent_host, sent_port))
+            self._record_route[transport] = self._sent_by[transport]
 
     def stop(self):
         """Close listeners and connections; a Deferred fires when done."""
@@ -144,7 +157,7 @@ class TransportLayer:
 
     def record_route_uri(self, transport):
         """Our URI for Record-Route when facing C{transport} (lr, RFC 3261 16.6 step 4)."""
-        host, port = self.sent_by(transport)
+        host, port = self._record_route.get(transport) or self.sent_by(transport)
         if host.count(":") > 1 and not host.startswith("["):
             host = "[%s]" % host
         params = {"lr": None}
@@ -157,6 +170,16 @@ class TransportLayer:
         host = bare_host(host)
         for local_host, local_port in self._local:
             if local_port == port and (local_host == host or same_ip(local_host, host)):
+                return True
+        return False
+
+    def mentions_local(self, text):
+        """
+        Whether C{text} contains one of our sent-by host:port strings: a
+        cheap filter before parsing a Via to see if it is ours.
+        """
+        for needle in self._sent_by_text:
+            if needle in text:
                 return True
         return False
 

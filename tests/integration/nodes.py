@@ -70,10 +70,20 @@ class NodeProcess:
                 return
         raise RuntimeError("node did not answer OPTIONS: %s" % self.log())
 
-    def log(self):
+    def wait_log(self, text, timeout=15, count=1):
+        """Wait until the node's log contains C{text} (C{count} times)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log(tail=None).count(text) >= count:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("node never logged %r: %s" % (text, self.log()))
+
+    def log(self, tail=3000):
         try:
             with open(self.log_path) as f:
-                return f.read()[-3000:]
+                text = f.read()
+                return text[-tail:] if tail else text
         except OSError:
             return ""
 

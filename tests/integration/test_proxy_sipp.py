@@ -185,3 +185,23 @@ def test_malformed_request_gets_400_on_the_wire(net):
         assert reply.status == 505
     finally:
         ua.close()
+
+
+def test_workers_share_the_port_and_keep_their_transactions(net):
+    node = net.node("--workers", "2")
+    # The first process answers at once; wait for the second one too, or
+    # the kernel has only one socket to spread calls over.
+    node.wait_log("(stateful) listening on", count=2)
+    uas = net.sipp("uas", "-sn", "uas", "-p", "5070")
+    # One UDP socket per call: the kernel spreads the source addresses over
+    # both workers (SO_REUSEPORT hashes the 4-tuple).
+    uac = net.sipp("uac", "-sn", "uac", "%s:5070" % net.host, "-rsa", node_addr(net),
+                   "-p", "5080", "-t", "un", "-m", "40", "-r", "40", "-max_socket", "100")
+    assert uac.wait() == 0
+    uas.stop()
+    invites = [m for m in uas.received() if getattr(m, "method", None) == "INVITE"]
+    assert len(invites) == 40  # no call lost, none duplicated
+    private_ports = {m.top_via.port for m in invites}
+    assert len(private_ports) == 2  # both workers handled calls
+    assert 5060 not in private_ports  # responses go to the worker's own port
+    assert {str(m.record_routes[0].uri) for m in invites} == {"sip:%s:5060;lr" % net.host}

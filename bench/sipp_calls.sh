@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Call-load benchmark (not a test): SIPp uac -> proxy -> SIPp uas on loopback,
+# for a sipcluster node and Kamailio doing the same job in the same run.
+#
+#   bench/sipp_calls.sh [stateless|stateful|both] [RATES...] [--workers N]
+#
+# For each proxy and rate it places a bounded number of calls
+# (CALLS, default 10 s worth) and reports successful and failed calls and
+# the proxy's CPU time per call (user+system of the proxy processes, from
+# /proc), so the two proxies are compared on the same machine and load.
+# Kamailio runs with one worker and the fm allocator (-x fm -X fm).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MODES=${1:-both}; shift || true
+RATES=()
+WORKERS=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --workers) WORKERS=$2; shift 2 ;;
+        *) RATES+=("$1"); shift ;;
+    esac
+done
+[ ${#RATES[@]} -gt 0 ] || RATES=(100 200 400)
+SECONDS_PER_STEP=${SECONDS_PER_STEP:-10}
+HOST=127.0.3.1
+UAS_PORT=5070
+UAC_PORT=5080
+PROXY_PORT=5060
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+ticks() {  # CPU ticks (user+system) of a process and all its descendants
+    local total=0 pid
+    for pid in $(pstree -p "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()'); do
+        if [ -r /proc/$pid/stat ]; then
+            total=$((total + $(awk '{print $14 + $15}' /proc/$pid/stat)))
+        fi
+    done
+    echo $total
+}
+
+run_step() {  # name pid rate
+    local name=$1 pid=$2 rate=$3 calls=$(( $3 * SECONDS_PER_STEP ))
+    local before after ok failed
+    before=$(ticks "$pid")
+    sipp -sn uac "$HOST:$UAS_PORT" -rsa "$HOST:$PROXY_PORT" -i "$HOST" -p $UAC_PORT \
+        -r "$rate" -m "$calls" -l $((rate * 4)) -nostdin -timeout $((SECONDS_PER_STEP * 3)) \
+        -trace_stat -stf "$TMP/stat.csv" -fd 1000 >/dev/null 2>&1
+    after=$(ticks "$pid")
+    ok=$(tail -1 "$TMP/stat.csv" | awk -F';' '{print $16}')
+    failed=$(tail -1 "$TMP/stat.csv" | awk -F';' '{print $18}')
+    rm -f "$TMP/stat.csv"
+    local hz; hz=$(getconf CLK_TCK)
+    awk -v n="$name" -v r="$rate" -v ok="$ok" -v f="$failed" -v t=$((after - before)) -v hz="$hz" \
+        'BEGIN { printf "%-26s %5d cps  %6d ok  %4d failed  %8.1f us CPU/call\n", n, r, ok, f, (ok > 0 ? t / hz / ok * 1e6 : 0) }'
+}
+
+start_uas() {
+    sipp -sn uas -i "$HOST" -p $UAS_PORT -nostdin -bg >/dev/null 2>&1
+    sleep 0.5
+    UAS_PID=$(pgrep -n -f "sipp -sn uas -i $HOST -p $UAS_PORT")
+    PIDS+=("$UAS_PID")
+}
+
+bench_sipcluster() {  # mode
+    PYTHONPATH=. .venv/bin/twistd -n --pidfile= --logfile="$TMP/node.log" sipcluster --mode "$1" \
+        --listen "udp:$HOST:$PROXY_PORT" --workers "$WORKERS" --node-id bench &
+    local pid=$!
+    PIDS+=("$pid")
+    sleep 2
+    for rate in "${RATES[@]}"; do run_step "sipcluster $1 w=$WORKERS" "$pid" "$rate"; done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+
+bench_kamailio() {  # mode
+    kamailio -f "bench/kamailio/$1.cfg" -DD -E -x fm -X fm -l "udp:$HOST:$PROXY_PORT" \
+        -m 256 -M 16 -w "$TMP" > "$TMP/kamailio.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    sleep 2
+    for rate in "${RATES[@]}"; do run_step "kamailio $1" "$pid" "$rate"; done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+
+start_uas
+for mode in stateless stateful; do
+    if [ "$MODES" = both ] || [ "$MODES" = "$mode" ]; then
+        bench_sipcluster "$mode"
+        bench_kamailio "$mode"
+    fi
+done

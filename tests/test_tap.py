@@ -1,0 +1,51 @@
+"""Tests for start-up: the twistd options, makeService and the worker pool."""
+
+import pytest
+from twisted.internet.testing import MemoryReactor
+from twisted.python import usage
+
+from sipcluster.tap import Options, makeService
+from sipcluster.workers import WorkerPool, without_options
+
+
+def test_options_override_the_file(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text('[node]\nmode = "stateless"\n[sip]\nlisten = ["udp:127.0.0.1:5000"]\n')
+    options = Options()
+    options.parseOptions(["--config", str(path), "--mode", "stateful", "--listen", "udp:127.0.0.2:5070",
+                          "--listen", "tcp:127.0.0.2:5070", "--domain", "example.test"])
+    cfg = options.config
+    assert cfg.node.mode == "stateful"
+    assert [str(a) for a in cfg.sip.listen] == ["udp:127.0.0.2:5070", "tcp:127.0.0.2:5070"]
+    assert cfg.sip.domains == ["example.test"]
+
+
+def test_bad_option_is_a_usage_error_naming_the_key():
+    options = Options()
+    with pytest.raises(usage.UsageError) as e:
+        options.parseOptions(["--listen", "udp:nowhere"])
+    assert "command line: sip.listen" in str(e.value)
+
+
+def test_make_service_builds_a_node_and_workers():
+    options = Options()
+    options.parseOptions(["--workers", "3", "--listen", "udp:127.0.0.1:5999"])
+    top = makeService(options, reactor=MemoryReactor())
+    names = [type(s).__name__ for s in top]
+    assert names == ["SIPNodeService", "WorkerPool"]
+    pool = [s for s in top if isinstance(s, WorkerPool)][0]
+    assert pool.count == 2
+    assert pool.argv == ["--listen", "udp:127.0.0.1:5999"]
+
+
+def test_worker_argv_filter():
+    assert without_options(["--workers", "2", "--mode", "x", "--worker=3", "--workers=4", "--listen", "a"],
+                           ("--worker", "--workers")) == ["--mode", "x", "--listen", "a"]
+
+
+def test_plugin_is_found():
+    from twisted.plugin import getPlugins
+    from twisted.application.service import IServiceMaker
+    makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
+    assert makers["sipcluster"].module == "sipcluster.tap"
+    assert makers["sipcluster"].options is Options
