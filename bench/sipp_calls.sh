@@ -2,7 +2,10 @@
 # Call-load benchmark (not a test): SIPp uac -> proxy -> SIPp uas on loopback,
 # for a sipcluster node and Kamailio doing the same job in the same run.
 #
-#   bench/sipp_calls.sh [stateless|stateful|both] [RATES...] [--workers N]
+#   bench/sipp_calls.sh [stateless|stateful|both|floor] [RATES...] [--workers N]
+#
+# "floor" runs bench/twisted_floor.py, a Twisted relay that parses nothing,
+# under the same load: the reactor and kernel part of the cost.
 #
 # For each proxy and rate it places a bounded number of calls
 # (CALLS, default 10 s worth) and reports successful and failed calls and
@@ -84,7 +87,17 @@ bench_kamailio() {  # mode
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 }
 
+bench_floor() {
+    PYTHONPATH=. .venv/bin/python bench/twisted_floor.py "$HOST" $PROXY_PORT $UAS_PORT $UAC_PORT &
+    local pid=$!
+    PIDS+=("$pid")
+    sleep 1
+    for rate in "${RATES[@]}"; do run_step "twisted relay (floor)" "$pid" "$rate"; done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+
 start_uas
+if [ "$MODES" = floor ]; then bench_floor; exit 0; fi
 for mode in stateless stateful; do
     if [ "$MODES" = both ] || [ "$MODES" = "$mode" ]; then
         bench_sipcluster "$mode"

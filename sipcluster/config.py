@@ -158,6 +158,20 @@ SCHEMA = {
                                 minimum=1024, maximum=1048576),
         "server_header": Key(str, "sipcluster", "Server / User-Agent text in responses the node creates; empty for none."),
     },
+    "registrar": {
+        "enabled": Key(bool, True, "Answer REGISTER for the served domains (RFC 3261 10.3)."),
+        "default_expires": Key(int, 3600, "Binding lifetime when the REGISTER names none, in seconds.", minimum=1),
+        "min_expires": Key(int, 60, "Shorter requested lifetimes get 423 Interval Too Brief with this Min-Expires.", minimum=1),
+        "max_expires": Key(int, 86400, "Longer requested lifetimes are cut to this, in seconds.", minimum=1),
+        "nat_detect": Key(bool, True, "Bind a contact that is private or differs from the REGISTER's source to that source address."),
+    },
+    "nat": {
+        "stun": Key(bool, True, "Answer STUN Binding requests (RFC 5389) on the SIP UDP ports."),
+        "keepalive_interval_s": Key(int, 0, "Send keepalives to NATed UDP contacts this often, in seconds; 0 turns them off.", minimum=0),
+        "keepalive_method": Key(str, "options", "Keepalive sent: options (answered, so dead contacts can be found) or crlf (RFC 5626 ping).",
+                                choices=("options", "crlf")),
+        "keepalive_remove": Key(bool, False, "Remove a binding whose keepalive OPTIONS goes unanswered."),
+    },
     "timers": {
         "t1_ms": Key(int, 500, "RFC 3261 T1, the round-trip estimate, in milliseconds.", minimum=10, maximum=60000),
         "t2_ms": Key(int, 4000, "RFC 3261 T2, the longest retransmit interval for non-INVITE requests and INVITE responses.",

@@ -11,9 +11,12 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from sipcluster.location.memory import MemoryLocationService
+from sipcluster.nat.keepalive import KeepaliveService
+from sipcluster.nat.stun import StunServer
 from sipcluster.proxy.forwarding import Forwarder
 from sipcluster.proxy.stateful import StatefulProxy
 from sipcluster.proxy.stateless import StatelessProxy
+from sipcluster.registrar.registrar import Registrar
 from sipcluster.transaction.layer import TransactionLayer
 from sipcluster.transaction.timers import TimerValues
 from sipcluster.transport.layer import TransportLayer
@@ -33,7 +36,7 @@ def tune_gc():
     gc.set_threshold(50000, 20, 100)
 
 
-class SIPNodeService(service.Service):
+class SIPNodeService(service.MultiService):
     """
     Owns the layers of one node.  Built in L{__init__}, listening from
     L{startService}; L{stopService} closes every socket.
@@ -57,6 +60,9 @@ class SIPNodeService(service.Service):
             private_port=(workers > 1 or worker is not None) and config.node.mode == "stateful",
             # TCP stays with the first process; workers share the UDP port.
             listen_tcp=worker is None)
+        service.MultiService.__init__(self)
+        if config.nat.stun:
+            self.transport.stun = StunServer(self.transport.stats)
         self.location = location or MemoryLocationService(reactor)
         self.forwarder = Forwarder(
             self.transport, self.location, config.sip.domains,
@@ -69,23 +75,37 @@ class SIPNodeService(service.Service):
         else:
             self.transactions = TransactionLayer(self.transport, reactor, self.timers)
             self.proxy = StatefulProxy(self.transactions, self.forwarder, reactor, self.timers)
+        self.registrar = None
+        if config.registrar.enabled:
+            r = config.registrar
+            self.registrar = Registrar(
+                self.location, self.forwarder, reactor, r.default_expires, r.min_expires,
+                r.max_expires, r.nat_detect, node_id=config.node.id)
+            self.proxy.local_methods["REGISTER"] = self.registrar.handle
+        if config.nat.keepalive_interval_s:
+            KeepaliveService(
+                self.location, self.transport, self.transactions, reactor,
+                config.nat.keepalive_interval_s, config.nat.keepalive_method,
+                config.nat.keepalive_remove, domain=config.sip.domains[0] if config.sip.domains else "localhost",
+            ).setServiceParent(self)
         self._sweep = LoopingCall(self._sweep_location)
         self._sweep.clock = reactor
 
     def startService(self):
-        service.Service.startService(self)
         tune_gc()
         self.transport.listen()
+        service.MultiService.startService(self)
         self._sweep.start(30, now=False)
         self.log.info("sipcluster node {id} ({mode}) listening on {listen}",
                       id=self.config.node.id, mode=self.config.node.mode,
                       listen=", ".join(str(a) for a in self.config.sip.listen))
 
     def stopService(self):
-        service.Service.stopService(self)
+        d = service.MultiService.stopService(self)
         if self._sweep.running:
             self._sweep.stop()
-        return self.transport.stop()
+        d.addCallback(lambda _: self.transport.stop())
+        return d
 
     def _sweep_location(self):
         sweep = getattr(self.location, "sweep", None)

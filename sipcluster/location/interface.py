@@ -71,4 +71,7 @@ class ILocationService(Interface):
         durably, and only then may a REGISTER be answered 200.
         """
 
+    def all_bindings():
+        """Every current binding, from memory (keepalives, inspection)."""
+
     aors = Attribute("How many addresses-of-record have bindings.")

@@ -42,6 +42,14 @@ class MemoryLocationService:
             self._bindings.pop(aor, None)
         return defer.succeed(self.lookup(aor))
 
+    def all_bindings(self):
+        """Every current binding (for keepalives and inspection)."""
+        now = self.clock.seconds()
+        for bindings in list(self._bindings.values()):
+            for binding in bindings:
+                if binding.expires_at > now:
+                    yield binding
+
     def sweep(self):
         """Forget expired bindings; returns how many were removed."""
         now = self.clock.seconds()

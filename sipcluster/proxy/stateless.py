@@ -11,15 +11,36 @@ from twisted.logger import Logger
 from sipcluster.proxy.stateful import forward_response_stateless, forward_stateless
 
 
+class StatelessResponder:
+    """
+    What a server transaction offers a request handler (the registrar),
+    without the state: responses go straight back by the Via.
+    """
+
+    def __init__(self, transport, request, source):
+        self.transport = transport
+        self.request = request
+        self.source = source
+
+    def respond(self, response):
+        self.transport.send_response(response, self.source)
+
+
 class StatelessProxy:
     log = Logger()
 
     def __init__(self, transport, forwarder):
         self.transport = transport
         self.forwarder = forwarder
+        self.local_methods = {}
         transport.receiver = self
 
     def request_received(self, request, source):
+        handler = self.local_methods.get(request.method)
+        if handler is not None and self.forwarder.is_our_domain(request.uri) \
+                and not request.has("route"):
+            handler(StatelessResponder(self.transport, request, source))
+            return
         if request.method == "OPTIONS" and self.forwarder.addressed_to_us(request):
             self.transport.send_response(self.forwarder.options_response(request), source)
             return

@@ -58,6 +58,8 @@ class TransportLayer:
         self.listen_tcp = listen_tcp
         self.receiver = None
         self.stats = Counter()
+        # A STUN server sharing the UDP ports, or None (sipcluster.nat.stun).
+        self.stun = None
         self.udp = []
         self.tcp = []
         self.ports = []
@@ -89,6 +91,7 @@ class TransportLayer:
 
     def _listen_udp(self, host, port):
         proto = SIPDatagramProtocol(self, host, port)
+        proto.stun = self.stun
         if self.reuse_port:
             # Several worker processes share the port; the kernel keeps each
             # source address on one of them.

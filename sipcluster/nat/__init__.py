@@ -1,0 +1,1 @@
+"""NAT traversal: a STUN binding server on the SIP port, and keepalives toward NATed contacts."""
