@@ -183,6 +183,18 @@ def test_public_contact_from_its_own_address_is_not_natted(node):
     assert binding.received is None
 
 
+def test_third_party_registration_is_not_natted(node):
+    # Sent from 127.0.0.1:5090 (its Via says so) for a public contact elsewhere.
+    node.send(register("<sip:alice@127.0.0.1:7000>"), ("127.0.0.1", 5090))
+    assert node.location.lookup("sip:alice@example.test")[0].received is None
+
+
+def test_via_not_matching_source_means_nat(node):
+    # Public-looking contact, but the packet did not come from its Via.
+    node.send(register("<sip:alice@127.0.0.1:5090>"), ("127.0.0.1", 40999))
+    assert node.location.lookup("sip:alice@example.test")[0].received == ("udp", "127.0.0.1", 40999)
+
+
 def test_outbound_instance_and_reg_id_kept_with_flow(node):
     contact = '<sip:alice@127.0.0.1:5090;ob>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=1'
     resp = node.send(register(contact, extra="Supported: outbound, path\n"))

@@ -146,7 +146,7 @@ class Registrar:
             instance = contact.param("+sip.instance")
             reg_id = contact.param("reg-id")
             received = None if path else self._reachable_at(
-                uri, source, instance is not None and reg_id is not None)
+                uri, request.top_via, source, instance is not None and reg_id is not None)
             changes.append(Binding(
                 aor, uri, now + expires if expires else now, q=contact.q, call_id=call_id,
                 cseq=cseq, path=path, received=received,
@@ -160,12 +160,14 @@ class Registrar:
         if binding.call_id == call_id and cseq <= binding.cseq:
             raise RegistrarRejection(400, "Invalid CSeq number (out of order)")
 
-    def _reachable_at(self, uri, source, outbound):
+    def _reachable_at(self, uri, via, source, outbound):
         """
         Where requests for this contact must go, when not to the contact
         itself: the flow it registered over (RFC 5626), or its real source
-        when it is behind NAT (private address, or an address other than
-        the one the REGISTER came from).
+        when it is behind NAT.  NAT is detected as Kamailio's nathelper
+        does by default: a private Contact address, or a top Via whose
+        sent-by is not where the packet came from.  A public contact
+        registered by a third party from elsewhere is left alone.
         """
         flow = (source.transport, source.host, source.port)
         if outbound or source.transport != "udp":
@@ -175,8 +177,8 @@ class Registrar:
             return flow
         if not self.nat_detect:
             return None
-        port = uri.port or 5060
-        if is_private(uri.host) or bare_host(uri.host) != source.host or port != source.port:
+        via_moved = bare_host(via.host) != source.host or (via.port or 5060) != source.port
+        if is_private(uri.host) or via_moved:
             return flow
         return None
 
