@@ -38,6 +38,12 @@ Contact: <sip:alice@127.0.0.1:5080>
 """.format(m=method, uri=uri, b=branch, extra=extra, mf=mf))
 
 
+def in_dialog(uri, method, route):
+    """A request inside a dialog (To tag set) with one Route."""
+    return invite(uri, method, extra="Route: %s\n" % route).replace(
+        b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1")
+
+
 def reply(request, status, to_tag="b1", extra=()):
     return make_response(request, status, to_tag=to_tag if status > 100 else None, extra=extra)
 
@@ -55,10 +61,12 @@ class Node:
             self.tl = TransactionLayer(self.h.layer, self.h.clock, timers)
             self.proxy = StatefulProxy(self.tl, self.forwarder, self.h.clock, timers)
 
-    def bind(self, user, addr, q=1.0):
-        contact = parse_uri("sip:%s@%s:%d" % (user, addr[0], addr[1]))
-        self.location.update("sip:%s@example.test" % user,
-                             [Binding("sip:%s@example.test" % user, contact, 3600, q)])
+    def bind(self, user, *targets):
+        """Bind user@example.test to (addr, q) pairs."""
+        aor = "sip:%s@example.test" % user
+        self.location.update(aor, [
+            Binding(aor, parse_uri("sip:%s@%s:%d" % (user, addr[0], addr[1])), 3600, q)
+            for addr, q in targets])
 
     def send(self, data, addr=UAC):
         self.h.receive(data, addr)
@@ -150,9 +158,7 @@ def test_spiral_is_not_a_loop(node):
 
 
 def test_location_lookup_and_parallel_fork(node):
-    node.bind("bob", UAS1)
-    node.location.update("sip:bob@example.test", [
-        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 1.0)])
+    node.bind("bob", (UAS1, 1.0), (UAS2, 1.0))
     node.send(invite("sip:bob@example.test"))
     sent = node.out()
     b1, = node.to(UAS1, sent)
@@ -175,9 +181,7 @@ def test_location_lookup_and_parallel_fork(node):
 
 
 def test_sequential_fork_by_q(node):
-    node.bind("bob", UAS1, q=1.0)
-    node.location.update("sip:bob@example.test", [
-        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 0.5)])
+    node.bind("bob", (UAS1, 1.0), (UAS2, 0.5))
     node.send(invite("sip:bob@example.test"))
     sent = node.out()
     first, = node.to(UAS1, sent)
@@ -192,9 +196,7 @@ def test_sequential_fork_by_q(node):
 
 
 def test_6xx_cancels_and_wins(node):
-    node.bind("bob", UAS1)
-    node.location.update("sip:bob@example.test", [
-        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 1.0)])
+    node.bind("bob", (UAS1, 1.0), (UAS2, 1.0))
     node.send(invite("sip:bob@example.test"))
     sent = node.out()
     b1, = node.to(UAS1, sent)
@@ -219,9 +221,7 @@ def test_503_becomes_500(node):
 
 
 def test_challenges_are_aggregated(node):
-    node.bind("bob", UAS1)
-    node.location.update("sip:bob@example.test", [
-        Binding("sip:bob@example.test", parse_uri("sip:bob@127.0.0.1:5072"), 3600, 1.0)])
+    node.bind("bob", (UAS1, 1.0), (UAS2, 1.0))
     node.send(invite("sip:bob@example.test", "MESSAGE"))
     sent = node.out()
     b1, = node.to(UAS1, sent)
@@ -296,24 +296,21 @@ def test_ack_for_2xx_is_forwarded_by_route(node):
 def test_strict_router_request_uri_is_restored(node):
     # A strict router put our Record-Route URI in the Request-URI and the
     # real target at the end of the Route set (RFC 3261 16.4).
-    data = invite("sip:127.0.0.1:5060;lr", "BYE", extra="Route: <sip:bob@127.0.0.1:5070>\n")
-    node.send(data.replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1"))
+    node.send(in_dialog("sip:127.0.0.1:5060;lr", "BYE", "<sip:bob@127.0.0.1:5070>"))
     fwd, = node.to(FOREIGN, node.out())
     assert str(fwd.uri) == "sip:bob@127.0.0.1:5070"
     assert not fwd.has("route")
 
 
 def test_next_hop_strict_route_is_fixed(node):
-    data = invite("sip:bob@127.0.0.1:5099", "BYE", extra="Route: <sip:127.0.0.1:5070>\n")
-    node.send(data.replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1"))
+    node.send(in_dialog("sip:bob@127.0.0.1:5099", "BYE", "<sip:127.0.0.1:5070>"))
     fwd, = node.to(FOREIGN, node.out())
     assert str(fwd.uri) == "sip:127.0.0.1:5070"
     assert [str(r.uri) for r in fwd.routes] == ["sip:bob@127.0.0.1:5099"]
 
 
 def test_loose_route_is_followed(node):
-    data = invite("sip:bob@192.0.2.1", "BYE", extra="Route: <sip:127.0.0.1:5070;lr>\n")
-    node.send(data.replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1"))
+    node.send(in_dialog("sip:bob@192.0.2.1", "BYE", "<sip:127.0.0.1:5070;lr>"))
     fwd, = node.to(FOREIGN, node.out())
     assert str(fwd.uri) == "sip:bob@192.0.2.1"
     assert [str(r.uri) for r in fwd.routes] == ["sip:127.0.0.1:5070;lr"]

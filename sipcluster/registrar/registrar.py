@@ -15,6 +15,7 @@ from email.utils import formatdate
 from twisted.logger import Logger
 
 from sipcluster.location.interface import Binding, aor_key
+from sipcluster.proxy.forwarding import Reject
 from sipcluster.sip.errors import SIPError
 from sipcluster.sip.grammar import unquote
 from sipcluster.sip.uri import SipURI
@@ -22,14 +23,6 @@ from sipcluster.transport.base import bare_host
 
 # Option tags this registrar implements (RFC 3261 10.3 step 2).
 SUPPORTED = frozenset(["path", "outbound"])
-
-
-class RegistrarRejection(Exception):
-    def __init__(self, status, reason=None, extra=()):
-        Exception.__init__(self, status, reason)
-        self.status = status
-        self.reason = reason
-        self.extra = list(extra)
 
 
 def is_private(host):
@@ -68,7 +61,7 @@ class Registrar:
         request = server_tx.request
         try:
             aor, changes = self.changes_for(request, server_tx.source)
-        except RegistrarRejection as r:
+        except Reject as r:
             self.stats["rejected"] += 1
             self._respond(server_tx, r.status, r.reason, r.extra)
             return
@@ -100,17 +93,17 @@ class Registrar:
     def changes_for(self, request, source):
         """
         The AOR and the bindings a REGISTER adds, refreshes or removes
-        (None for a query).  Raises L{RegistrarRejection}.
+        (None for a query).  Raises L{Reject}.
         """
         # Step 2: extensions the registrar must understand.
         unsupported = [t for t in request.option_tags("require") if t not in SUPPORTED]
         if unsupported:
-            raise RegistrarRejection(420, extra=[("Unsupported", ", ".join(unsupported))])
+            raise Reject(420, extra=[("Unsupported", ", ".join(unsupported))])
         # Step 5: the address-of-record is the To URI, in one of our domains.
         to_uri = request.to.uri
         aor = aor_key(to_uri)
         if aor is None or not self.forwarder.is_our_domain(to_uri):
-            raise RegistrarRejection(404, "Not Found (not an address-of-record of this domain)")
+            raise Reject(404, "Not Found (not an address-of-record of this domain)")
         if not request.has("contact"):
             return aor, None
         now = self.clock.seconds()
@@ -120,7 +113,7 @@ class Registrar:
         if request.is_star_contact:
             # Step 6: "*" removes everything, only with Expires: 0.
             if request.expires != 0:
-                raise RegistrarRejection(400, "Contact * requires Expires: 0")
+                raise Reject(400, "Contact * requires Expires: 0")
             changes = []
             for binding in current.values():
                 self._check_order(binding, call_id, cseq)
@@ -132,13 +125,13 @@ class Registrar:
         for contact in request.contacts:
             uri = contact.uri
             if not isinstance(uri, SipURI):
-                raise RegistrarRejection(400, "Contact must be a SIP URI")
+                raise Reject(400, "Contact must be a SIP URI")
             expires = contact.expires
             if expires is None:
                 expires = header_expires if header_expires is not None else self.default_expires
             if 0 < expires < self.min_expires:
                 # Step 7: 423 tells the client the shortest we accept.
-                raise RegistrarRejection(423, extra=[("Min-Expires", str(self.min_expires))])
+                raise Reject(423, extra=[("Min-Expires", str(self.min_expires))])
             expires = min(expires, self.max_expires)
             existing = current.get(str(uri))
             if existing is not None:
@@ -158,7 +151,7 @@ class Registrar:
     def _check_order(binding, call_id, cseq):
         # Step 7: for the same Call-ID the CSeq must grow.
         if binding.call_id == call_id and cseq <= binding.cseq:
-            raise RegistrarRejection(400, "Invalid CSeq number (out of order)")
+            raise Reject(400, "Invalid CSeq number (out of order)")
 
     def _reachable_at(self, uri, via, source, outbound):
         """

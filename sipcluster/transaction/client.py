@@ -9,38 +9,33 @@ from sipcluster.sip.message import Request
 from sipcluster.transaction.base import Transaction
 
 
-def _copy_headers(source, target, names):
-    for name in names:
-        for value in source.values(name):
-            target.add(name, value)
+def _hop_request(invite, method, to):
+    """
+    A request that goes with C{invite} on the same hop: its Request-URI,
+    top Via (same branch), From, Call-ID, CSeq number and Route set (RFC
+    3261 17.1.1.3 for ACK, 9.1 for CANCEL).
+    """
+    request = Request(method, invite.uri)
+    request.add("Via", str(invite.top_via))
+    request.add("Max-Forwards", 70)
+    request.add("From", invite.header("from"))
+    request.add("To", to)
+    request.add("Call-ID", invite.call_id)
+    request.add("CSeq", "%d %s" % (invite.cseq.number, method))
+    for value in invite.values("route"):
+        request.add("Route", value)
+    request.add("Content-Length", 0)
+    return request
 
 
 def build_ack(invite, response):
-    """The ACK for a non-2xx final response (RFC 3261 17.1.1.3)."""
-    ack = Request("ACK", invite.uri)
-    ack.add("Via", str(invite.top_via))
-    ack.add("Max-Forwards", 70)
-    ack.add("From", invite.header("from"))
-    ack.add("To", response.header("to"))
-    ack.add("Call-ID", invite.call_id)
-    ack.add("CSeq", "%d ACK" % invite.cseq.number)
-    _copy_headers(invite, ack, ["route"])
-    ack.add("Content-Length", 0)
-    return ack
+    """The ACK for a non-2xx final response: the To of the response."""
+    return _hop_request(invite, "ACK", response.header("to"))
 
 
 def build_cancel(invite):
-    """A CANCEL for C{invite} (RFC 3261 9.1): same Via branch, Route, CSeq number."""
-    cancel = Request("CANCEL", invite.uri)
-    cancel.add("Via", str(invite.top_via))
-    cancel.add("Max-Forwards", 70)
-    cancel.add("From", invite.header("from"))
-    cancel.add("To", invite.header("to"))
-    cancel.add("Call-ID", invite.call_id)
-    cancel.add("CSeq", "%d CANCEL" % invite.cseq.number)
-    _copy_headers(invite, cancel, ["route"])
-    cancel.add("Content-Length", 0)
-    return cancel
+    """A CANCEL for C{invite}."""
+    return _hop_request(invite, "CANCEL", invite.header("to"))
 
 
 class ClientTransaction(Transaction):

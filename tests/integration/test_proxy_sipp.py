@@ -5,35 +5,9 @@ agents on loopback; every test asserts on what crossed the wire.
 
 import uuid
 
-import pytest
-
-from tests.integration.nodes import (
-    NodeProcess, Sipp, UDPAgent, next_host, requires_sipp, scenario)
+from tests.integration.nodes import UDPAgent, requires_sipp, scenario
 
 pytestmark = requires_sipp
-
-
-@pytest.fixture
-def net(tmp_path):
-    """A host address for this test, and a cleanup list."""
-    started = []
-
-    class Net:
-        host = next_host()
-        tmp = tmp_path
-
-        def node(self, *args):
-            node = NodeProcess(self.host, 5060, args, tmp_path)
-            started.append(node)
-            return node
-
-        def sipp(self, name, *args, timeout=30):
-            run = Sipp(tmp_path, name, ["-i", self.host] + list(args), timeout=timeout)
-            started.append(run)
-            return run
-    yield Net()
-    for thing in reversed(started):
-        thing.stop()
 
 
 def node_addr(net):

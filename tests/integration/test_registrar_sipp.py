@@ -7,34 +7,9 @@ registering users from an injection file, calls to registered users
 import struct
 import uuid
 
-import pytest
-
-from tests.integration.nodes import (
-    NodeProcess, Sipp, UDPAgent, next_host, requires_sipp, scenario)
+from tests.integration.nodes import UDPAgent, requires_sipp, scenario
 
 pytestmark = requires_sipp
-
-
-@pytest.fixture
-def net(tmp_path):
-    started = []
-
-    class Net:
-        host = next_host()
-        tmp = tmp_path
-
-        def node(self, *args):
-            node = NodeProcess(self.host, 5060, args, tmp_path)
-            started.append(node)
-            return node
-
-        def sipp(self, name, *args, timeout=30):
-            run = Sipp(tmp_path, name, ["-i", self.host] + list(args), timeout=timeout)
-            started.append(run)
-            return run
-    yield Net()
-    for thing in reversed(started):
-        thing.stop()
 
 
 def register(agent, host, user, contact, cseq=1, call_id=None, expires=3600):
