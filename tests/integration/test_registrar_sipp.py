@@ -29,12 +29,13 @@ def test_register_users_from_injection_file_then_call_one(net):
     users = net.tmp / "users.csv"
     lines = ["SEQUENTIAL"] + ["user%d;%d;%s" % (i, 6000 + i, net.host) for i in range(30)]
     lines.append("bob;5070;%s" % net.host)
+    lines.append("alice;5080;%s" % net.host)
     users.write_text("\n".join(lines) + "\n")
     reg = net.sipp("reg", "-sf", scenario("register.xml"), "%s:5060" % net.host, "-p", "5090",
-                   "-inf", str(users), "-m", "31", "-r", "50")
+                   "-inf", str(users), "-m", "32", "-r", "50")
     assert reg.wait() == 0
     oks = [m for m in reg.received() if m.status == 200]
-    assert len(oks) == 31
+    assert len(oks) == 32
     assert str(oks[7].contacts[0].uri) == "sip:user7@%s:6007" % net.host
     # Every binding is there: query one.
     probe = UDPAgent(net.host)
@@ -49,15 +50,17 @@ def test_register_users_from_injection_file_then_call_one(net):
         assert [str(c.uri) for c in answer.contacts] == ["sip:user21@%s:6021" % net.host]
     finally:
         probe.close()
-    # A call to bob@<node> reaches the contact bob registered.
+    # A call from alice (registered at :5080) to bob reaches the contact bob
+    # registered.
     uas = net.sipp("uas", "-sf", scenario("uas_answer.xml"), "-p", "5070", "-m", "1")
     uac = net.sipp("uac", "-sf", scenario("uac_dialog.xml"), "%s:5060" % net.host, "-s", "bob",
-                   "-p", "5080", "-m", "1")
+                   "-key", "caller", "alice", "-p", "5080", "-m", "1")
     assert uac.wait() == 0
     assert uas.wait(10) == 0
     got = uas.received()
     assert [m.method for m in got] == ["INVITE", "ACK", "BYE"]
     assert str(got[0].uri) == "sip:bob@%s:5070" % net.host
+    assert str(got[0].from_.uri) == "sip:alice@%s" % net.host
 
 
 def test_forking_to_two_registered_contacts_one_answers(net):
@@ -74,7 +77,7 @@ def test_forking_to_two_registered_contacts_one_answers(net):
     ringing = net.sipp("ring", "-sf", scenario("uas_ring_cancel.xml"), "-p", "5071", "-m", "1")
     answering = net.sipp("answer", "-sf", scenario("uas_answer.xml"), "-p", "5072", "-m", "1")
     uac = net.sipp("uac", "-sf", scenario("uac_dialog.xml"), "%s:5060" % net.host, "-s", "bob",
-                   "-p", "5080", "-m", "1")
+                   "-key", "caller", "carol", "-p", "5080", "-m", "1")
     assert uac.wait() == 0
     assert answering.wait(10) == 0
     assert ringing.wait(10) == 0
