@@ -1,0 +1,144 @@
+"""The etcd adapter against a real etcd server (tests/cluster/etcdserver.py)."""
+
+import os
+import time
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from sipcluster.cluster.etcd import EtcdStore, EtcdUnavailable
+from tests.cluster.etcdserver import EtcdServer, requires_etcd
+
+
+def cpu_seconds():
+    t = os.times()
+    return t.user + t.system
+
+
+def sleep(seconds):
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@defer.inlineCallbacks
+def eventually(check, timeout=10.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in %ss" % timeout)
+        yield sleep(step)
+
+
+@requires_etcd
+class EtcdStoreTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self):
+        self.etcd = EtcdServer()
+        self.addCleanup(self.etcd.stop)
+        self.store = EtcdStore(reactor, [self.etcd.endpoint], timeout=1.0)
+        self.store.start()
+        self.addCleanup(self.store.stop)
+
+    @defer.inlineCallbacks
+    def test_put_get_prefix_delete(self):
+        rev1 = yield self.store.put("/t/a", b"1")
+        rev2 = yield self.store.put("/t/b", b"2")
+        self.assertGreater(rev2, rev1)
+        self.assertEqual((yield self.store.get("/t/a")), b"1")
+        items, revision = yield self.store.get_prefix("/t/")
+        self.assertEqual([(k, v) for k, v, _ in items], [("/t/a", b"1"), ("/t/b", b"2")])
+        self.assertEqual(revision, rev2)
+        yield self.store.delete("/t/a")
+        self.assertIsNone((yield self.store.get("/t/a")))
+
+    @defer.inlineCallbacks
+    def test_create_if_absent_has_one_winner(self):
+        results = yield defer.gatherResults([
+            self.store.create("/t/leader", b"node-%d" % i) for i in range(8)])
+        self.assertEqual(sorted(results), [False] * 7 + [True])
+        winner = yield self.store.get("/t/leader")
+        self.assertIn(winner, [b"node-%d" % i for i in range(8)])
+
+    @defer.inlineCallbacks
+    def test_compare_and_swap(self):
+        self.assertTrue((yield self.store.replace("/t/x", b"a", 0)))
+        self.assertFalse((yield self.store.replace("/t/x", b"b", 0)))
+        items, _ = yield self.store.get_prefix("/t/x")
+        (key, value, mod), = items
+        self.assertTrue((yield self.store.replace("/t/x", b"b", mod)))
+        self.assertFalse((yield self.store.replace("/t/x", b"c", mod)))  # stale
+        self.assertEqual((yield self.store.get("/t/x")), b"b")
+
+    @defer.inlineCallbacks
+    def test_lease_keeps_and_drops_keys(self):
+        lease = yield self.store.grant(2)
+        yield self.store.put("/t/live", b"x", lease=lease)
+        for _ in range(3):
+            yield sleep(1)
+            yield self.store.refresh(lease)
+        self.assertEqual((yield self.store.get("/t/live")), b"x")
+        yield self.store.revoke(lease)
+        self.assertIsNone((yield self.store.get("/t/live")))
+
+    @defer.inlineCallbacks
+    def test_watch_delivers_in_order_from_a_revision(self):
+        _, revision = yield self.store.get_prefix("/w/")
+        seen = []
+        self.store.watch_prefix("/w/", seen.extend, lambda items, rev: None, revision + 1)
+        yield sleep(0.3)
+        yield self.store.put("/w/a", b"1")
+        yield self.store.put("/w/b", b"2")
+        yield self.store.delete("/w/a")
+        yield eventually(lambda: len(seen) == 3)
+        self.assertEqual([(kind, key) for kind, key, _, _ in seen],
+                         [("put", "/w/a"), ("put", "/w/b"), ("delete", "/w/a")])
+
+    @defer.inlineCallbacks
+    def test_etcd_down_fails_fast_and_watch_resumes_after_restart_without_spinning(self):
+        _, revision = yield self.store.get_prefix("/w/")
+        seen = []
+        watch = self.store.watch_prefix("/w/", seen.extend, lambda items, rev: None, revision + 1)
+        yield sleep(0.3)
+        yield self.store.put("/w/before", b"1")
+        yield eventually(lambda: len(seen) == 1)
+        self.etcd.kill()
+        started = time.monotonic()
+        with self.assertRaises(EtcdUnavailable):
+            yield self.store.put("/w/down", b"x")
+        self.assertLess(time.monotonic() - started, 1.5)
+        # No busy loop while etcd is away.
+        before = cpu_seconds()
+        yield sleep(2)
+        self.assertLess(cpu_seconds() - before, 0.5)
+        self.etcd.start()
+        # A write right after the restart is seen by the resumed watch.
+        yield eventually(lambda: watch.restarts >= 1, timeout=15)
+        yield self._put_when_up("/w/after", b"2")
+        yield eventually(lambda: [k for _, k, _, _ in seen] == ["/w/before", "/w/after"], timeout=15)
+
+    @defer.inlineCallbacks
+    def _put_when_up(self, key, value):
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                yield self.store.put(key, value)
+                return
+            except EtcdUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                yield sleep(0.2)
+
+    @defer.inlineCallbacks
+    def test_hung_etcd_times_out_and_stop_is_quick(self):
+        yield self.store.put("/t/a", b"1")
+        self.etcd.pause()
+        self.addCleanup(self.etcd.resume)
+        started = time.monotonic()
+        with self.assertRaises(EtcdUnavailable):
+            yield self.store.get("/t/a")
+        self.assertLess(time.monotonic() - started, 3)
+        started = time.monotonic()
+        self.store.stop()
+        self.assertLess(time.monotonic() - started, 3)
