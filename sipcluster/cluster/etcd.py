@@ -185,15 +185,17 @@ class EtcdStore:
     def replace(self, key, value, mod_revision, lease=None):
         """
         Write C{key} only if it was last modified at C{mod_revision} (0: it
-        must not exist): compare-and-swap, a Deferred firing with True when
-        written.
+        must not exist): compare-and-swap, a Deferred firing with the
+        revision of the write, or 0 when C{key} had changed.
         """
         def run(client):
             compare = (client.transactions.version(key) == 0 if mod_revision == 0
                        else client.transactions.mod(key) == mod_revision)
-            ok, _ = client.transaction(
+            ok, responses = client.transaction(
                 compare=[compare], success=[client.transactions.put(key, value, lease)], failure=[])
-            return ok
+            if not ok:
+                return 0
+            return responses[0].response_put.header.revision
         return self._call(run)
 
     def delete_if(self, key, mod_revision):
