@@ -1,17 +1,149 @@
 # -*- test-case-name: tests.test_config -*-
 """
-The C{sipcluster} command: inspect and steer a node or cluster.
+The C{sipcluster} command: check a configuration, and inspect a cluster
+through its etcd (C{status}, C{registrations}, C{leader}).
 
-Commands that talk to the cluster store arrive with the cluster work; what
-is here works on a single machine.
+It talks to etcd directly with the blocking client: it is a command, not a
+node, so nothing here runs on a reactor.
 """
 
 import argparse
 import json
 import sys
+import time
 
 from sipcluster import __version__
 from sipcluster import config as configuration
+
+
+class CLIError(Exception):
+    """A failure to report in one line, with a non-zero exit."""
+
+
+def _client(args):
+    from sipcluster.cluster import etcd as adapter  # sets the protobuf implementation
+    import etcd3
+    endpoint = args.etcd
+    if endpoint is None and args.config:
+        try:
+            endpoint = configuration.load(args.config).store.etcd_endpoints[0]
+        except configuration.ConfigError as e:
+            raise CLIError("config error: %s" % e)
+    endpoint = endpoint or "http://127.0.0.1:2379"
+    host, port = adapter.parse_endpoint(endpoint)
+    client = etcd3.client(host, port, timeout=args.timeout)
+    try:
+        client.status()
+    except Exception as e:
+        raise CLIError("cannot reach etcd at %s: %s" % (endpoint, adapter._describe(e)))
+    return client
+
+
+def _prefix(args):
+    if args.prefix:
+        return args.prefix.rstrip("/")
+    if args.config:
+        return configuration.load(args.config).store.prefix.rstrip("/")
+    return "/sipcluster"
+
+
+def _read_prefix(client, prefix):
+    return [(meta.key.decode("utf-8"), value) for value, meta in client.get_prefix(prefix)]
+
+
+def _table(rows, headers):
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths))]
+    for row in rows:
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+    return "\n".join(lines)
+
+
+def _status(args):
+    client = _client(args)
+    prefix = _prefix(args)
+    leader = client.get(prefix + "/leader")[0]
+    leader = leader.decode("utf-8") if leader else None
+    bindings = {}
+    for key, value in _read_prefix(client, prefix + "/aor/"):
+        try:
+            for item in json.loads(value):
+                if item.get("expires_at", 0) > time.time():
+                    node = item.get("node") or "?"
+                    bindings[node] = bindings.get(node, 0) + 1
+        except ValueError:
+            continue
+    nodes = []
+    for key, value in _read_prefix(client, prefix + "/nodes/"):
+        try:
+            record = json.loads(value)
+        except ValueError:
+            continue
+        node_id = key.rsplit("/", 1)[-1]
+        record["id"] = node_id
+        record["leader"] = node_id == leader
+        record["bindings"] = bindings.get(node_id, 0)
+        started = record.get("started")
+        record["uptime_s"] = int(time.time() - started) if started else None
+        nodes.append(record)
+    if args.json:
+        print(json.dumps({"leader": leader, "nodes": nodes}, indent=2, sort_keys=True))
+        return 0
+    rows = [(n["id"], ",".join(n.get("addresses", [])), n.get("region", ""), n.get("state", ""),
+             "yes" if n["leader"] else "", _duration(n["uptime_s"]), n.get("load", 0), n["bindings"])
+            for n in nodes]
+    print(_table(rows, ["NODE", "ADDRESSES", "REGION", "STATE", "LEADER", "UPTIME", "LOAD", "BINDINGS"]))
+    return 0
+
+
+def _duration(seconds):
+    if seconds is None:
+        return "?"
+    hours, rest = divmod(seconds, 3600)
+    return "%dh%02dm%02ds" % (hours, rest // 60, rest % 60) if hours else "%dm%02ds" % divmod(rest, 60)
+
+
+def _registrations(args):
+    client = _client(args)
+    prefix = _prefix(args) + "/aor/"
+    key_filter = prefix + args.aor if args.aor else prefix
+    rows = []
+    out = []
+    now = time.time()
+    for key, value in _read_prefix(client, key_filter):
+        aor = key[len(prefix):]
+        if args.aor and aor != args.aor:
+            continue
+        try:
+            items = json.loads(value)
+        except ValueError:
+            continue
+        for item in items:
+            remaining = int(item.get("expires_at", 0) - now)
+            if remaining <= 0:
+                continue
+            received = item.get("received")
+            rows.append((aor, item.get("contact"), remaining, item.get("q", 1.0),
+                         "%s:%s:%s" % tuple(received) if received else "", item.get("node") or ""))
+            out.append(dict(item, aor=aor, expires_in=remaining))
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+    elif rows:
+        print(_table(rows, ["AOR", "CONTACT", "EXPIRES", "Q", "REACHED AT", "NODE"]))
+    else:
+        print("no registrations" + (" for %s" % args.aor if args.aor else ""))
+    return 0
+
+
+def _leader(args):
+    client = _client(args)
+    value = client.get(_prefix(args) + "/leader")[0]
+    leader = value.decode("utf-8") if value else None
+    if args.json:
+        print(json.dumps({"leader": leader}))
+    else:
+        print(leader or "no leader")
+    return 0
 
 
 def _check_config(args):
@@ -37,8 +169,24 @@ def main(argv=None):
     check.add_argument("config")
     check.add_argument("--json", action="store_true", help="print the effective configuration")
     check.set_defaults(run=_check_config)
+    for name, run, text in (("status", _status, "nodes of the cluster"),
+                            ("registrations", _registrations, "current bindings"),
+                            ("leader", _leader, "the node holding leadership")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--etcd", help="etcd URL (default: from --config, else http://127.0.0.1:2379)")
+        command.add_argument("--config", help="node configuration file (etcd endpoints and prefix)")
+        command.add_argument("--prefix", help="cluster key prefix (default /sipcluster)")
+        command.add_argument("--timeout", type=float, default=3.0, help="seconds per etcd call")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "registrations":
+            command.add_argument("aor", nargs="?", help="only this address-of-record")
+        command.set_defaults(run=run)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except CLIError as e:
+        print("sipcluster: %s" % e, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -185,8 +185,16 @@ SCHEMA = {
         "max_connections": Key(int, 10000, "Most TCP connections a node holds; further ones are refused.", minimum=1),
     },
     "store": {
-        "backend": Key(str, "memory", "Where registrations and dialogs live: memory (a single node).",
-                       choices=("memory",)),
+        "backend": Key(str, "memory", "Where registrations live: memory (a single node) or etcd (a cluster).",
+                       choices=("memory", "etcd")),
+        "etcd_endpoints": Key(list, ["http://127.0.0.1:2379"], "etcd client URLs, tried in turn (backend = etcd)."),
+        "prefix": Key(str, "/sipcluster", "Key prefix of this cluster in etcd: nodes sharing it form one cluster."),
+        "timeout_s": Key(float, 2.0, "Longest any one etcd call may take, in seconds.", minimum=0.1, maximum=60),
+    },
+    "cluster": {
+        "region": Key(str, "default", "Region of this node, published to the cluster."),
+        "node_ttl_s": Key(int, 3, "Lease of this node's membership record: a dead node leaves the cluster this long after its last refresh.",
+                          minimum=1, maximum=300),
     },
     "log": {
         "level": Key(str, "info", "Lowest log level written.", choices=("debug", "info", "warn", "error")),

@@ -10,6 +10,9 @@ from twisted.application import service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sipcluster.cluster.etcd import EtcdStore
+from sipcluster.cluster.membership import ClusterMembership
+from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
 from sipcluster.nat.stun import StunServer
@@ -63,6 +66,16 @@ class SIPNodeService(service.MultiService):
         service.MultiService.__init__(self)
         if config.nat.stun:
             self.transport.stun = StunServer(self.transport.stats)
+        self.etcd = None
+        self.membership = None
+        if location is None and config.store.backend == "etcd":
+            self.etcd = EtcdStore(reactor, config.store.etcd_endpoints, config.store.timeout_s)
+            location = EtcdLocationService(self.etcd, reactor, config.store.prefix)
+            self.membership = ClusterMembership(
+                self.etcd, reactor, config.store.prefix, config.node.id, {
+                    "addresses": [str(a) for a in config.sip.listen],
+                    "region": config.cluster.region, "state": "active",
+                    "mode": config.node.mode}, ttl=config.cluster.node_ttl_s)
         self.location = location or MemoryLocationService(reactor)
         self.forwarder = Forwarder(
             self.transport, self.location, config.sip.domains,
@@ -93,6 +106,11 @@ class SIPNodeService(service.MultiService):
 
     def startService(self):
         tune_gc()
+        if self.etcd is not None:
+            # The gRPC client must be created after twistd forked.
+            self.etcd.start()
+            self.location.start().addErrback(self._location_load_failed)
+            self.membership.setServiceParent(self)
         self.transport.listen()
         service.MultiService.startService(self)
         self._sweep.start(30, now=False)
@@ -100,11 +118,22 @@ class SIPNodeService(service.MultiService):
                       id=self.config.node.id, mode=self.config.node.mode,
                       listen=", ".join(str(a) for a in self.config.sip.listen))
 
+    def _location_load_failed(self, failure):
+        # etcd away at start: keep serving from an empty cache, and load
+        # again shortly (the node must come up without etcd).
+        self.log.warn("cannot load registrations from etcd yet: {why}", why=failure.getErrorMessage())
+        if self.running:
+            self.reactor.callLater(2, lambda: self.location.ready or self.location.start().addErrback(
+                self._location_load_failed))
+
     def stopService(self):
         d = service.MultiService.stopService(self)
         if self._sweep.running:
             self._sweep.stop()
         d.addCallback(lambda _: self.transport.stop())
+        if self.etcd is not None:
+            self.location.stop()
+            d.addBoth(lambda _: self.etcd.stop())
         return d
 
     def _sweep_location(self):

@@ -26,7 +26,9 @@ class Options(usage.Options):
         ["mode", None, None, "stateful or stateless (node.mode)."],
         ["workers", None, None, "Worker processes sharing the UDP port (node.workers).", int],
         ["advertise", None, None, "host[:port] for Via and Record-Route (sip.advertise)."],
-        ["store", None, None, "Store backend (store.backend)."],
+        ["store", None, None, "Store backend: memory or etcd (store.backend)."],
+        ["etcd", None, None, "etcd endpoint, e.g. http://127.0.0.1:2379 (store.etcd_endpoints)."],
+        ["region", None, None, "Region of this node (cluster.region)."],
         ["t1-ms", None, None, "Timer T1 in milliseconds (timers.t1_ms).", int],
         ["timer-c", None, None, "Timer C in seconds (timers.timer_c_s).", int],
         ["worker", None, None, "Internal: index of this worker process.", int],
@@ -62,6 +64,10 @@ class Options(usage.Options):
             out["sip.listen"] = list(self["listen"])
         if self["domain"]:
             out["sip.domains"] = list(self["domain"])
+        if self["etcd"]:
+            out["store.etcd_endpoints"] = [self["etcd"]]
+        if self["region"]:
+            out["cluster.region"] = self["region"]
         return out
 
     def postOptions(self):

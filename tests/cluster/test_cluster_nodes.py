@@ -1,0 +1,136 @@
+"""
+Two real nodes and a real etcd: one logical registrar, failover on kill -9,
+and the CLI's view, all on the wire.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.cluster.etcdserver import EtcdServer, requires_etcd
+from tests.integration.nodes import ROOT, NodeProcess, UDPAgent, next_host
+
+pytestmark = requires_etcd
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    etcd = EtcdServer()
+    nodes = []
+
+    def node(name):
+        n = NodeProcess(next_host(), 5060, [
+            "--store", "etcd", "--etcd", etcd.endpoint, "--domain", "example.test",
+            "--node-id", name, "--region", "eu"], tmp_path)
+        nodes.append(n)
+        return n
+    yield etcd, node
+    for n in nodes:
+        n.stop()
+    etcd.stop()
+
+
+def cli(etcd, *args):
+    result = subprocess.run([sys.executable, "-m", "sipcluster.cli"] + list(args) + [
+        "--etcd", etcd.endpoint, "--json"], capture_output=True, text=True, timeout=30,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def register(agent, node, user="alice"):
+    data = ("REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP {a}:{p};branch=z9hG4bK{b};rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:{u}@example.test>;tag=r\r\nTo: <sip:{u}@example.test>\r\n"
+            "Call-ID: {c}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{u}@{a}:{p}>\r\nExpires: 600\r\n"
+            "Content-Length: 0\r\n\r\n").format(a=agent.host, p=agent.port, b=uuid.uuid4().hex[:10],
+                                                u=user, c=uuid.uuid4().hex)
+    agent.send(data.encode(), (node.host, 5060))
+    return agent.recv(5)
+
+
+def invite(caller, node, user="alice"):
+    data = ("INVITE sip:{u}@example.test SIP/2.0\r\nVia: SIP/2.0/UDP {a}:{p};branch=z9hG4bK{b};rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\nTo: <sip:{u}@example.test>\r\n"
+            "Call-ID: {c}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").format(
+                a=caller.host, p=caller.port, b=uuid.uuid4().hex[:10], u=user, c=uuid.uuid4().hex)
+    caller.send(data.encode(), (node.host, 5060))
+
+
+def wait_for(check, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_register_at_a_call_through_b_and_failover(cluster):
+    etcd, node = cluster
+    a = node("node-a")
+    b = node("node-b")
+    assert wait_for(lambda: {n["id"] for n in cli(etcd, "status")["nodes"]} == {"node-a", "node-b"})
+    status = cli(etcd, "status")
+    assert status["leader"] in ("node-a", "node-b")
+    assert all(n["region"] == "eu" and n["state"] == "active" for n in status["nodes"])
+
+    phone = UDPAgent(next_host())
+    caller = UDPAgent(next_host())
+    try:
+        answer = register(phone, a)
+        assert answer.status == 200  # only after etcd committed it
+        regs = cli(etcd, "registrations", "sip:alice@example.test")
+        assert [r["contact"] for r in regs] == ["sip:alice@%s:%d" % (phone.host, phone.port)]
+        assert regs[0]["node"] == "node-a"
+
+        # A call placed through node B reaches the phone registered at A.
+        assert wait_for(lambda: _delivered(caller, phone, b), timeout=10)
+
+        # kill -9 node A: it leaves the cluster within TTL + 1 s, and its
+        # registration is still served by B.
+        a.process.send_signal(signal.SIGKILL)
+        a.process.wait()
+        killed = time.monotonic()
+        assert wait_for(lambda: {n["id"] for n in cli(etcd, "status")["nodes"]} == {"node-b"}, timeout=10)
+        assert time.monotonic() - killed < 3 + 1 + 1.5  # TTL 3 s + 1 s, plus the CLI's own start-up
+        assert cli(etcd, "leader")["leader"] == "node-b"
+        assert _delivered(caller, phone, b)
+    finally:
+        phone.close()
+        caller.close()
+
+
+def _delivered(caller, phone, node):
+    invite(caller, node)
+    got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "INVITE"]
+    return bool(got) and got[0].uri.user == "alice"
+
+
+def test_register_is_503_while_etcd_is_down_and_node_still_answers(cluster):
+    etcd, node = cluster
+    a = node("node-a")
+    phone = UDPAgent(next_host())
+    try:
+        assert register(phone, a).status == 200
+        etcd.pause()  # SIGSTOP: etcd hangs rather than refusing
+        answer = register(phone, a, "carol")
+        assert answer.status == 503 and answer.header("Retry-After")
+        # The node itself is not wedged: OPTIONS is answered at once.
+        from tests.integration.nodes import options_ping
+        assert options_ping(a.host, 5060, timeout=1)
+        etcd.resume()
+        assert wait_for(lambda: register(phone, a, "carol").status == 200, timeout=15)
+    finally:
+        phone.close()
+    # A node stops cleanly within seconds even while etcd hangs.
+    etcd.pause()
+    started = time.monotonic()
+    a.stop()
+    assert time.monotonic() - started < 8
+    etcd.resume()
