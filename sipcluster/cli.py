@@ -135,6 +135,25 @@ def _registrations(args):
     return 0
 
 
+def _drain(args, draining=True):
+    from sipcluster.cluster.drain import drain_key
+    client = _client(args)
+    prefix = _prefix(args)
+    known = {key.rsplit("/", 1)[-1] for key, _ in _read_prefix(client, prefix + "/nodes/")}
+    if draining and args.node not in known:
+        raise CLIError("no live node %r in the cluster (live: %s)" % (
+            args.node, ", ".join(sorted(known)) or "none"))
+    if draining:
+        client.put(drain_key(prefix, args.node), str(time.time()))
+    else:
+        client.delete(drain_key(prefix, args.node))
+    if args.json:
+        print(json.dumps({"node": args.node, "draining": draining}))
+    else:
+        print("%s: %s" % (args.node, "draining (no new dialogs)" if draining else "active"))
+    return 0
+
+
 def _leader(args):
     client = _client(args)
     value = client.get(_prefix(args) + "/leader")[0]
@@ -171,7 +190,9 @@ def main(argv=None):
     check.set_defaults(run=_check_config)
     for name, run, text in (("status", _status, "nodes of the cluster"),
                             ("registrations", _registrations, "current bindings"),
-                            ("leader", _leader, "the node holding leadership")):
+                            ("leader", _leader, "the node holding leadership"),
+                            ("drain", _drain, "stop a node taking new dialogs"),
+                            ("undrain", lambda a: _drain(a, False), "let a drained node take dialogs again")):
         command = sub.add_parser(name, help=text)
         command.add_argument("--etcd", help="etcd URL (default: from --config, else http://127.0.0.1:2379)")
         command.add_argument("--config", help="node configuration file (etcd endpoints and prefix)")
@@ -180,6 +201,8 @@ def main(argv=None):
         command.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "registrations":
             command.add_argument("aor", nargs="?", help="only this address-of-record")
+        if name in ("drain", "undrain"):
+            command.add_argument("node", help="node id")
         command.set_defaults(run=run)
     args = parser.parse_args(argv)
     try:

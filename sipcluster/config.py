@@ -192,7 +192,11 @@ SCHEMA = {
         "timeout_s": Key(float, 2.0, "Longest any one etcd call may take, in seconds.", minimum=0.1, maximum=60),
     },
     "cluster": {
+        "name": Key(str, "", "Shared host[:port] written in Record-Route so in-dialog requests may reach any node (DNS or an anycast/floating address must lead there); empty: this node's address."),
         "region": Key(str, "default", "Region of this node, published to the cluster."),
+        "drain_action": Key(str, "reject", "What a draining node does with a new INVITE: reject (503 + Retry-After) or redirect (302 to an active node).",
+                            choices=("reject", "redirect")),
+        "drain_retry_after_s": Key(int, 30, "Retry-After of the 503 a draining node sends.", minimum=0),
         "node_ttl_s": Key(int, 3, "Lease of this node's membership record: a dead node leaves the cluster this long after its last refresh.",
                           minimum=1, maximum=300),
     },

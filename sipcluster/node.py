@@ -10,6 +10,7 @@ from twisted.application import service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sipcluster.cluster.drain import DrainGate
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.membership import ClusterMembership
 from sipcluster.location.etcd import EtcdLocationService
@@ -88,6 +89,13 @@ class SIPNodeService(service.MultiService):
         else:
             self.transactions = TransactionLayer(self.transport, reactor, self.timers)
             self.proxy = StatefulProxy(self.transactions, self.forwarder, reactor, self.timers)
+        if config.cluster.name:
+            self.transport.set_cluster_name(config.cluster.name)
+        self.drain = None
+        if self.etcd is not None:
+            self.drain = DrainGate(self.etcd, self.membership, config.store.prefix, config.node.id,
+                                   config.cluster.drain_action, config.cluster.drain_retry_after_s)
+            self.proxy.admission.append(self.drain)
         self.registrar = None
         if config.registrar.enabled:
             r = config.registrar
@@ -111,6 +119,7 @@ class SIPNodeService(service.MultiService):
             self.etcd.start()
             self.location.start().addErrback(self._location_load_failed)
             self.membership.setServiceParent(self)
+            self.drain.start().addErrback(self._drain_watch_failed)
         self.transport.listen()
         service.MultiService.startService(self)
         self._sweep.start(30, now=False)
@@ -126,6 +135,10 @@ class SIPNodeService(service.MultiService):
             self.reactor.callLater(2, lambda: self.location.ready or self.location.start().addErrback(
                 self._location_load_failed))
 
+    def _drain_watch_failed(self, failure):
+        if self.running:
+            self.reactor.callLater(2, lambda: self.drain.start().addErrback(self._drain_watch_failed))
+
     def stopService(self):
         d = service.MultiService.stopService(self)
         if self._sweep.running:
@@ -133,6 +146,7 @@ class SIPNodeService(service.MultiService):
         d.addCallback(lambda _: self.transport.stop())
         if self.etcd is not None:
             self.location.stop()
+            self.drain.stop()
             d.addBoth(lambda _: self.etcd.stop())
         return d
 

@@ -41,6 +41,9 @@ class StatefulProxy:
         self.timers = timers
         self.contexts = {}
         self.local_methods = {}
+        # Callables(request) raising Reject to refuse a request before it
+        # is routed (draining, and later admission control).
+        self.admission = []
         transactions.tu = self
 
     @property
@@ -71,6 +74,8 @@ class StatefulProxy:
             else:
                 raise Reject(404)
             return
+        for check in self.admission:
+            check(request)
         if request.method == "INVITE":
             # RFC 3261 16.2: answer 100 at once so the caller stops
             # retransmitting while we fork.

@@ -8,6 +8,7 @@ go back by their Via.
 
 from twisted.logger import Logger
 
+from sipcluster.proxy.forwarding import Reject
 from sipcluster.proxy.stateful import forward_response_stateless, forward_stateless
 
 
@@ -33,6 +34,7 @@ class StatelessProxy:
         self.transport = transport
         self.forwarder = forwarder
         self.local_methods = {}
+        self.admission = []
         transport.receiver = self
 
     def request_received(self, request, source):
@@ -44,6 +46,14 @@ class StatelessProxy:
         if request.method == "OPTIONS" and self.forwarder.addressed_to_us(request):
             self.transport.send_response(self.forwarder.options_response(request), source)
             return
+        for check in self.admission:
+            try:
+                check(request)
+            except Reject as r:
+                if request.method != "ACK":
+                    self.transport.send_response(self.forwarder.local_response(
+                        request, r.status, r.reason, r.extra), source)
+                return
         forward_stateless(self.forwarder, request, source, self.log)
 
     def response_received(self, response, source):

@@ -158,9 +158,23 @@ class TransportLayer:
         # RFC 3581 3: ask the next hop to answer to the port we sent from.
         return Via(via_transport, host, port, {"branch": branch, "rport": None})
 
+    def set_cluster_name(self, name):
+        """
+        Record-Route with the cluster's shared name (host or host:port)
+        instead of this node's address, so in-dialog requests may reach any
+        node; every node takes that name for its own.
+        """
+        host, _, port = name.rpartition(":") if name.count(":") == 1 else (name, "", "")
+        self.cluster_name = (host.lower(), int(port) if port.isdigit() else None)
+
+    cluster_name = None
+
     def record_route_uri(self, transport):
         """Our URI for Record-Route when facing C{transport} (lr, RFC 3261 16.6 step 4)."""
-        host, port = self._record_route.get(transport) or self.sent_by(transport)
+        if self.cluster_name is not None:
+            host, port = self.cluster_name
+        else:
+            host, port = self._record_route.get(transport) or self.sent_by(transport)
         if host.count(":") > 1 and not host.startswith("["):
             host = "[%s]" % host
         params = {"lr": None}
@@ -169,8 +183,11 @@ class TransportLayer:
         return SipURI(host, port=port, params=params)
 
     def is_local(self, host, port):
-        """Whether host:port is one of this node's addresses."""
+        """Whether host:port is one of this node's addresses (or the cluster's name)."""
         host = bare_host(host)
+        if self.cluster_name is not None and host.lower() == self.cluster_name[0] and \
+                (self.cluster_name[1] is None or self.cluster_name[1] == port or port in (5060, 5061)):
+            return True
         for local_host, local_port in self._local:
             if local_port == port and (local_host == host or same_ip(local_host, host)):
                 return True

@@ -24,10 +24,10 @@ def cluster(tmp_path):
     etcd = EtcdServer()
     nodes = []
 
-    def node(name):
+    def node(name, *extra):
         n = NodeProcess(next_host(), 5060, [
             "--store", "etcd", "--etcd", etcd.endpoint, "--domain", "example.test",
-            "--node-id", name, "--region", "eu"], tmp_path)
+            "--node-id", name, "--region", "eu"] + list(extra), tmp_path)
         nodes.append(n)
         return n
     yield etcd, node
@@ -36,12 +36,12 @@ def cluster(tmp_path):
     etcd.stop()
 
 
-def cli(etcd, *args):
+def cli(etcd, *args, expect=0):
     result = subprocess.run([sys.executable, "-m", "sipcluster.cli"] + list(args) + [
         "--etcd", etcd.endpoint, "--json"], capture_output=True, text=True, timeout=30,
         env=dict(os.environ, PYTHONPATH=ROOT))
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    assert result.returncode == expect, result.stderr
+    return json.loads(result.stdout) if expect == 0 else result.stderr
 
 
 def register(agent, node, user="alice"):
@@ -134,3 +134,101 @@ def test_register_is_503_while_etcd_is_down_and_node_still_answers(cluster):
     a.stop()
     assert time.monotonic() - started < 8
     etcd.resume()
+
+
+def test_drain_stops_new_calls_while_a_running_dialog_completes(cluster, tmp_path):
+    etcd, node = cluster
+    a = node("node-a", "--config", str(_config(tmp_path, "[cluster]\ndrain_retry_after_s = 7\n")))
+    node("node-b")
+    phone = UDPAgent(next_host())
+    caller = UDPAgent(next_host())
+    try:
+        assert register(phone, a).status == 200
+        # A call set up through A before the drain.
+        call_id = uuid.uuid4().hex
+        invite_text = _invite_text(caller, call_id)
+        caller.send(invite_text.encode(), (a.host, 5060))
+        inv = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "INVITE"][0]
+        ok = _answer(phone, inv, a, 200)
+        assert wait_for(lambda: any(m.status == 200 for m in caller.recv_all(0.5)), timeout=5)
+
+        assert cli(etcd, "drain", "node-a") == {"node": "node-a", "draining": True}
+        assert wait_for(lambda: [n["state"] for n in cli(etcd, "status")["nodes"] if n["id"] == "node-a"] == ["draining"])
+        # A new call is refused with 503 and the configured Retry-After.
+        invite(caller, a)
+        refused = [m for m in caller.recv_all(1.0) if getattr(m, "status", 0) >= 300]
+        # (Retransmitted until ACKed: Timer G.)
+        assert {(m.status, m.header("Retry-After")) for m in refused} == {(503, "7")}
+        # The running dialog still ends normally through A.
+        route = "<%s>" % ok.record_routes[0].uri
+        bye = ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bKbye{id};rport\r\n"
+               "Route: {r}\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\n"
+               "To: {to}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").format(
+                   p=phone.host, pp=phone.port, c=caller.host, cp=caller.port, id=call_id, r=route,
+                   to=ok.header("to"))
+        caller.send(bye.encode(), (a.host, 5060))
+        got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "BYE"]
+        assert len({m.top_via.branch for m in got}) == 1  # one BYE (and its retransmissions)
+        _answer(phone, got[0], a, 200)
+        assert wait_for(lambda: any(m.status == 200 and m.cseq.method == "BYE"
+                                    for m in caller.recv_all(0.5)), timeout=5)
+        # Undrain: new calls are taken again.
+        cli(etcd, "undrain", "node-a")
+        assert wait_for(lambda: _delivered(caller, phone, a), timeout=10)
+        # Draining a node that does not exist is an error.
+        assert "no live node" in cli(etcd, "drain", "node-z", expect=1)
+    finally:
+        phone.close()
+        caller.close()
+
+
+def test_in_dialog_requests_reach_any_node_by_the_cluster_name(cluster, tmp_path):
+    etcd, node = cluster
+    config = _config(tmp_path, '[cluster]\nname = "sip.example.test"\n')
+    a = node("node-a", "--config", str(config))
+    b = node("node-b", "--config", str(config))
+    phone = UDPAgent(next_host())
+    caller = UDPAgent(next_host())
+    try:
+        assert register(phone, a).status == 200
+        call_id = uuid.uuid4().hex
+        caller.send(_invite_text(caller, call_id).encode(), (a.host, 5060))
+        inv = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "INVITE"][0]
+        assert [str(r.uri) for r in inv.record_routes] == ["sip:sip.example.test;lr"]
+        ok = _answer(phone, inv, a, 200)
+        # The BYE arrives at node B (DNS for the cluster name may lead to
+        # any node) and is routed by its Route set alone.
+        bye = ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bKb{id};rport\r\n"
+               "Route: <sip:sip.example.test;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\n"
+               "To: {to}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").format(
+                   p=phone.host, pp=phone.port, c=caller.host, cp=caller.port, id=call_id, to=ok.header("to"))
+        caller.send(bye.encode(), (b.host, 5060))
+        got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "BYE"]
+        assert len({m.top_via.branch for m in got}) == 1 and not got[0].has("route")
+        assert got[0].vias[0].host == b.host
+    finally:
+        phone.close()
+        caller.close()
+
+
+def _config(tmp_path, text):
+    path = tmp_path / ("node-%s.toml" % uuid.uuid4().hex[:6])
+    path.write_text(text)
+    return path
+
+
+def _invite_text(caller, call_id):
+    return ("INVITE sip:alice@example.test SIP/2.0\r\nVia: SIP/2.0/UDP {a}:{p};branch=z9hG4bK{id};rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\nTo: <sip:alice@example.test>\r\n"
+            "Call-ID: {id}\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@{a}:{p}>\r\nContent-Length: 0\r\n\r\n").format(
+                a=caller.host, p=caller.port, id=call_id)
+
+
+def _answer(phone, request, node, status):
+    from sipcluster.sip.message import make_response
+    response = make_response(request, status, to_tag="ph1")
+    for value in request.values("record-route"):
+        response.add("Record-Route", value)
+    response.add("Contact", "<sip:alice@%s:%d>" % (phone.host, phone.port))
+    phone.send(response, (node.host, 5060))
+    return response
