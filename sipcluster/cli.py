@@ -48,7 +48,9 @@ def _prefix(args):
 
 
 def _read_prefix(client, prefix):
-    return [(meta.key.decode("utf-8"), value) for value, meta in client.get_prefix(prefix)]
+    from sipcluster.cluster.etcd import read_prefix
+    items, _ = read_prefix(client, prefix)
+    return [(key, value) for key, value, _ in items]
 
 
 def _table(rows, headers):

@@ -26,6 +26,8 @@ os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 import etcd3  # noqa: E402
 import etcd3.events  # noqa: E402
 import etcd3.exceptions  # noqa: E402
+import etcd3.etcdrpc  # noqa: E402
+import etcd3.utils  # noqa: E402
 import grpc  # noqa: E402
 from twisted.internet import defer, threads  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
@@ -38,6 +40,36 @@ class EtcdUnavailable(Exception):
 
 _FAILURES = (etcd3.exceptions.ConnectionFailedError, etcd3.exceptions.ConnectionTimeoutError,
              etcd3.exceptions.InternalServerError, grpc.RpcError)
+
+
+# Keys per range read: a gRPC message may not exceed 4 MiB, which one read
+# of a few tens of thousands of registrations would.
+PAGE = 1000
+
+
+def read_prefix(client, prefix, page=PAGE):
+    """
+    Every (key, value, mod_revision) under C{prefix} and the revision they
+    were read at, in pages of C{page} keys all read at that one revision
+    (blocking: call it in a thread, or from a command).
+    """
+    start = prefix.encode("utf-8")
+    end = etcd3.utils.increment_last_byte(start)
+    revision = None
+    items = []
+    while True:
+        # Built by hand: etcd3 0.12 accepts limit and revision in its range
+        # calls but never puts them in the request.
+        request = etcd3.etcdrpc.RangeRequest(key=start, range_end=end, limit=page,
+                                             revision=revision or 0)
+        response = client.kvstub.Range(request, client.timeout, credentials=client.call_credentials,
+                                       metadata=client.metadata)
+        if revision is None:
+            revision = response.header.revision
+        items.extend((kv.key.decode("utf-8"), kv.value, kv.mod_revision) for kv in response.kvs)
+        if not response.more or not response.kvs:
+            return items, revision
+        start = response.kvs[-1].key + b"\x00"
 
 
 def parse_endpoint(endpoint):
@@ -141,11 +173,7 @@ class EtcdStore:
         A Deferred firing with (items, revision): items a list of (key,
         value, mod_revision), revision the store revision they were read at.
         """
-        def run(client):
-            response = client.get_prefix_response(prefix)
-            items = [(kv.key.decode("utf-8"), kv.value, kv.mod_revision) for kv in response.kvs]
-            return items, response.header.revision
-        return self._call(run)
+        return self._call(read_prefix, prefix)
 
     def put(self, key, value, lease=None):
         """A Deferred firing with the revision of the write."""

@@ -85,11 +85,14 @@ class EtcdLocationService:
 
     def start(self):
         """Load every binding, then follow changes.  A Deferred."""
+        started = self.clock.seconds()
         d = self.store.get_prefix(self.prefix)
 
         def loaded(result):
             items, revision = result
             self._resync(items, revision)
+            self.log.info("loaded {count} addresses-of-record from etcd in {seconds:.2f}s",
+                          count=len(self._cache), seconds=self.clock.seconds() - started)
             self._watch = self.store.watch_prefix(self.prefix, self._events, self._resync, revision + 1)
             self.ready = True
         return d.addCallback(loaded)

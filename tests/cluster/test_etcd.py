@@ -54,6 +54,29 @@ class EtcdStoreTests(unittest.TestCase):
         self.assertIsNone((yield self.store.get("/t/a")))
 
     @defer.inlineCallbacks
+    def test_large_prefix_is_read_in_pages_at_one_revision(self):
+        from sipcluster.cluster import etcd as adapter
+        for i in range(30):
+            yield self.store.put("/big/%02d" % i, b"x" * 100)
+        stub = self.store._client.kvstub
+        calls = []
+        original = stub.Range
+
+        def counting(request, *args, **kwargs):
+            calls.append((request.limit, request.revision))
+            return original(request, *args, **kwargs)
+        stub.Range = counting
+        self.addCleanup(setattr, stub, "Range", original)
+        items, revision = yield self.store._call(adapter.read_prefix, "/big/", 7)
+        self.assertEqual([k for k, _, _ in items], ["/big/%02d" % i for i in range(30)])
+        # Five pages of at most 7, the first fixing the revision the others use.
+        self.assertEqual(len(calls), 5)
+        self.assertEqual({limit for limit, _ in calls}, {7})
+        self.assertEqual([rev for _, rev in calls[1:]], [revision] * 4)
+        last = yield self.store.put("/other", b"y")
+        self.assertEqual(revision, last - 1)
+
+    @defer.inlineCallbacks
     def test_create_if_absent_has_one_winner(self):
         results = yield defer.gatherResults([
             self.store.create("/t/leader", b"node-%d" % i) for i in range(8)])

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Failover-detection benchmark (not a test): against the demo cluster of
+# ops/cluster-up, kill -9 one node and measure how long until the others'
+# view (sipcluster status) no longer lists it.  Restarts it afterwards.
+#
+#   ops/cluster-up && bench/failover.sh [node-b]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+NODE=${1:-node-b}
+if [ ! -f run/$NODE.pid ] || ! kill -0 "$(cat run/$NODE.pid)" 2>/dev/null; then
+    echo "bench/failover.sh: $NODE is not running; start the demo cluster with ops/cluster-up" >&2
+    exit 1
+fi
+pid=$(cat run/$NODE.pid)
+kill -9 "$pid"
+start=$(date +%s.%N)
+while .venv/bin/sipcluster status --etcd http://127.0.0.1:2379 --json |
+      .venv/bin/python -c "import json,sys; sys.exit(0 if any(n['id'] == '$NODE' for n in json.load(sys.stdin)['nodes']) else 1)"; do
+    sleep 0.05
+done
+end=$(date +%s.%N)
+awk -v s="$start" -v e="$end" -v n="$NODE" 'BEGIN { printf "%s gone from the cluster %.2f s after kill -9 (node_ttl_s = 3)\n", n, e - s }'
+rm -f run/$NODE.pid
+ops/cluster-up >/dev/null 2>&1
