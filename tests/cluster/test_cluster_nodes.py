@@ -232,3 +232,36 @@ def _answer(phone, request, node, status):
     response.add("Contact", "<sip:alice@%s:%d>" % (phone.host, phone.port))
     phone.send(response, (node.host, 5060))
     return response
+
+
+def test_concurrent_registers_for_overlapping_aors_on_two_nodes_lose_nothing(cluster, tmp_path):
+    import shutil
+    if shutil.which("sipp") is None:
+        pytest.skip("SIPp not installed")
+    from tests.integration.nodes import Sipp, scenario
+    etcd, node = cluster
+    nodes = [node("node-a"), node("node-b")]
+    runs = []
+    expected = {}
+    for n, target in enumerate(nodes):
+        lines = ["SEQUENTIAL"]
+        for k in range(100):
+            for j in range(5):
+                port = 10000 + n * 1000 + k * 5 + j
+                lines.append("u%d;%d;example.test" % (k, port))
+                expected.setdefault("sip:u%d@example.test" % k, set()).add(port)
+        users = tmp_path / ("users-%d.csv" % n)
+        users.write_text("\n".join(lines) + "\n")
+        runs.append(Sipp(tmp_path, "reg-%d" % n, [
+            "-sf", scenario("register.xml"), "%s:5060" % target.host, "-i", target.host,
+            "-p", "5090", "-inf", str(users), "-m", "500", "-r", "250", "-l", "500"]))
+    try:
+        assert [run.wait(60) for run in runs] == [0, 0]  # every REGISTER got its 200
+    finally:
+        for run in runs:
+            run.stop()
+    regs = cli(etcd, "registrations")
+    stored = {}
+    for r in regs:
+        stored.setdefault(r["aor"], set()).add(int(r["contact"].rsplit(":", 1)[1]))
+    assert stored == expected
