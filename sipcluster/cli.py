@@ -156,6 +156,30 @@ def _drain(args, draining=True):
     return 0
 
 
+def _calls(args):
+    client = _client(args)
+    prefix = _prefix(args) + "/dialogs/"
+    now = time.time()
+    calls = []
+    for key, value in _read_prefix(client, prefix):
+        try:
+            record = json.loads(value)
+        except ValueError:
+            continue
+        record["duration_s"] = int(now - record.get("started", now))
+        calls.append(record)
+    calls.sort(key=lambda r: r.get("started", 0))
+    if args.json:
+        print(json.dumps(calls, indent=2, sort_keys=True))
+    elif calls:
+        print(_table([(r.get("call_id"), r.get("from"), r.get("to"), r.get("owner"),
+                       _duration(r["duration_s"]), r.get("adopted_from") or "")
+                      for r in calls], ["CALL-ID", "FROM", "TO", "OWNER", "DURATION", "ADOPTED FROM"]))
+    else:
+        print("no calls")
+    return 0
+
+
 def _leader(args):
     client = _client(args)
     value = client.get(_prefix(args) + "/leader")[0]
@@ -193,6 +217,7 @@ def main(argv=None):
     for name, run, text in (("status", _status, "nodes of the cluster"),
                             ("registrations", _registrations, "current bindings"),
                             ("leader", _leader, "the node holding leadership"),
+                            ("calls", _calls, "dialogs in progress"),
                             ("drain", _drain, "stop a node taking new dialogs"),
                             ("undrain", lambda a: _drain(a, False), "let a drained node take dialogs again")):
         command = sub.add_parser(name, help=text)

@@ -10,6 +10,7 @@ from twisted.application import service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sipcluster.cluster.dialogs import DialogRegistry
 from sipcluster.cluster.drain import DrainGate
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.membership import ClusterMembership
@@ -92,6 +93,12 @@ class SIPNodeService(service.MultiService):
         if config.cluster.name:
             self.transport.set_cluster_name(config.cluster.name)
         self.drain = None
+        self.dialogs = None
+        if self.etcd is not None and self.transactions is not None:
+            self.dialogs = DialogRegistry(self.etcd, reactor, config.store.prefix, config.node.id,
+                                          config.cluster.dialog_max_s)
+            self.proxy.dialog_observers.append(self.dialogs)
+            self.membership.listeners.append(self.dialogs.membership_event(self.membership))
         if self.etcd is not None:
             self.drain = DrainGate(self.etcd, self.membership, config.store.prefix, config.node.id,
                                    config.cluster.drain_action, config.cluster.drain_retry_after_s)
@@ -120,6 +127,8 @@ class SIPNodeService(service.MultiService):
             self.location.start().addErrback(self._location_load_failed)
             self.membership.setServiceParent(self)
             self.drain.start().addErrback(self._drain_watch_failed)
+            if self.dialogs is not None:
+                self.dialogs.start().addErrback(self._dialogs_watch_failed)
         self.transport.listen()
         service.MultiService.startService(self)
         self._sweep.start(30, now=False)
@@ -135,6 +144,10 @@ class SIPNodeService(service.MultiService):
             self.reactor.callLater(2, lambda: self.location.ready or self.location.start().addErrback(
                 self._location_load_failed))
 
+    def _dialogs_watch_failed(self, failure):
+        if self.running:
+            self.reactor.callLater(2, lambda: self.dialogs.start().addErrback(self._dialogs_watch_failed))
+
     def _drain_watch_failed(self, failure):
         if self.running:
             self.reactor.callLater(2, lambda: self.drain.start().addErrback(self._drain_watch_failed))
@@ -147,6 +160,8 @@ class SIPNodeService(service.MultiService):
         if self.etcd is not None:
             self.location.stop()
             self.drain.stop()
+            if self.dialogs is not None:
+                self.dialogs.stop()
             d.addBoth(lambda _: self.etcd.stop())
         return d
 

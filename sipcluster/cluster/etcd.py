@@ -381,3 +381,37 @@ def _quietly(fn, *args):
         fn(*args)
     except Exception:
         pass
+
+
+class LeaseBuckets:
+    """
+    Leases shared by every key expiring in the same time bucket, so that a
+    hundred thousand keys cost a handful of leases.  A lease outlives the
+    end of its bucket by C{margin} seconds; keys whose own expiry is earlier
+    are filtered by their readers.
+    """
+
+    def __init__(self, store, clock, bucket=300, margin=30):
+        self.store = store
+        self.clock = clock
+        self.bucket = bucket
+        self.margin = margin
+        self._leases = {}
+
+    def __len__(self):
+        return len(self._leases)
+
+    @defer.inlineCallbacks
+    def lease_for(self, expires_at):
+        """The lease of the bucket C{expires_at} falls in, granted once."""
+        bucket = (int(expires_at) // self.bucket + 1) * self.bucket
+        lease = self._leases.get(bucket)
+        if lease is None:
+            now = self.clock.seconds()
+            for old in [b for b in self._leases if b < now]:
+                del self._leases[old]
+            lease = yield self.store.grant(max(int(bucket - now) + self.margin, 5))
+            # Two grants racing for one bucket: the first is kept, the other
+            # lease expires unused.
+            lease = self._leases.setdefault(bucket, lease)
+        return lease

@@ -24,7 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sipcluster.cluster.etcd import EtcdUnavailable
+from sipcluster.cluster.etcd import EtcdUnavailable, LeaseBuckets
 from sipcluster.location.interface import Binding, ILocationService
 from sipcluster.sip.errors import SIPError
 from sipcluster.sip.uri import parse_uri
@@ -75,7 +75,7 @@ class EtcdLocationService:
         self.clock = clock
         self.prefix = prefix.rstrip("/") + "/aor/"
         self._cache = {}       # aor -> (bindings, mod_revision)
-        self._leases = {}      # bucket end -> lease id
+        self._leases = LeaseBuckets(store, clock, BUCKET, MARGIN)
         self._locks = {}       # aor -> DeferredLock serializing its updates
         self._watch = None
         self.ready = False
@@ -177,7 +177,7 @@ class EtcdLocationService:
         for _ in range(self.RETRIES):
             merged = self._merge(current, changes)
             if merged:
-                lease = yield self._lease_for(max(b.expires_at for b in merged))
+                lease = yield self._leases.lease_for(max(b.expires_at for b in merged))
                 written = yield self.store.replace(key, encode(merged), revision, lease)
                 if written:
                     # Readers on this node see it at once; the watch will
@@ -213,21 +213,6 @@ class EtcdLocationService:
             if key == self._key(aor):
                 return decode(aor, value), mod
         return [], 0
-
-    @defer.inlineCallbacks
-    def _lease_for(self, expires_at):
-        """The lease of the bucket C{expires_at} falls in, granted once."""
-        bucket = (int(expires_at) // BUCKET + 1) * BUCKET
-        lease = self._leases.get(bucket)
-        if lease is None:
-            now = self.clock.seconds()
-            for old in [b for b in self._leases if b < now]:
-                del self._leases[old]
-            lease = yield self.store.grant(max(int(bucket - now) + MARGIN, 5))
-            # Two grants racing for one bucket: the first is kept, the other
-            # lease expires unused.
-            lease = self._leases.setdefault(bucket, lease)
-        return lease
 
     def sweep(self):
         """Expired bindings leave the cache (their keys leave etcd by lease)."""

@@ -102,6 +102,8 @@ class ResponseContext:
                 self._complete(branch, response)
             self.final_sent = True
             self._forward(response)
+            if first:
+                self._observe(response)
             self.no_new_branches = True
             self._cancel_pending()
             return
@@ -192,6 +194,19 @@ class ResponseContext:
             gather_challenges(best, responses)
         self.final_sent = True
         self._forward(best)
+        self._observe(best)
+
+    def _observe(self, response):
+        """Tell the dialog observers what this final response means."""
+        request = self.request
+        for observer in self.proxy.dialog_observers:
+            try:
+                if self.is_invite and request.to_tag is None and 200 <= response.status < 300:
+                    observer.dialog_confirmed(request, response)
+                elif request.method == "BYE":
+                    observer.dialog_ended(request, response)
+            except Exception:
+                self.proxy.log.failure("dialog observer failed")
 
     def _forward(self, response):
         if self.server_tx.state == "terminated":

@@ -44,6 +44,10 @@ class StatefulProxy:
         # Callables(request) raising Reject to refuse a request before it
         # is routed (draining, and later admission control).
         self.admission = []
+        # Objects told of dialogs: dialog_confirmed(request, response) when
+        # a 2xx to an initial INVITE goes upstream, dialog_ended(request,
+        # response) when a final response to a BYE does.
+        self.dialog_observers = []
         transactions.tu = self
 
     @property

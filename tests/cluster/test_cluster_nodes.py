@@ -265,3 +265,43 @@ def test_concurrent_registers_for_overlapping_aors_on_two_nodes_lose_nothing(clu
     for r in regs:
         stored.setdefault(r["aor"], set()).add(int(r["contact"].rsplit(":", 1)[1]))
     assert stored == expected
+
+
+def test_dialogs_are_shared_adopted_when_their_node_dies_and_end_with_a_cdr(cluster, tmp_path):
+    etcd, node = cluster
+    config = _config(tmp_path, '[cluster]\nname = "sip.example.test"\n')
+    a = node("node-a", "--config", str(config))
+    b = node("node-b", "--config", str(config))
+    phone = UDPAgent(next_host())
+    caller = UDPAgent(next_host())
+    try:
+        assert register(phone, a).status == 200
+        call_id = uuid.uuid4().hex
+        caller.send(_invite_text(caller, call_id).encode(), (a.host, 5060))
+        inv = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "INVITE"][0]
+        ok = _answer(phone, inv, a, 200)
+        assert wait_for(lambda: [c["call_id"] for c in cli(etcd, "calls")] == [call_id])
+        (call,) = cli(etcd, "calls")
+        assert call["owner"] == "node-a" and call["from"] == "sip:bob@example.test"
+        assert call["route_set"] == ["<sip:sip.example.test;lr>"]
+
+        a.process.send_signal(signal.SIGKILL)
+        a.process.wait()
+        # node-b takes the dialog over once node-a's lease is gone.
+        assert wait_for(lambda: [(c["owner"], c.get("adopted_from")) for c in cli(etcd, "calls")]
+                        == [("node-b", "node-a")], timeout=15)
+
+        bye = ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bKe{id};rport\r\n"
+               "Route: <sip:sip.example.test;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\n"
+               "To: {to}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").format(
+                   p=phone.host, pp=phone.port, c=caller.host, cp=caller.port, id=call_id, to=ok.header("to"))
+        caller.send(bye.encode(), (b.host, 5060))
+        got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "BYE"]
+        _answer(phone, got[0], b, 200)
+        assert wait_for(lambda: cli(etcd, "calls") == [], timeout=10)
+        assert wait_for(lambda: '"state": "terminated"' in b.log(tail=None) and call_id in b.log(tail=None))
+        cdr = [line for line in b.log(tail=None).splitlines() if "sipcluster.cdr" in line]
+        assert len(cdr) == 1 and '"adopted_from": "node-a"' in cdr[0] and '"end_status": 200' in cdr[0]
+    finally:
+        phone.close()
+        caller.close()

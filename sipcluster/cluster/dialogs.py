@@ -1,0 +1,187 @@
+# -*- test-case-name: tests.cluster.test_dialogs -*-
+"""
+Dialogs shared by the cluster: every node records the dialogs it set up in
+etcd (C{<prefix>/dialogs/<call-id>;<from-tag>;<to-tag>}: owner node, start
+time, parties, route set), so that a dialog outlives the node that created
+it.  When a node dies, the leader adopts its dialogs: they stay visible
+(C{sipcluster calls}), count toward limits, and end with a proper state and
+a call-detail record when their BYE passes any node.
+
+Records are kept under leases grouped by expiry bucket, with the longest
+call a dialog may last (cluster.dialog_max_s): a dialog whose BYE is never
+seen does not stay forever.
+"""
+
+import json
+import time
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from sipcluster.cluster.etcd import LeaseBuckets
+
+# Call-detail records go to their own log namespace, one JSON object each.
+# (Module level: a Logger class attribute takes its class's name.)
+cdr_log = Logger(namespace="sipcluster.cdr")
+
+
+class DialogRegistry:
+    """
+    @ivar dialogs: key -> record of every dialog of the cluster, fed by a
+        watch (so any node can count and list them).
+    @ivar on_end: callables(record) run when a dialog ends (the CDR hook).
+    """
+
+    log = Logger()
+
+    def __init__(self, store, clock, prefix, node_id, max_duration=14400):
+        self.store = store
+        self.clock = clock
+        self.prefix = prefix.rstrip("/") + "/dialogs/"
+        self.node_id = node_id
+        self.max_duration = max_duration
+        self.leases = LeaseBuckets(store, clock, bucket=600, margin=60)
+        self.dialogs = {}
+        self.on_end = [self._write_cdr]
+        self.adopted = 0
+        self._watch = None
+
+    # -- following the cluster's dialogs ------------------------------------------
+
+    def start(self):
+        d = self.store.get_prefix(self.prefix)
+
+        def listed(result):
+            items, revision = result
+            self._resync(items, revision)
+            self._watch = self.store.watch_prefix(self.prefix, self._events, self._resync, revision + 1)
+        return d.addCallback(listed)
+
+    def stop(self):
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _resync(self, items, revision):
+        self.dialogs = {}
+        for key, value, mod in items:
+            record = _decode(value)
+            if record is not None:
+                record["_mod"] = mod
+                self.dialogs[key[len(self.prefix):]] = record
+
+    def _events(self, events):
+        for kind, key, value, mod in events:
+            name = key[len(self.prefix):]
+            if kind == "delete":
+                self.dialogs.pop(name, None)
+            else:
+                record = _decode(value)
+                if record is not None:
+                    record["_mod"] = mod
+                    self.dialogs[name] = record
+
+    def count(self, owner=None):
+        """Dialogs in the cluster, or owned by C{owner}."""
+        return sum(1 for r in self.dialogs.values() if owner is None or r.get("owner") == owner)
+
+    # -- proxy observer --------------------------------------------------------------
+
+    @staticmethod
+    def key_of(call_id, from_tag, to_tag):
+        return "%s;%s;%s" % (call_id, from_tag or "", to_tag or "")
+
+    def dialog_confirmed(self, request, response):
+        """A 2xx to an initial INVITE went upstream: the dialog exists."""
+        name = self.key_of(request.call_id, request.from_tag, response.to_tag)
+        now = time.time()
+        record = {
+            "call_id": request.call_id, "from_tag": request.from_tag, "to_tag": response.to_tag,
+            "from": str(request.from_.uri), "to": str(request.to.uri), "owner": self.node_id,
+            "started": now, "state": "confirmed",
+            "route_set": response.values("record-route"),
+        }
+        d = self.leases.lease_for(now + self.max_duration)
+        d.addCallback(lambda lease: self.store.create(
+            self.prefix + name, json.dumps(record, sort_keys=True).encode("utf-8"), lease))
+        d.addErrback(self._failed, "record", name)
+        self.dialogs.setdefault(name, record)
+        return d
+
+    def dialog_ended(self, request, response):
+        """A final response to a BYE went upstream: the dialog is over."""
+        from_tag, to_tag = request.from_tag, request.to_tag
+        # The BYE may come from either side.
+        for name in (self.key_of(request.call_id, from_tag, to_tag),
+                     self.key_of(request.call_id, to_tag, from_tag)):
+            record = self.dialogs.pop(name, None)
+            if record is not None:
+                break
+        else:
+            return defer.succeed(None)
+        record = dict(record)
+        record.pop("_mod", None)
+        record.update(state="terminated", ended=time.time(), ended_by_node=self.node_id,
+                      end_status=response.status)
+        for hook in self.on_end:
+            try:
+                hook(record)
+            except Exception:
+                self.log.failure("dialog end hook failed")
+        return self.store.delete(self.prefix + name).addErrback(self._failed, "delete", name)
+
+    def _write_cdr(self, record):
+        cdr_log.info("{cdr}", cdr=json.dumps(record, sort_keys=True))
+
+    def _failed(self, failure, what, name):
+        self.log.warn("cannot {what} dialog {name} in etcd: {why}", what=what, name=name,
+                      why=failure.getErrorMessage())
+
+    # -- adoption by the leader -------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def adopt_orphans(self, live_nodes):
+        """
+        Take over the dialogs whose owner is not among C{live_nodes} (the
+        leader does, when a node leaves or when it becomes leader): each
+        record becomes ours by compare-and-swap, so two adopters cannot
+        both win.
+        """
+        items, _ = yield self.store.get_prefix(self.prefix)
+        adopted = 0
+        for key, value, mod in items:
+            record = _decode(value)
+            if record is None or record.get("owner") in live_nodes:
+                continue
+            dead_node = record.get("owner")
+            record.update(owner=self.node_id, adopted_from=dead_node, adopted_at=time.time())
+            started = record.get("started", time.time())
+            lease = yield self.leases.lease_for(started + self.max_duration)
+            ok = yield self.store.replace(key, json.dumps(record, sort_keys=True).encode("utf-8"),
+                                          mod, lease)
+            if ok:
+                adopted += 1
+        self.adopted += adopted
+        if adopted:
+            self.log.info("adopted {count} dialogs of nodes that left", count=adopted)
+        return adopted
+
+    def membership_event(self, membership):
+        """
+        A membership listener: the leader adopts the dialogs of a node that
+        leaves, and a node that becomes leader adopts any orphans (the dead
+        node may have been the leader itself).
+        """
+        def listener(event, node_id, record):
+            if (event == "leave" and membership.is_leader) or \
+                    (event == "leader" and node_id == self.node_id):
+                live = set(membership.nodes) | {self.node_id}
+                self.adopt_orphans(live).addErrback(self._failed, "adopt", "orphans")
+        return listener
+
+
+def _decode(value):
+    try:
+        record = json.loads(value.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
