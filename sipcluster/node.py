@@ -90,6 +90,9 @@ class SIPNodeService(service.MultiService):
         else:
             self.transactions = TransactionLayer(self.transport, reactor, self.timers)
             self.proxy = StatefulProxy(self.transactions, self.forwarder, reactor, self.timers)
+        if self.membership is not None:
+            self.forwarder.rank_binding = self.membership.region_rank
+            self.forwarder.flow_route = self.membership.flow_route
         if config.cluster.name:
             self.transport.set_cluster_name(config.cluster.name)
         self.drain = None

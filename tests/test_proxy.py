@@ -382,3 +382,48 @@ def test_response_with_only_our_via_is_not_forwarded_as_is(node):
     finals = [m for m in node.to(UAC, node.out()) if m.status >= 200]
     assert [m.status for m in finals] == [486]
     assert [v.branch for v in finals[0].vias] == ["z9hG4bKuac1"]
+
+
+def test_contacts_of_our_region_are_tried_first():
+    from sipcluster.cluster.membership import ClusterMembership
+    node = Node()
+    membership = ClusterMembership(None, node.h.clock, "/sc", "here", {"region": "eu"})
+    membership.nodes = {"here": {"region": "eu"}, "far": {"region": "us"}, "near": {"region": "eu"}}
+    node.forwarder.rank_binding = membership.region_rank
+    aor = "sip:bob@example.test"
+    node.location.update(aor, [
+        Binding(aor, parse_uri("sip:bob@127.0.0.1:5071"), 3600, 1.0, node="far"),
+        Binding(aor, parse_uri("sip:bob@127.0.0.1:5072"), 3600, 1.0, node="near")])
+    node.send(invite("sip:bob@example.test"))
+    sent = node.out()
+    assert node.to(UAS1, sent) == []  # the us contact waits
+    first, = node.to(UAS2, sent)
+    node.send(reply(first, 480), UAS2)
+    assert [m.method for m in node.to(UAS1, node.out()) if hasattr(m, "method")] == ["INVITE"]
+
+
+def test_flow_held_by_another_node_is_reached_through_it():
+    node = Node()
+    aor = "sip:alice@example.test"
+    node.location.update(aor, [Binding(aor, parse_uri("sip:alice@192.168.1.20:5060"), 3600,
+                                       received=("udp", "127.0.0.1", 40123), node="node-a")])
+    node.forwarder.flow_route = lambda b: "<sip:127.0.0.1:5071;lr>" if b.node == "node-a" else None
+    node.send(invite("sip:alice@example.test"))
+    fwd, = node.to(UAS1, node.out())  # to node-a, not to the flow itself
+    assert str(fwd.uri) == "sip:alice@192.168.1.20:5060;alias=127.0.0.1~40123~udp"
+    assert [str(r.uri) for r in fwd.routes] == ["sip:127.0.0.1:5071;lr"]
+
+
+def test_alias_in_request_uri_is_sent_over_that_flow():
+    node = Node()
+    node.send(invite("sip:alice@192.168.1.20:5060;alias=127.0.0.1~40123~udp"))
+    sent = node.out()
+    fwd, = [m for m, a in sent if a == ("127.0.0.1", 40123)]
+    assert str(fwd.uri) == "sip:alice@192.168.1.20:5060"
+
+
+def test_bad_alias_is_ignored():
+    from sipcluster.proxy.forwarding import parse_alias
+    assert parse_alias("127.0.0.1~40123~udp") == ("udp", "127.0.0.1", 40123)
+    for bad in ["host~1~udp", "127.0.0.1~x~udp", "127.0.0.1~1~sctp", "127.0.0.1~1"]:
+        assert parse_alias(bad) is None

@@ -33,13 +33,15 @@ class Target:
     URI (a NATed binding's source address, a Path route set).
     """
 
-    __slots__ = ("uri", "q", "path", "received")
+    __slots__ = ("uri", "q", "path", "received", "rank")
 
-    def __init__(self, uri, q=1.0, path=(), received=None):
+    def __init__(self, uri, q=1.0, path=(), received=None, rank=0):
         self.uri = uri
         self.q = q
         self.path = list(path)
         self.received = received
+        # Within one q, lower ranks are tried first (region preference).
+        self.rank = rank
 
     def __repr__(self):
         return "<Target %s q=%s>" % (self.uri, self.q)
@@ -99,6 +101,12 @@ class Forwarder:
         self.record_route = record_route
         self.resolver = resolver
         self.server_header = server_header
+        # Optional callable(binding) -> rank, lower first among equal q
+        # (the cluster ranks contacts registered in our region first).
+        self.rank_binding = None
+        # Optional callable(binding) -> Route value of the node holding the
+        # binding's flow when that is another node, else None.
+        self.flow_route = None
 
     # -- 16.3 ---------------------------------------------------------------
 
@@ -174,6 +182,13 @@ class Forwarder:
         first.  Raises L{Reject} when there is none.
         """
         uri = request.uri
+        alias = uri.param("alias") if isinstance(uri, SipURI) else None
+        if alias and not request.has("route"):
+            # A request routed here to reach a flow we hold (see
+            # _flow_target): send it over that flow, without the alias.
+            received = parse_alias(alias)
+            if received is not None:
+                return [Target(uri.without_params("alias"), received=received)]
         if request.has("route") or not self.is_our_domain(uri):
             return [Target(uri)]
         aor = aor_key(uri)
@@ -182,7 +197,24 @@ class Forwarder:
         bindings = self.location.lookup(aor)
         if not bindings:
             raise Reject(404)
-        return [Target(b.contact, b.q, b.path, b.received) for b in bindings]
+        rank = self.rank_binding
+        targets = [self._flow_target(b, rank(b) if rank else 0) for b in bindings]
+        targets.sort(key=lambda t: (-t.q, t.rank))
+        return targets
+
+    def _flow_target(self, binding, rank):
+        """
+        The target for a binding.  A flow (NAT source, outbound connection)
+        lives on the node the binding registered through: from another node
+        the request goes there, with the flow's address in an alias
+        parameter of the Request-URI (as Kamailio's nathelper does).
+        """
+        route = self.flow_route(binding) if self.flow_route and binding.received else None
+        if route is None:
+            return Target(binding.contact, binding.q, binding.path, binding.received, rank)
+        transport, host, port = binding.received
+        uri = binding.contact.with_params(alias="%s~%d~%s" % (host, port, transport))
+        return Target(uri, binding.q, [route] + list(binding.path), None, rank)
 
     # -- 16.6 ---------------------------------------------------------------
 
@@ -282,6 +314,18 @@ class Forwarder:
     def options_response(self, request):
         return self.local_response(request, 200, extra=[
             ("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en")])
+
+
+def parse_alias(value):
+    """(transport, host, port) of an alias parameter "host~port~transport", or None."""
+    parts = value.split("~")
+    if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("udp", "tcp"):
+        return None
+    try:
+        ipaddress.ip_address(parts[0])
+    except ValueError:
+        return None
+    return (parts[2], parts[0], int(parts[1]))
 
 
 def _raise(error):

@@ -16,10 +16,14 @@ from sipcluster.sip.errors import SIPError
 
 
 def group_by_q(targets):
-    """Targets in groups of equal q, highest first (RFC 3261 16.6 forking order)."""
+    """
+    Targets in groups tried one after the other: equal q in parallel,
+    highest q first (RFC 3261 16.6); within a q, preferred ranks (our
+    region) before the others.
+    """
     groups = []
-    for target in sorted(targets, key=lambda t: -t.q):
-        if groups and groups[-1][0].q == target.q:
+    for target in sorted(targets, key=lambda t: (-t.q, t.rank)):
+        if groups and (groups[-1][0].q, groups[-1][0].rank) == (target.q, target.rank):
             groups[-1].append(target)
         else:
             groups.append([target])

@@ -305,3 +305,31 @@ def test_dialogs_are_shared_adopted_when_their_node_dies_and_end_with_a_cdr(clus
     finally:
         phone.close()
         caller.close()
+
+
+def test_natted_phone_registered_at_a_is_called_through_a_from_b(cluster):
+    etcd, node = cluster
+    a = node("node-a")
+    b = node("node-b")
+    phone = UDPAgent(next_host())
+    caller = UDPAgent(next_host())
+    try:
+        data = ("REGISTER sip:example.test SIP/2.0\r\nVia: SIP/2.0/UDP {a}:{p};branch=z9hG4bKn{b};rport\r\n"
+                "Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=r\r\nTo: <sip:alice@example.test>\r\n"
+                "Call-ID: {c}\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@192.168.1.20:5060>\r\n"
+                "Expires: 600\r\nContent-Length: 0\r\n\r\n").format(
+                    a=phone.host, p=phone.port, b=uuid.uuid4().hex[:8], c=uuid.uuid4().hex)
+        phone.send(data.encode(), (a.host, 5060))
+        assert phone.recv(5).status == 200
+        assert wait_for(lambda: {n["id"] for n in cli(etcd, "status")["nodes"]} == {"node-a", "node-b"})
+        invite(caller, b)
+        got = [m for m in phone.recv_all(1.5) if getattr(m, "method", None) == "INVITE"]
+        assert got, "the phone behind NAT got nothing"
+        # It came over A, the node holding the phone's NAT binding, with the
+        # Request-URI the phone registered (no alias left).
+        assert got[0].top_via.host == a.host
+        assert [v.host for v in got[0].vias[:2]] == [a.host, b.host]
+        assert str(got[0].uri) == "sip:alice@192.168.1.20:5060"
+    finally:
+        phone.close()
+        caller.close()
