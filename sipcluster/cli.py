@@ -92,9 +92,11 @@ def _status(args):
         print(json.dumps({"leader": leader, "nodes": nodes}, indent=2, sort_keys=True))
         return 0
     rows = [(n["id"], ",".join(n.get("addresses", [])), n.get("region", ""), n.get("state", ""),
-             "yes" if n["leader"] else "", _duration(n["uptime_s"]), n.get("load", 0), n["bindings"])
+             "yes" if n["leader"] else "", _duration(n["uptime_s"]), n.get("load", 0), n["bindings"],
+             n.get("dialogs", 0))
             for n in nodes]
-    print(_table(rows, ["NODE", "ADDRESSES", "REGION", "STATE", "LEADER", "UPTIME", "LOAD", "BINDINGS"]))
+    print(_table(rows, ["NODE", "ADDRESSES", "REGION", "STATE", "LEADER", "UPTIME", "LOAD",
+                        "BINDINGS", "DIALOGS"]))
     return 0
 
 

@@ -197,6 +197,7 @@ SCHEMA = {
         "drain_action": Key(str, "reject", "What a draining node does with a new INVITE: reject (503 + Retry-After) or redirect (302 to an active node).",
                             choices=("reject", "redirect")),
         "drain_retry_after_s": Key(int, 30, "Retry-After of the 503 a draining node sends.", minimum=0),
+        "leader_hook": Key(str, "", "Command run with argument acquire or release when this node gains or loses leadership (to move a floating address); empty for none."),
         "dialog_max_s": Key(int, 14400, "Longest a dialog record stays in etcd without its BYE being seen, in seconds.",
                             minimum=60),
         "node_ttl_s": Key(int, 3, "Lease of this node's membership record: a dead node leaves the cluster this long after its last refresh.",

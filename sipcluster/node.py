@@ -5,6 +5,7 @@ together from a L{sipcluster.config.Config}, as an L{IService}.
 """
 
 import gc
+import os
 
 from twisted.application import service
 from twisted.internet.task import LoopingCall
@@ -119,7 +120,11 @@ class SIPNodeService(service.MultiService):
                 config.nat.keepalive_interval_s, config.nat.keepalive_method,
                 config.nat.keepalive_remove, domain=config.sip.domains[0] if config.sip.domains else "localhost",
             ).setServiceParent(self)
+        if self.membership is not None and config.cluster.leader_hook:
+            self.membership.listeners.append(LeaderHook(reactor, config.cluster.leader_hook, config.node.id))
         self._sweep = LoopingCall(self._sweep_location)
+        self._publish = LoopingCall(self._publish_load)
+        self._publish.clock = reactor
         self._sweep.clock = reactor
 
     def startService(self):
@@ -135,6 +140,8 @@ class SIPNodeService(service.MultiService):
         self.transport.listen()
         service.MultiService.startService(self)
         self._sweep.start(30, now=False)
+        if self.membership is not None:
+            self._publish.start(5, now=False)
         self.log.info("sipcluster node {id} ({mode}) listening on {listen}",
                       id=self.config.node.id, mode=self.config.node.mode,
                       listen=", ".join(str(a) for a in self.config.sip.listen))
@@ -157,8 +164,9 @@ class SIPNodeService(service.MultiService):
 
     def stopService(self):
         d = service.MultiService.stopService(self)
-        if self._sweep.running:
-            self._sweep.stop()
+        for loop in (self._sweep, self._publish):
+            if loop.running:
+                loop.stop()
         d.addCallback(lambda _: self.transport.stop())
         if self.etcd is not None:
             self.location.stop()
@@ -168,7 +176,54 @@ class SIPNodeService(service.MultiService):
             d.addBoth(lambda _: self.etcd.stop())
         return d
 
+    def load(self):
+        """What this node publishes as its load: transactions in progress."""
+        if self.transactions is None:
+            return 0
+        return len(self.transactions.servers) + len(self.transactions.clients)
+
+    def _publish_load(self):
+        load = self.load()
+        dialogs = self.dialogs.count(self.config.node.id) if self.dialogs is not None else 0
+        record = self.membership.record
+        if record.get("load") != load or record.get("dialogs") != dialogs:
+            return self.membership.update(load=load, dialogs=dialogs).addErrback(lambda f: None)
+
     def _sweep_location(self):
         sweep = getattr(self.location, "sweep", None)
         if sweep is not None:
             sweep()
+
+
+class LeaderHook:
+    """
+    Runs cluster.leader_hook with "acquire" when this node becomes leader
+    and "release" when it stops being leader: the place to move a floating
+    address (ip addr add/del, a cloud API call...).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, command, node_id):
+        self.reactor = reactor
+        self.command = command
+        self.node_id = node_id
+        self.leading = False
+
+    def __call__(self, event, node_id, record):
+        if event != "leader":
+            return
+        leading = node_id == self.node_id
+        if leading != self.leading:
+            self.leading = leading
+            self.run("acquire" if leading else "release")
+
+    def run(self, action):
+        from twisted.internet import utils
+        self.log.info("leader hook: {command} {action}", command=self.command, action=action)
+        d = utils.getProcessValue(self.command, (action,), env=os.environ, reactor=self.reactor)
+        d.addCallback(lambda code: code and self.log.warn(
+            "leader hook {command} {action} exited with {code}", command=self.command,
+            action=action, code=code))
+        d.addErrback(lambda f: self.log.failure("leader hook failed", f))
+        return d

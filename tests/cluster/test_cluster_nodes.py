@@ -106,10 +106,10 @@ def test_register_at_a_call_through_b_and_failover(cluster):
         caller.close()
 
 
-def _delivered(caller, phone, node):
-    invite(caller, node)
+def _delivered(caller, phone, node, user="alice"):
+    invite(caller, node, user)
     got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "INVITE"]
-    return bool(got) and got[0].uri.user == "alice"
+    return bool(got) and got[0].uri.user == user
 
 
 def test_register_is_503_while_etcd_is_down_and_node_still_answers(cluster):
@@ -332,4 +332,45 @@ def test_natted_phone_registered_at_a_is_called_through_a_from_b(cluster):
         assert str(got[0].uri) == "sip:alice@192.168.1.20:5060"
     finally:
         phone.close()
+        caller.close()
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_etcd_restart_nodes_reconnect_without_burning_cpu_and_lose_nothing(cluster, tmp_path):
+    etcd, node = cluster
+    hook_log = tmp_path / "hook.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\necho \"$1\" >> %s\n" % hook_log)
+    hook.chmod(0o755)
+    a = node("node-a", "--config", str(_config(tmp_path, '[cluster]\nleader_hook = "%s"\n' % hook)))
+    b = node("node-b")
+    phone = UDPAgent(next_host())
+    phone2 = UDPAgent(next_host())
+    caller = UDPAgent(next_host())
+    try:
+        assert register(phone, a).status == 200
+        assert wait_for(lambda: hook_log.exists() and hook_log.read_text() == "acquire\n")
+        etcd.kill()
+        before = [_cpu_seconds(n.process.pid) for n in (a, b)]
+        time.sleep(3)
+        spent = [_cpu_seconds(n.process.pid) - t for n, t in zip((a, b), before)]
+        assert max(spent) < 0.5, spent  # no spinning watch threads
+        assert register(phone2, b, "dave").status == 503  # not stored, not acknowledged
+        assert _delivered(caller, phone, b)  # lookups go on from the cache
+        etcd.start()
+        # Right after the restart: a binding written through A is seen by B.
+        assert wait_for(lambda: register(phone2, a, "dave").status == 200, timeout=20)
+        assert wait_for(lambda: _delivered(caller, phone2, b, user="dave"), timeout=10)
+        # Nothing lost, both nodes back in the cluster.
+        regs = {r["aor"] for r in cli(etcd, "registrations")}
+        assert {"sip:alice@example.test", "sip:dave@example.test"} <= regs
+        assert wait_for(lambda: {n["id"] for n in cli(etcd, "status")["nodes"]} == {"node-a", "node-b"}, 20)
+    finally:
+        phone.close()
+        phone2.close()
         caller.close()
