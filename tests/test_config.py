@@ -105,3 +105,10 @@ def test_check_config_command(tmp_path, capsys):
         f.write("[node]\nworkers = 0\n")
     assert cli.main(["check-config", bad]) == 2
     assert "node.workers: expected an integer from 1 to 64, got 0" in capsys.readouterr().err
+
+
+def test_cluster_commands_fail_clearly_without_etcd(capsys):
+    for command in (["status"], ["registrations"], ["calls"], ["leader"], ["drain", "x"], ["undrain", "x"]):
+        assert cli.main(command + ["--etcd", "http://127.0.0.1:1", "--timeout", "0.5"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("sipcluster: cannot reach etcd at http://127.0.0.1:1") and err.count("\n") == 1

@@ -303,6 +303,11 @@ class PrefixWatch:
 
     def _from_thread(self, client, response):
         # The client's watch thread: nothing here but handing over.
+        if isinstance(response, etcd3.exceptions.RevisionCompactedError):
+            # Not a broken connection: the events we wanted are gone, so
+            # re-list (etcd3 cancels this watch itself).
+            self.store.reactor.callFromThread(self._resync)
+            return
         if isinstance(response, Exception):
             # Close at once: after an error the watch thread spins.
             try:

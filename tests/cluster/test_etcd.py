@@ -165,3 +165,22 @@ class EtcdStoreTests(unittest.TestCase):
         started = time.monotonic()
         self.store.stop()
         self.assertLess(time.monotonic() - started, 3)
+
+    @defer.inlineCallbacks
+    def test_watch_from_a_compacted_revision_re_lists(self):
+        for i in range(5):
+            yield self.store.put("/c/k%d" % i, b"v%d" % i)
+        last = yield self.store.put("/c/k0", b"new")
+        yield self.store._call(lambda c: c.compact(last))
+        resyncs = []
+        events = []
+        self.store.watch_prefix("/c/", events.extend,
+                                lambda items, rev: resyncs.append((items, rev)), 2)
+        yield eventually(lambda: resyncs)
+        items, revision = resyncs[0]
+        self.assertEqual(sorted((k, v) for k, v, _ in items),
+                         [("/c/k0", b"new")] + [("/c/k%d" % i, b"v%d" % i) for i in range(1, 5)])
+        self.assertEqual(revision, last)
+        # And it goes on watching after the list.
+        yield self.store.put("/c/after", b"x")
+        yield eventually(lambda: [k for _, k, _, _ in events] == ["/c/after"])
