@@ -18,7 +18,7 @@ import time
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from sipcluster.cluster.etcd import LeaseBuckets
+from sipcluster.cluster.etcd import LeaseBuckets, json_record
 
 # Call-detail records go to their own log namespace, one JSON object each.
 # (Module level: a Logger class attribute takes its class's name.)
@@ -64,7 +64,7 @@ class DialogRegistry:
     def _resync(self, items, revision):
         self.dialogs = {}
         for key, value, mod in items:
-            record = _decode(value)
+            record = json_record(value)
             if record is not None:
                 record["_mod"] = mod
                 self.dialogs[key[len(self.prefix):]] = record
@@ -75,7 +75,7 @@ class DialogRegistry:
             if kind == "delete":
                 self.dialogs.pop(name, None)
             else:
-                record = _decode(value)
+                record = json_record(value)
                 if record is not None:
                     record["_mod"] = mod
                     self.dialogs[name] = record
@@ -149,7 +149,7 @@ class DialogRegistry:
         items, _ = yield self.store.get_prefix(self.prefix)
         adopted = 0
         for key, value, mod in items:
-            record = _decode(value)
+            record = json_record(value)
             if record is None or record.get("owner") in live_nodes:
                 continue
             dead_node = record.get("owner")
@@ -178,10 +178,3 @@ class DialogRegistry:
                 self.adopt_orphans(live).addErrback(self._failed, "adopt", "orphans")
         return listener
 
-
-def _decode(value):
-    try:
-        record = json.loads(value.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) else None

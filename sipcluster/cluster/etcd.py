@@ -17,6 +17,7 @@ that revision has been compacted away.
 Facts behind these choices: ../shared/notes/dependencies.md.
 """
 
+import json
 import os
 
 # etcd3 0.12's generated modules need the pure-Python protobuf runtime when
@@ -70,6 +71,15 @@ def read_prefix(client, prefix, page=PAGE):
         if not response.more or not response.kvs:
             return items, revision
         start = response.kvs[-1].key + b"\x00"
+
+
+def json_record(value):
+    """A JSON object stored in etcd as a dict, or None when unreadable."""
+    try:
+        record = json.loads(value.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def parse_endpoint(endpoint):

@@ -21,7 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipcluster.cluster.etcd import EtcdUnavailable
+from sipcluster.cluster.etcd import EtcdUnavailable, json_record
 
 
 class ClusterMembership(service.Service):
@@ -189,7 +189,7 @@ class ClusterMembership(service.Service):
     def _resync(self, items, revision):
         fresh = {}
         for key, value, _ in items:
-            record = _decode(value)
+            record = json_record(value)
             if record is not None:
                 fresh[self._node_id_of(key)] = record
         for node_id in set(self.nodes) - set(fresh):
@@ -206,7 +206,7 @@ class ClusterMembership(service.Service):
                 if record is not None:
                     self._notify("leave", node_id, record)
             else:
-                record = _decode(value)
+                record = json_record(value)
                 if record is not None:
                     event = "update" if node_id in self.nodes else "join"
                     self.nodes[node_id] = record
@@ -253,10 +253,3 @@ class ClusterMembership(service.Service):
             else:
                 self._set_leader(value.decode("utf-8"))
 
-
-def _decode(value):
-    try:
-        record = json.loads(value.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) else None

@@ -161,11 +161,7 @@ def test_drain_stops_new_calls_while_a_running_dialog_completes(cluster, tmp_pat
         assert {(m.status, m.header("Retry-After")) for m in refused} == {(503, "7")}
         # The running dialog still ends normally through A.
         route = "<%s>" % ok.record_routes[0].uri
-        bye = ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bKbye{id};rport\r\n"
-               "Route: {r}\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\n"
-               "To: {to}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").format(
-                   p=phone.host, pp=phone.port, c=caller.host, cp=caller.port, id=call_id, r=route,
-                   to=ok.header("to"))
+        bye = _bye(phone, caller, call_id, route, ok)
         caller.send(bye.encode(), (a.host, 5060))
         got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "BYE"]
         assert len({m.top_via.branch for m in got}) == 1  # one BYE (and its retransmissions)
@@ -198,10 +194,7 @@ def test_in_dialog_requests_reach_any_node_by_the_cluster_name(cluster, tmp_path
         ok = _answer(phone, inv, a, 200)
         # The BYE arrives at node B (DNS for the cluster name may lead to
         # any node) and is routed by its Route set alone.
-        bye = ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bKb{id};rport\r\n"
-               "Route: <sip:sip.example.test;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\n"
-               "To: {to}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").format(
-                   p=phone.host, pp=phone.port, c=caller.host, cp=caller.port, id=call_id, to=ok.header("to"))
+        bye = _bye(phone, caller, call_id, "<sip:sip.example.test;lr>", ok)
         caller.send(bye.encode(), (b.host, 5060))
         got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "BYE"]
         assert len({m.top_via.branch for m in got}) == 1 and not got[0].has("route")
@@ -291,10 +284,7 @@ def test_dialogs_are_shared_adopted_when_their_node_dies_and_end_with_a_cdr(clus
         assert wait_for(lambda: [(c["owner"], c.get("adopted_from")) for c in cli(etcd, "calls")]
                         == [("node-b", "node-a")], timeout=15)
 
-        bye = ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bKe{id};rport\r\n"
-               "Route: <sip:sip.example.test;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\n"
-               "To: {to}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").format(
-                   p=phone.host, pp=phone.port, c=caller.host, cp=caller.port, id=call_id, to=ok.header("to"))
+        bye = _bye(phone, caller, call_id, "<sip:sip.example.test;lr>", ok)
         caller.send(bye.encode(), (b.host, 5060))
         got = [m for m in phone.recv_all(1.0) if getattr(m, "method", None) == "BYE"]
         _answer(phone, got[0], b, 200)
@@ -374,3 +364,12 @@ def test_etcd_restart_nodes_reconnect_without_burning_cpu_and_lose_nothing(clust
         phone.close()
         phone2.close()
         caller.close()
+
+
+def _bye(phone, caller, call_id, route, ok):
+    """The caller's BYE for the call answered by C{ok}, with one Route."""
+    return ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bK{b};rport\r\n"
+            "Route: {r}\r\nMax-Forwards: 70\r\nFrom: <sip:bob@example.test>;tag=i\r\n"
+            "To: {to}\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").format(
+                p=phone.host, pp=phone.port, c=caller.host, cp=caller.port, b=uuid.uuid4().hex[:10],
+                id=call_id, r=route, to=ok.header("to"))
