@@ -49,3 +49,14 @@ def test_plugin_is_found():
     makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
     assert makers["sipcluster"].module == "sipcluster.tap"
     assert makers["sipcluster"].options is Options
+
+
+def test_leader_hook_runs_acquire_and_release_on_changes_only():
+    from sipcluster.node import LeaderHook
+    hook = LeaderHook(MemoryReactor(), "/bin/true", "node-a")
+    actions = []
+    hook.run = actions.append
+    for event, node in [("join", "node-b"), ("leader", "node-b"), ("leader", "node-a"),
+                        ("leader", "node-a"), ("leave", "node-b"), ("leader", "node-c")]:
+        hook(event, node, None)
+    assert actions == ["acquire", "release"]
