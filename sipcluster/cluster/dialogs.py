@@ -49,13 +49,8 @@ class DialogRegistry:
     # -- following the cluster's dialogs ------------------------------------------
 
     def start(self):
-        d = self.store.get_prefix(self.prefix)
-
-        def listed(result):
-            items, revision = result
-            self._resync(items, revision)
-            self._watch = self.store.watch_prefix(self.prefix, self._events, self._resync, revision + 1)
-        return d.addCallback(listed)
+        d = self.store.follow(self.prefix, self._events, self._resync)
+        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
 
     def stop(self):
         if self._watch is not None:

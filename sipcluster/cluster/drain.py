@@ -40,13 +40,8 @@ class DrainGate:
         self._watch = None
 
     def start(self):
-        d = self.store.get_prefix(self.key)
-
-        def listed(result):
-            items, revision = result
-            self._resync(items, revision)
-            self._watch = self.store.watch_prefix(self.key, self._events, self._resync, revision + 1)
-        return d.addCallback(listed)
+        d = self.store.follow(self.key, self._events, self._resync)
+        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
 
     def stop(self):
         if self._watch is not None:

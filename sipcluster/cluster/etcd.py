@@ -133,10 +133,7 @@ class EtcdStore:
             watch.stop()
         client, self._client = self._client, None
         if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+            close_client(client)
         if self.pool is not None:
             pool, self.pool = self.pool, None
             pool.stop()
@@ -145,10 +142,7 @@ class EtcdStore:
         """Drop the current client and make a new one (next endpoint)."""
         old, self._client = self._client, None
         if old is not None:
-            try:
-                old.close()
-            except Exception:
-                pass
+            close_client(old)
         self._endpoint_index += 1
         self.reconnects += 1
         if self.pool is not None:
@@ -245,6 +239,20 @@ class EtcdStore:
             return ok
         return self._call(run)
 
+    def follow(self, prefix, on_events, on_resync):
+        """
+        Read everything under C{prefix} (handed to C{on_resync(items,
+        revision)}), then watch it from the next revision: the way every
+        cache of etcd state starts.  A Deferred firing with the watch.
+        """
+        d = self.get_prefix(prefix)
+
+        def listed(result):
+            items, revision = result
+            on_resync(items, revision)
+            return self.watch_prefix(prefix, on_events, on_resync, revision + 1)
+        return d.addCallback(listed)
+
     def watch_prefix(self, prefix, on_events, on_resync, start_revision):
         """
         Watch C{prefix} from C{start_revision}; see L{PrefixWatch}.
@@ -320,10 +328,7 @@ class PrefixWatch:
             return
         if isinstance(response, Exception):
             # Close at once: after an error the watch thread spins.
-            try:
-                client.close()
-            except Exception:
-                pass
+            close_client(client)
             self.store.reactor.callFromThread(self._failed, response)
             return
         compacted = getattr(response, "compact_revision", 0)
@@ -389,6 +394,29 @@ class PrefixWatch:
         self._cancel_current()
         if self in self.store._watches:
             self.store._watches.remove(self)
+
+
+class _RetiredStub:
+    """
+    Put in place of a closed client's watch stub.  etcd3's watch thread
+    loops forever, opening a new stream after every error; on a closed
+    channel that raises, and the thread dies printing a traceback.  Raising
+    SystemExit instead ends it the way threading treats as quiet.
+    """
+
+    def Watch(self, *args, **kwargs):
+        raise SystemExit()
+
+
+def close_client(client):
+    """Close an etcd3 client, letting its watch thread (if any) end quietly."""
+    watcher = getattr(client, "watcher", None)
+    if watcher is not None:
+        watcher._watch_stub = _RetiredStub()
+    try:
+        client.close()
+    except Exception:
+        pass
 
 
 def _quietly(fn, *args):

@@ -122,15 +122,11 @@ class ClusterMembership(service.Service):
         yield self.store.put(self.node_key, self._encode(), lease=lease)
         self.connected = True
         if self._watch is None:
-            items, revision = yield self.store.get_prefix(self.prefix + "/nodes/")
-            self._resync(items, revision)
-            self._watch = self.store.watch_prefix(
-                self.prefix + "/nodes/", self._node_events, self._resync, revision + 1)
+            self._watch = yield self.store.follow(
+                self.prefix + "/nodes/", self._node_events, self._resync)
         if self._leader_watch is None:
-            items, revision = yield self.store.get_prefix(self.leader_key)
-            self._leader_watch = self.store.watch_prefix(
-                self.leader_key, self._leader_events, self._leader_resync, revision + 1)
-            self._leader_resync(items, revision)
+            self._leader_watch = yield self.store.follow(
+                self.leader_key, self._leader_events, self._leader_resync)
         yield self._campaign()
 
     def _joined(self, result):

@@ -86,16 +86,13 @@ class EtcdLocationService:
     def start(self):
         """Load every binding, then follow changes.  A Deferred."""
         started = self.clock.seconds()
-        d = self.store.get_prefix(self.prefix)
 
-        def loaded(result):
-            items, revision = result
-            self._resync(items, revision)
+        def following(watch):
+            self._watch = watch
+            self.ready = True
             self.log.info("loaded {count} addresses-of-record from etcd in {seconds:.2f}s",
                           count=len(self._cache), seconds=self.clock.seconds() - started)
-            self._watch = self.store.watch_prefix(self.prefix, self._events, self._resync, revision + 1)
-            self.ready = True
-        return d.addCallback(loaded)
+        return self.store.follow(self.prefix, self._events, self._resync).addCallback(following)
 
     def stop(self):
         if self._watch is not None:

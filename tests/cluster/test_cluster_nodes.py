@@ -345,6 +345,9 @@ def test_etcd_restart_nodes_reconnect_without_burning_cpu_and_lose_nothing(clust
     try:
         assert register(phone, a).status == 200
         assert wait_for(lambda: hook_log.exists() and hook_log.read_text() == "acquire\n")
+        # B's cache is fed by its watch: wait until the binding has reached it
+        # (a write acknowledged a millisecond before etcd dies may not have).
+        assert wait_for(lambda: _delivered(caller, phone, b), timeout=10)
         etcd.kill()
         before = [_cpu_seconds(n.process.pid) for n in (a, b)]
         time.sleep(3)
