@@ -200,6 +200,8 @@ SCHEMA = {
         "leader_hook": Key(str, "", "Command run with argument acquire or release when this node gains or loses leadership (to move a floating address); empty for none."),
         "dialog_max_s": Key(int, 14400, "Longest a dialog record stays in etcd without its BYE being seen, in seconds.",
                             minimum=60),
+        "max_dialogs": Key(int, 0, "Call admission: most dialogs this node carries at once (its own, those adopted from dead nodes, and INVITEs being set up); a new INVITE over it gets 503. 0: no limit. Needs store.backend = etcd and node.mode = stateful.",
+                           minimum=0),
         "node_ttl_s": Key(int, 3, "Lease of this node's membership record: a dead node leaves the cluster this long after its last refresh.",
                           minimum=1, maximum=300),
     },
@@ -274,7 +276,18 @@ def build(data, source="<defaults>", overrides=None):
             section, _, name = dotted.partition(".")
             if name not in SCHEMA.get(section, {}):
                 raise ConfigError("command line: unknown key %s" % dotted)
+    _check_together(sections, source, overrides or {})
     return Config(sections, None if source == "<defaults>" else source)
+
+
+def _check_together(sections, source, overrides):
+    """Keys that only make sense with others."""
+    if sections["cluster"]["max_dialogs"] and (
+            sections["store"]["backend"] != "etcd" or sections["node"]["mode"] != "stateful"):
+        where = "command line" if "cluster.max_dialogs" in overrides else source
+        raise ConfigError("%s: cluster.max_dialogs: needs store.backend = \"etcd\" and "
+                          "node.mode = \"stateful\" (dialogs are counted in the cluster's "
+                          "dialog registry)" % where)
 
 
 def load(path=None, overrides=None):

@@ -11,7 +11,7 @@ from twisted.application import service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from sipcluster.cluster.dialogs import DialogRegistry
+from sipcluster.cluster.dialogs import DialogLimit, DialogRegistry
 from sipcluster.cluster.drain import DrainGate
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.membership import ClusterMembership
@@ -103,6 +103,9 @@ class SIPNodeService(service.MultiService):
                                           config.cluster.dialog_max_s)
             self.proxy.dialog_observers.append(self.dialogs)
             self.membership.listeners.append(self.dialogs.membership_event(self.membership))
+            if config.cluster.max_dialogs:
+                self.proxy.admission.append(DialogLimit(self.dialogs, self.proxy,
+                                                        config.cluster.max_dialogs))
         if self.etcd is not None:
             self.drain = DrainGate(self.etcd, self.membership, config.store.prefix, config.node.id,
                                    config.cluster.drain_action, config.cluster.drain_retry_after_s)
@@ -145,6 +148,9 @@ class SIPNodeService(service.MultiService):
         self.log.info("sipcluster node {id} ({mode}) listening on {listen}",
                       id=self.config.node.id, mode=self.config.node.mode,
                       listen=", ".join(str(a) for a in self.config.sip.listen))
+        if self.config.cluster.max_dialogs and self.dialogs is not None:
+            self.log.info("call admission: at most {limit} dialogs on this node",
+                          limit=self.config.cluster.max_dialogs)
 
     def _location_load_failed(self, failure):
         # etcd away at start: keep serving from an empty cache, and load

@@ -45,6 +45,9 @@ def test_file_values_and_overrides(tmp_path):
     ('[sipp]\n', "unknown section [sipp]"),
     ('[node\n', "TOML syntax error"),
     ('node = 1\n', "node: expected a table"),
+    ('[cluster]\nmax_dialogs = 10\n', 'cluster.max_dialogs: needs store.backend = "etcd"'),
+    ('[store]\nbackend = "etcd"\n[node]\nmode = "stateless"\n[cluster]\nmax_dialogs = 10\n',
+     'cluster.max_dialogs: needs store.backend = "etcd" and node.mode = "stateful"'),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, text, fragment):
     path = write(tmp_path, text)
@@ -60,6 +63,14 @@ def test_override_error_names_command_line():
     with pytest.raises(ConfigError) as e:
         config.load(None, {"node.mode": "chaotic"})
     assert str(e.value).startswith("command line: node.mode:")
+
+
+def test_dialog_limit_with_etcd(tmp_path):
+    cfg = config.load(write(tmp_path, '[store]\nbackend = "etcd"\n[cluster]\nmax_dialogs = 10\n'))
+    assert cfg.cluster.max_dialogs == 10
+    with pytest.raises(ConfigError) as e:
+        config.load(None, {"cluster.max_dialogs": 5})
+    assert str(e.value).startswith("command line: cluster.max_dialogs: needs")
 
 
 def test_unreadable_file():

@@ -427,3 +427,29 @@ def test_bad_alias_is_ignored():
     assert parse_alias("127.0.0.1~40123~udp") == ("udp", "127.0.0.1", 40123)
     for bad in ["host~1~udp", "127.0.0.1~x~udp", "127.0.0.1~1~sctp", "127.0.0.1~1"]:
         assert parse_alias(bad) is None
+
+
+def test_calls_being_set_up_are_counted_until_their_final_response(node):
+    """C{proxy.setups}: what call admission counts besides confirmed dialogs."""
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    assert len(node.proxy.setups) == 1
+    node.send(invite())  # a retransmission is the same call
+    node.send(reply(fwd, 180), FOREIGN)
+    assert len(node.proxy.setups) == 1
+    node.send(reply(fwd, 200), FOREIGN)
+    assert node.proxy.setups == set()
+    # A failed call and a cancelled one stop counting too.
+    node.send(invite(branch="z9hG4bKuac2").replace(b"call-1@", b"call-2@"))
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 486), FOREIGN)
+    node.send(invite(branch="z9hG4bKuac3").replace(b"call-1@", b"call-3@"))
+    node.out()
+    node.send(invite(method="CANCEL", branch="z9hG4bKuac3").replace(b"call-1@", b"call-3@"))
+    assert len(node.proxy.setups) == 1
+    # Timer C then 487 upstream; here the callee never answers the CANCEL.
+    node.h.clock.advance(200)
+    assert node.proxy.setups == set()
+    # Requests inside a dialog are not call set-ups.
+    node.send(in_dialog("sip:bob@127.0.0.1:5070", "INVITE", "<sip:127.0.0.1:5060;lr>"))
+    assert node.proxy.setups == set()

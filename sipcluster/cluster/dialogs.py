@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from sipcluster.cluster.etcd import LeaseBuckets, json_record
+from sipcluster.proxy.forwarding import Reject
 
 # Call-detail records go to their own log namespace, one JSON object each.
 # (Module level: a Logger class attribute takes its class's name.)
@@ -30,6 +31,8 @@ class DialogRegistry:
     @ivar dialogs: key -> record of every dialog of the cluster, fed by a
         watch (so any node can count and list them).
     @ivar on_end: callables(record) run when a dialog ends (the CDR hook).
+    @ivar owned: how many of them this node owns (set up or adopted), kept
+        up to date as records come and go, for call admission.
     """
 
     log = Logger()
@@ -44,6 +47,7 @@ class DialogRegistry:
         self.dialogs = {}
         self.on_end = [self._write_cdr]
         self.adopted = 0
+        self.owned = 0
         self._watch = None
 
     # -- following the cluster's dialogs ------------------------------------------
@@ -58,22 +62,37 @@ class DialogRegistry:
 
     def _resync(self, items, revision):
         self.dialogs = {}
+        self.owned = 0
         for key, value, mod in items:
             record = json_record(value)
             if record is not None:
                 record["_mod"] = mod
-                self.dialogs[key[len(self.prefix):]] = record
+                self._put(key[len(self.prefix):], record)
 
     def _events(self, events):
         for kind, key, value, mod in events:
             name = key[len(self.prefix):]
             if kind == "delete":
-                self.dialogs.pop(name, None)
+                self._drop(name)
             else:
                 record = json_record(value)
                 if record is not None:
                     record["_mod"] = mod
-                    self.dialogs[name] = record
+                    self._put(name, record)
+
+    def _put(self, name, record):
+        old = self.dialogs.get(name)
+        if old is not None and old.get("owner") == self.node_id:
+            self.owned -= 1
+        self.dialogs[name] = record
+        if record.get("owner") == self.node_id:
+            self.owned += 1
+
+    def _drop(self, name):
+        record = self.dialogs.pop(name, None)
+        if record is not None and record.get("owner") == self.node_id:
+            self.owned -= 1
+        return record
 
     def count(self, owner=None):
         """Dialogs in the cluster, or owned by C{owner}."""
@@ -99,7 +118,8 @@ class DialogRegistry:
         d.addCallback(lambda lease: self.store.create(
             self.prefix + name, json.dumps(record, sort_keys=True).encode("utf-8"), lease))
         d.addErrback(self._failed, "record", name)
-        self.dialogs.setdefault(name, record)
+        if name not in self.dialogs:
+            self._put(name, record)
         return d
 
     def dialog_ended(self, request, response):
@@ -108,7 +128,7 @@ class DialogRegistry:
         # The BYE may come from either side.
         for name in (self.key_of(request.call_id, from_tag, to_tag),
                      self.key_of(request.call_id, to_tag, from_tag)):
-            record = self.dialogs.pop(name, None)
+            record = self._drop(name)
             if record is not None:
                 break
         else:
@@ -173,3 +193,29 @@ class DialogRegistry:
                 self.adopt_orphans(live).addErrback(self._failed, "adopt", "orphans")
         return listener
 
+
+
+class DialogLimit:
+    """
+    Call admission for a node: at most C{limit} dialogs at once, counting
+    those it owns in the registry (set up here or adopted from a dead node)
+    and the INVITEs it is still setting up.  A new INVITE over the limit
+    gets 503; in-dialog requests always pass, so running calls end
+    normally.  Kamailio's equivalent is a dialog profile size check.
+    """
+
+    def __init__(self, registry, proxy, limit):
+        self.registry = registry
+        self.proxy = proxy
+        self.limit = limit
+        self.refused = 0
+
+    def in_use(self):
+        return self.registry.owned + len(self.proxy.setups)
+
+    def __call__(self, request):
+        if request.method != "INVITE" or request.to_tag is not None:
+            return
+        if self.in_use() >= self.limit:
+            self.refused += 1
+            raise Reject(503, "Service Unavailable (call limit reached)")

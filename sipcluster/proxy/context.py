@@ -100,7 +100,7 @@ class ResponseContext:
             first = not branch.done
             if first:
                 self._complete(branch, response)
-            self.final_sent = True
+            self._final_sent()
             self._forward(response)
             if first:
                 self._observe(response)
@@ -192,9 +192,13 @@ class ResponseContext:
         if best.status in (401, 407):
             best = best.copy()
             gather_challenges(best, responses)
-        self.final_sent = True
+        self._final_sent()
         self._forward(best)
         self._observe(best)
+
+    def _final_sent(self):
+        self.final_sent = True
+        self.proxy.setups.discard(self.server_tx.key)
 
     def _observe(self, response):
         """Tell the dialog observers what this final response means."""
@@ -223,7 +227,7 @@ class ResponseContext:
 
     def reject(self, error):
         if isinstance(error, Reject) and not self.final_sent:
-            self.final_sent = True
+            self._final_sent()
             self.proxy.send_upstream(self.server_tx, self.proxy.forwarder.local_response(
                 self.request, error.status, error.reason, error.extra))
 

@@ -52,6 +52,9 @@ class StatefulProxy:
         # a 2xx to an initial INVITE goes upstream, dialog_ended(request,
         # response) when a final response to a BYE does.
         self.dialog_observers = []
+        # Server transaction keys of initial INVITEs not yet answered with a
+        # final response: the calls being set up (call admission counts them).
+        self.setups = set()
         transactions.tu = self
 
     @property
@@ -93,11 +96,14 @@ class StatefulProxy:
         context = ResponseContext(self, server_tx, request, group_by_q(targets),
                                   server_tx.source.transport)
         self.contexts[server_tx.key] = context
+        if context.is_invite and request.to_tag is None:
+            self.setups.add(server_tx.key)
         server_tx.on_terminated = self._server_terminated
         context.start()
 
     def _server_terminated(self, server_tx):
         self.contexts.pop(server_tx.key, None)
+        self.setups.discard(server_tx.key)
 
     def cancel_received(self, cancel_tx, invite_tx):
         if invite_tx is None:

@@ -263,8 +263,10 @@ def test_concurrent_registers_for_overlapping_aors_on_two_nodes_lose_nothing(clu
 def test_dialogs_are_shared_adopted_when_their_node_dies_and_end_with_a_cdr(cluster, tmp_path):
     etcd, node = cluster
     config = _config(tmp_path, '[cluster]\nname = "sip.example.test"\n')
+    # B admits one dialog at a time: the adopted one counts.
+    limited = _config(tmp_path, '[cluster]\nname = "sip.example.test"\nmax_dialogs = 1\n')
     a = node("node-a", "--config", str(config))
-    b = node("node-b", "--config", str(config))
+    b = node("node-b", "--config", str(limited))
     phone = UDPAgent(next_host())
     caller = UDPAgent(next_host())
     try:
@@ -283,6 +285,11 @@ def test_dialogs_are_shared_adopted_when_their_node_dies_and_end_with_a_cdr(clus
         # node-b takes the dialog over once node-a's lease is gone.
         assert wait_for(lambda: [(c["owner"], c.get("adopted_from")) for c in cli(etcd, "calls")]
                         == [("node-b", "node-a")], timeout=15)
+        caller.recv_all(0.3)  # what the first call left
+        invite(caller, b, "alice")
+        refused = [m for m in caller.recv_all(1.0) if getattr(m, "status", 0) >= 200]
+        # (Retransmitted while nobody ACKs it.)
+        assert {(m.status, m.reason) for m in refused} == {(503, "Service Unavailable (call limit reached)")}
 
         bye = _bye(phone, caller, call_id, "<sip:sip.example.test;lr>", ok)
         caller.send(bye.encode(), (b.host, 5060))
@@ -292,6 +299,8 @@ def test_dialogs_are_shared_adopted_when_their_node_dies_and_end_with_a_cdr(clus
         assert wait_for(lambda: '"state": "terminated"' in b.log(tail=None) and call_id in b.log(tail=None))
         cdr = [line for line in b.log(tail=None).splitlines() if "sipcluster.cdr" in line]
         assert len(cdr) == 1 and '"adopted_from": "node-a"' in cdr[0] and '"end_status": 200' in cdr[0]
+        # The adopted dialog is over: B admits a new call again.
+        assert _delivered(caller, phone, b)
     finally:
         phone.close()
         caller.close()

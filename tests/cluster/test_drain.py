@@ -73,3 +73,96 @@ def test_cluster_name_in_record_route_and_taken_as_ours():
     assert not h.layer.is_local("other.example.test", 5060)
     h.layer.set_cluster_name("sip.example.test:5070")
     assert str(h.layer.record_route_uri("udp")) == "sip:sip.example.test:5070;lr"
+
+
+# -- call admission: DialogLimit ---------------------------------------------------
+
+
+class FakeStore:
+    def __init__(self):
+        from twisted.internet import defer
+        self.defer = defer
+        self.created = []
+
+    def create(self, key, value, lease=None):
+        self.created.append(key)
+        return self.defer.succeed(True)
+
+    def delete(self, key):
+        return self.defer.succeed(True)
+
+    def grant(self, ttl):
+        return self.defer.succeed(1)
+
+
+def _record(owner):
+    import json
+    return json.dumps({"owner": owner, "call_id": "c", "from_tag": "f", "to_tag": "t"}).encode()
+
+
+def test_registry_counts_the_dialogs_this_node_owns_as_records_come_and_go():
+    from twisted.internet.task import Clock
+    from sipcluster.cluster.dialogs import DialogRegistry
+    registry = DialogRegistry(FakeStore(), Clock(), "/sc", "b")
+    p = "/sc/dialogs/"
+    registry._resync([(p + "1", _record("a"), 5), (p + "2", _record("b"), 6)], 6)
+    assert registry.owned == 1
+    # Node a died and b adopted its dialog: the put with the new owner counts.
+    registry._events([("put", p + "1", _record("b"), 7)])
+    assert registry.owned == 2
+    registry._events([("put", p + "1", _record("b"), 8)])  # a rewrite is not a new dialog
+    assert registry.owned == 2
+    registry._events([("delete", p + "2", b"", 9), ("delete", p + "3", b"", 9)])
+    assert registry.owned == 1
+    registry._events([("put", p + "4", _record("c"), 10)])
+    assert registry.owned == 1 and registry.count() == 2
+    registry._resync([], 11)
+    assert registry.owned == 0
+
+
+def test_registry_counts_its_own_new_dialog_at_once_and_ends_it_on_bye():
+    from twisted.internet.task import Clock
+    from sipcluster.cluster.dialogs import DialogRegistry
+    from sipcluster.sip.message import make_response
+    registry = DialogRegistry(FakeStore(), Clock(), "/sc", "b")
+    registry.on_end = []
+    request = parse_message(INVITE)
+    ok = make_response(request, 200, to_tag="callee")
+    registry.dialog_confirmed(request, ok)
+    assert registry.owned == 1
+    # The watch then delivers our own write: still one.
+    name = registry.key_of(request.call_id, request.from_tag, "callee")
+    registry._events([("put", "/sc/dialogs/" + name, _record("b"), 3)])
+    assert registry.owned == 1
+    bye = parse_message(INVITE.replace(b"INVITE sip:", b"BYE sip:").replace(b"314159 INVITE", b"314160 BYE")
+                        .replace(b"To: Bob <sip:bob@biloxi.example.com>",
+                                 b"To: Bob <sip:bob@biloxi.example.com>;tag=callee"))
+    registry.dialog_ended(bye, make_response(bye, 200))
+    assert registry.owned == 0
+
+
+class FakeRegistry:
+    owned = 0
+
+
+class FakeProxy:
+    def __init__(self):
+        self.setups = set()
+
+
+def test_dialog_limit_counts_owned_dialogs_and_calls_being_set_up():
+    from sipcluster.cluster.dialogs import DialogLimit
+    registry, proxy = FakeRegistry(), FakeProxy()
+    limit = DialogLimit(registry, proxy, 2)
+    limit(parse_message(INVITE))
+    registry.owned = 1
+    proxy.setups.add("tx1")
+    with pytest.raises(Reject) as e:
+        limit(parse_message(INVITE))
+    assert e.value.status == 503 and limit.refused == 1
+    # In-dialog requests and other methods always pass.
+    limit(parse_message(INVITE.replace(b"To: Bob <sip:bob@biloxi.example.com>",
+                                       b"To: Bob <sip:bob@biloxi.example.com>;tag=x")))
+    limit(parse_message(INVITE.replace(b"INVITE sip:", b"BYE sip:").replace(b"314159 INVITE", b"314160 BYE")))
+    proxy.setups.clear()
+    limit(parse_message(INVITE))
