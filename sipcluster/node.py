@@ -197,7 +197,12 @@ class SIPNodeService(service.MultiService):
 
     def _sweep_location(self):
         sweep = getattr(self.location, "sweep", None)
-        if sweep is not None:
+        if sweep is None:
+            return
+        if self.membership is not None:
+            # Cleaning expired bindings out of etcd is one node's job.
+            sweep(purge=self.membership.is_leader)
+        else:
             sweep()
 
 

@@ -60,3 +60,17 @@ def test_leader_hook_runs_acquire_and_release_on_changes_only():
                         ("leader", "node-a"), ("leave", "node-b"), ("leader", "node-c")]:
         hook(event, node, None)
     assert actions == ["acquire", "release"]
+
+
+def test_only_the_leader_purges_expired_bindings_from_etcd():
+    options = Options()
+    options.parseOptions(["--store", "etcd", "--node-id", "node-a"])
+    (node,) = makeService(options, reactor=MemoryReactor())
+    sweeps = []
+    node.location.sweep = lambda purge=False: sweeps.append(purge)
+    node._sweep_location()
+    node.membership.leader = "node-a"
+    node._sweep_location()
+    node.membership.leader = "node-b"
+    node._sweep_location()
+    assert sweeps == [False, True, False]

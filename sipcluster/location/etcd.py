@@ -69,6 +69,7 @@ class EtcdLocationService:
 
     log = Logger()
     RETRIES = 8
+    PURGE_BATCH = 1000
 
     def __init__(self, store, clock, prefix="/sipcluster"):
         self.store = store
@@ -80,6 +81,7 @@ class EtcdLocationService:
         self._watch = None
         self.ready = False
         self.conflicts = 0
+        self.purged = 0
 
     # -- start and the watch-fed cache -----------------------------------------
 
@@ -211,15 +213,33 @@ class EtcdLocationService:
                 return decode(aor, value), mod
         return [], 0
 
-    def sweep(self):
-        """Expired bindings leave the cache (their keys leave etcd by lease)."""
+    def sweep(self, purge=False):
+        """
+        Expired bindings leave the cache.  Their keys leave etcd by lease,
+        but a key lives as long as its longest binding: with C{purge} (the
+        leader's duty, one node of the cluster) the records holding expired
+        bindings are rewritten without them, or deleted, at most
+        PURGE_BATCH a sweep.  Returns how many bindings left the cache.
+        """
         now = self.clock.seconds()
         removed = 0
+        purging = 0
         for aor, (bindings, mod) in list(self._cache.items()):
             alive = [b for b in bindings if b.expires_at > now]
+            if len(alive) == len(bindings):
+                continue
             removed += len(bindings) - len(alive)
-            if not alive:
+            if purge and purging < self.PURGE_BATCH:
+                # The update rewrites etcd and then the cache, with CAS.
+                purging += 1
+                self.update(aor, []).addErrback(self._purge_failed, aor)
+            elif not alive:
                 del self._cache[aor]
-            elif len(alive) != len(bindings):
+            else:
                 self._cache[aor] = (alive, mod)
+        self.purged += purging
         return removed
+
+    def _purge_failed(self, failure, aor):
+        self.log.debug("cannot purge expired bindings of {aor}: {why}", aor=aor,
+                       why=failure.getErrorMessage())

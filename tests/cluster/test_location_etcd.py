@@ -3,6 +3,7 @@
 import time
 
 from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from sipcluster.cluster.etcd import EtcdStore, EtcdUnavailable
@@ -96,3 +97,31 @@ class EtcdLocationTests(unittest.TestCase):
                 yield eventually(lambda: True, timeout=0.3)
         yield eventually(lambda: {str(x.contact) for x in b.lookup(AOR)} == {
             "sip:alice@127.0.0.1:5090", "sip:alice@127.0.0.1:5092"}, timeout=15)
+
+    @defer.inlineCallbacks
+    def test_the_purging_sweep_rewrites_records_holding_expired_bindings(self):
+        a = yield self.node()
+        b = yield self.node()
+        bob = "sip:bob@example.test"
+        yield a.update(AOR, [binding(5090, expires=1), binding(5091, expires=3600)])
+        yield a.update(bob, [binding(5092, expires=1, aor=bob)])
+        yield eventually(lambda: len(b.lookup(AOR)) == 2)
+        yield deferLater(reactor, 1.2, lambda: None)
+        # A node that is not the leader only cleans its own cache.
+        self.assertEqual(b.sweep(), 2)
+        items, _ = yield a.store.get_prefix("/sc/aor/")
+        self.assertEqual(len(items), 2)
+        # The leader's sweep rewrites etcd: one record loses a binding, the
+        # other, all expired, goes; every node's cache follows.
+        before = b._cache[AOR][1]
+        self.assertEqual(a.sweep(purge=True), 2)
+        self.assertEqual(a.purged, 2)
+        # Done when the rewrite reached b by its watch and the delete is in.
+        yield eventually(lambda: b._cache[AOR][1] > before and bob not in a._cache)
+        items, _ = yield a.store.get_prefix("/sc/aor/")
+        self.assertEqual([key for key, _, _ in items], ["/sc/aor/" + AOR])
+        self.assertNotIn(b"5090", items[0][1])
+        self.assertEqual([str(x.contact) for x in b.lookup(AOR)], ["sip:alice@127.0.0.1:5091"])
+        # Nothing left to purge.
+        self.assertEqual(a.sweep(purge=True), 0)
+        self.assertEqual(a.purged, 2)
