@@ -30,7 +30,8 @@ class ClusterMembership(service.Service):
         included, as last seen.
     @ivar leader: the id of the current leader, or None.
     @ivar listeners: callables notified with (event, node_id, record) for
-        "join", "update", "leave" and ("leader", node_id, None).
+        "join", "update", "leave" and ("leader", node_id, None), node_id
+        None when there is no leader (ours lost its lease, or left).
     """
 
     log = Logger()
@@ -53,6 +54,10 @@ class ClusterMembership(service.Service):
         self._watch = None
         self._leader_watch = None
         self._joining = None
+        # Until when our lease surely lives, by our own clock: leadership
+        # held on that lease is not trusted past it.
+        self._lease_valid_until = 0.0
+        self._lease_timer = None
 
     @property
     def node_key(self):
@@ -77,6 +82,8 @@ class ClusterMembership(service.Service):
         service.Service.stopService(self)
         if self._refresh.running:
             self._refresh.stop()
+        if self._lease_timer is not None and self._lease_timer.active():
+            self._lease_timer.cancel()
         for watch in (self._watch, self._leader_watch):
             if watch is not None:
                 watch.stop()
@@ -89,19 +96,57 @@ class ClusterMembership(service.Service):
     # -- keeping our record alive ------------------------------------------------
 
     def _keepalive(self):
+        self._check_lease()
         if self._joining is not None:
             return self._joining
         if self.lease is None:
             self._joining = self._join()
             self._joining.addBoth(self._joined)
             return self._joining
+        sent = self.clock.seconds()
         d = self.store.refresh(self.lease)
-        d.addCallbacks(self._alive, self._refresh_failed)
+        d.addCallbacks(self._alive, self._refresh_failed, callbackArgs=(sent,))
         return d
 
-    def _alive(self, ttl):
+    def _check_lease(self):
+        """
+        A leader that could not refresh its lease for a whole TTL (etcd
+        away, this process paused or cut off) steps down: by now another
+        node may have been elected, and the leader hook must release.
+        """
+        if self.is_leader and self.clock.seconds() >= self._lease_valid_until:
+            self.log.warn("cluster lease not refreshed for {ttl}s: no longer leader", ttl=self.ttl)
+            self._set_leader(None)
+
+    def _lease_lives_until(self, until):
+        """
+        Our lease is known alive until C{until}: a timer steps down then
+        unless a refresh moves it on (a refresh that hangs holds up the
+        keepalive loop, so the loop alone cannot be the watchdog).
+        """
+        self._lease_valid_until = until
+        if self._lease_timer is not None and self._lease_timer.active():
+            self._lease_timer.cancel()
+        self._lease_timer = self.clock.callLater(
+            max(0.0, until - self.clock.seconds()), self._check_lease)
+
+    def _alive(self, ttl, sent):
+        self._lease_lives_until(sent + (ttl or self.ttl))
         if not self.connected:
             self.connected = True
+        if self.leader is None and self.running:
+            # We stepped down (or missed the election) while the lease
+            # may have survived, our leader key with it: look again.
+            self.store.get(self.leader_key).addCallbacks(
+                self._leader_read, lambda f: None)
+
+    def _leader_read(self, value):
+        if self.leader is not None:
+            return
+        if value:
+            self._set_leader(value.decode("utf-8"))
+        else:
+            self._campaign().addErrback(lambda f: None)
 
     def _refresh_failed(self, failure):
         if failure.check(KeyError):
@@ -109,16 +154,20 @@ class ClusterMembership(service.Service):
             # again with a new one; our keys went with the old.
             self.log.warn("cluster lease expired; joining again")
             self.lease = None
-            self.leader = None if self.is_leader else self.leader
+            self._lease_valid_until = 0.0
+            self._check_lease()
         elif failure.check(EtcdUnavailable):
             self.connected = False
+            self._check_lease()
         else:
             self.log.failure("lease refresh failed", failure)
 
     @defer.inlineCallbacks
     def _join(self):
+        granted = self.clock.seconds()
         lease = yield self.store.grant(self.ttl)
         self.lease = lease
+        self._lease_lives_until(granted + self.ttl)
         yield self.store.put(self.node_key, self._encode(), lease=lease)
         self.connected = True
         if self._watch is None:
@@ -237,13 +286,13 @@ class ClusterMembership(service.Service):
         if items:
             self._set_leader(items[0][1].decode("utf-8"))
         else:
-            self.leader = None
+            self._set_leader(None)
             self._campaign().addErrback(lambda f: None)
 
     def _leader_events(self, events):
         for kind, key, value, _ in events:
             if kind == "delete":
-                self.leader = None
+                self._set_leader(None)
                 # The leader left: every node campaigns, one wins.
                 self._campaign().addErrback(lambda f: None)
             else:

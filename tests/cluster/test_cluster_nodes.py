@@ -378,6 +378,33 @@ def test_etcd_restart_nodes_reconnect_without_burning_cpu_and_lose_nothing(clust
         caller.close()
 
 
+def test_a_paused_leader_steps_down_and_comes_back_as_follower(cluster, tmp_path):
+    """
+    SIGSTOP the leader beyond its lease: B takes over; when A runs again
+    its leader hook releases (it no longer holds leadership) and it rejoins
+    under B, so the hook never stays "acquired" on two nodes.
+    """
+    etcd, node = cluster
+    hook_log = tmp_path / "hook.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\necho \"$1\" >> %s\n" % hook_log)
+    hook.chmod(0o755)
+    a = node("node-a", "--config", str(_config(tmp_path, '[cluster]\nleader_hook = "%s"\n' % hook)))
+    assert wait_for(lambda: hook_log.exists() and hook_log.read_text() == "acquire\n")
+    b = node("node-b")
+    assert wait_for(lambda: len(cli(etcd, "status")["nodes"]) == 2)
+    os.kill(a.process.pid, signal.SIGSTOP)
+    try:
+        assert wait_for(lambda: cli(etcd, "leader")["leader"] == "node-b", timeout=10)
+    finally:
+        os.kill(a.process.pid, signal.SIGCONT)
+    assert wait_for(lambda: hook_log.read_text() == "acquire\nrelease\n", timeout=10)
+    assert wait_for(lambda: {n["id"] for n in cli(etcd, "status")["nodes"]} == {"node-a", "node-b"}, 15)
+    assert cli(etcd, "leader")["leader"] == "node-b"
+    time.sleep(1.5)  # and it stays so
+    assert hook_log.read_text() == "acquire\nrelease\n"
+
+
 def _bye(phone, caller, call_id, route, ok):
     """The caller's BYE for the call answered by C{ok}, with one Route."""
     return ("BYE sip:alice@{p}:{pp} SIP/2.0\r\nVia: SIP/2.0/UDP {c}:{cp};branch=z9hG4bK{b};rport\r\n"

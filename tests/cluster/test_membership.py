@@ -79,5 +79,7 @@ class MembershipTests(unittest.TestCase):
         yield eventually(lambda: "a" in a.nodes and a.is_leader)
         self.etcd.kill()
         yield eventually(lambda: not a.connected, timeout=5)
+        # Past the lease it no longer counts itself leader.
+        yield eventually(lambda: a.leader is None, timeout=5)
         self.etcd.start()
         yield eventually(lambda: a.connected and "a" in a.nodes and a.is_leader, timeout=20)
