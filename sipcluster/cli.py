@@ -21,22 +21,32 @@ class CLIError(Exception):
 
 
 def _client(args):
+    """A client on the first endpoint that answers, tried in turn."""
     from sipcluster.cluster import etcd as adapter  # sets the protobuf implementation
     import etcd3
-    endpoint = args.etcd
-    if endpoint is None and args.config:
+    if args.etcd:
+        endpoints = [e.strip() for e in args.etcd.split(",") if e.strip()]
+    elif args.config:
         try:
-            endpoint = configuration.load(args.config).store.etcd_endpoints[0]
+            endpoints = configuration.load(args.config).store.etcd_endpoints
         except configuration.ConfigError as e:
             raise CLIError("config error: %s" % e)
-    endpoint = endpoint or "http://127.0.0.1:2379"
-    host, port = adapter.parse_endpoint(endpoint)
-    client = etcd3.client(host, port, timeout=args.timeout)
-    try:
-        client.status()
-    except Exception as e:
-        raise CLIError("cannot reach etcd at %s: %s" % (endpoint, adapter._describe(e)))
-    return client
+    else:
+        endpoints = ["http://127.0.0.1:2379"]
+    errors = []
+    for endpoint in endpoints:
+        try:
+            host, port = adapter.parse_endpoint(endpoint)
+        except ValueError as e:
+            raise CLIError("bad etcd endpoint %r: %s" % (endpoint, e))
+        client = etcd3.client(host, port, timeout=args.timeout)
+        try:
+            client.status()
+            return client
+        except Exception as e:
+            errors.append("%s: %s" % (endpoint, adapter._describe(e)))
+            client.close()
+    raise CLIError("cannot reach etcd at %s" % "; ".join(errors))
 
 
 def _prefix(args):
@@ -223,7 +233,7 @@ def main(argv=None):
                             ("drain", _drain, "stop a node taking new dialogs"),
                             ("undrain", lambda a: _drain(a, False), "let a drained node take dialogs again")):
         command = sub.add_parser(name, help=text)
-        command.add_argument("--etcd", help="etcd URL (default: from --config, else http://127.0.0.1:2379)")
+        command.add_argument("--etcd", help="etcd URL(s), comma-separated, tried in turn (default: from --config, else http://127.0.0.1:2379)")
         command.add_argument("--config", help="node configuration file (etcd endpoints and prefix)")
         command.add_argument("--prefix", help="cluster key prefix (default /sipcluster)")
         command.add_argument("--timeout", type=float, default=3.0, help="seconds per etcd call")

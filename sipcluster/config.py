@@ -135,6 +135,23 @@ def _listen_list(values):
     return out
 
 
+def parse_endpoint(endpoint):
+    """(host, port) of an etcd endpoint written http://host:port or host:port."""
+    text = endpoint.split("://", 1)[-1].rstrip("/")
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected http://host:port, got %s" % _show(endpoint))
+    return host.strip("[]"), int(port)
+
+
+def _endpoint_list(values):
+    if not values:
+        raise ValueError("expected at least one etcd endpoint")
+    for text in values:
+        parse_endpoint(text)
+    return list(values)
+
+
 def _domain_list(values):
     return [v.lower() for v in values]
 
@@ -187,7 +204,8 @@ SCHEMA = {
     "store": {
         "backend": Key(str, "memory", "Where registrations live: memory (a single node) or etcd (a cluster).",
                        choices=("memory", "etcd")),
-        "etcd_endpoints": Key(list, ["http://127.0.0.1:2379"], "etcd client URLs, tried in turn (backend = etcd)."),
+        "etcd_endpoints": Key(list, ["http://127.0.0.1:2379"], "etcd client URLs, every member of the etcd cluster: calls go to one, and move to the next when it stops answering (backend = etcd).",
+                             check=_endpoint_list),
         "prefix": Key(str, "/sipcluster", "Key prefix of this cluster in etcd: nodes sharing it form one cluster."),
         "timeout_s": Key(float, 2.0, "Longest any one etcd call may take, in seconds.", minimum=0.1, maximum=60),
     },

@@ -27,7 +27,7 @@ class Options(usage.Options):
         ["workers", None, None, "Worker processes sharing the UDP port (node.workers).", int],
         ["advertise", None, None, "host[:port] for Via and Record-Route (sip.advertise)."],
         ["store", None, None, "Store backend: memory or etcd (store.backend)."],
-        ["etcd", None, None, "etcd endpoint, e.g. http://127.0.0.1:2379 (store.etcd_endpoints)."],
+        ["etcd", None, None, "etcd endpoint(s), comma-separated, e.g. http://127.0.0.1:2379 (store.etcd_endpoints)."],
         ["region", None, None, "Region of this node (cluster.region)."],
         ["t1-ms", None, None, "Timer T1 in milliseconds (timers.t1_ms).", int],
         ["timer-c", None, None, "Timer C in seconds (timers.timer_c_s).", int],
@@ -65,7 +65,7 @@ class Options(usage.Options):
         if self["domain"]:
             out["sip.domains"] = list(self["domain"])
         if self["etcd"]:
-            out["store.etcd_endpoints"] = [self["etcd"]]
+            out["store.etcd_endpoints"] = [e.strip() for e in self["etcd"].split(",") if e.strip()]
         if self["region"]:
             out["cluster.region"] = self["region"]
         return out

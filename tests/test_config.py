@@ -46,6 +46,9 @@ def test_file_values_and_overrides(tmp_path):
     ('[node\n', "TOML syntax error"),
     ('node = 1\n', "node: expected a table"),
     ('[cluster]\nmax_dialogs = 10\n', 'cluster.max_dialogs: needs store.backend = "etcd"'),
+    ('[store]\netcd_endpoints = ["http://10.0.0.1:2379", "etcd2"]\n',
+     'store.etcd_endpoints: expected http://host:port, got "etcd2"'),
+    ('[store]\netcd_endpoints = []\n', "store.etcd_endpoints: expected at least one etcd endpoint"),
     ('[store]\nbackend = "etcd"\n[node]\nmode = "stateless"\n[cluster]\nmax_dialogs = 10\n',
      'cluster.max_dialogs: needs store.backend = "etcd" and node.mode = "stateful"'),
 ])
@@ -71,6 +74,13 @@ def test_dialog_limit_with_etcd(tmp_path):
     with pytest.raises(ConfigError) as e:
         config.load(None, {"cluster.max_dialogs": 5})
     assert str(e.value).startswith("command line: cluster.max_dialogs: needs")
+
+
+def test_etcd_endpoints_from_the_command_line_comma_separated():
+    from sipcluster.tap import Options
+    options = Options()
+    options.parseOptions(["--store", "etcd", "--etcd", "http://127.0.0.2:2379, http://127.0.0.3:2379"])
+    assert options.config.store.etcd_endpoints == ["http://127.0.0.2:2379", "http://127.0.0.3:2379"]
 
 
 def test_unreadable_file():

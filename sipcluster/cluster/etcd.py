@@ -12,7 +12,9 @@ Watches do not survive an etcd restart: the client's watch thread delivers
 one error, then silently drops events and spins.  L{PrefixWatch} closes the
 client on that error (which stops the spin), reconnects with backoff, and
 watches again from the last revision it saw + 1, re-listing the prefix when
-that revision has been compacted away.
+that revision has been compacted away.  Calls go to one endpoint at a time;
+one that fails two calls in a row (its member died, hangs or lost quorum) is
+left for the next, and the watches follow.
 
 Facts behind these choices: ../shared/notes/dependencies.md.
 """
@@ -33,6 +35,8 @@ import grpc  # noqa: E402
 from twisted.internet import defer, threads  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
+
+from sipcluster.config import parse_endpoint  # noqa: E402,F401 (the CLI's too)
 
 
 class EtcdUnavailable(Exception):
@@ -82,18 +86,10 @@ def json_record(value):
     return record if isinstance(record, dict) else None
 
 
-def parse_endpoint(endpoint):
-    """(host, port) of an endpoint written http://host:port or host:port."""
-    text = endpoint.split("://", 1)[-1].rstrip("/")
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError("expected http://host:port, got %r" % endpoint)
-    return host.strip("[]"), int(port)
-
-
 class EtcdStore:
     """
-    Asynchronous access to one etcd cluster.
+    Asynchronous access to one etcd cluster, through one of its members'
+    endpoints at a time.
 
     @ivar timeout: seconds any one call may take.
     """
@@ -110,6 +106,7 @@ class EtcdStore:
         self._endpoint_index = 0
         self._watches = []
         self.reconnects = 0
+        self._client_failures = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -166,7 +163,36 @@ class EtcdStore:
                 if "closed channel" in str(e) or "Channel closed" in str(e):
                     raise EtcdUnavailable("client reconnecting") from None
                 raise
-        return threads.deferToThreadPool(self.reactor, self.pool, run)
+        d = threads.deferToThreadPool(self.reactor, self.pool, run)
+        d.addCallbacks(self._answered, self._unanswered, errbackArgs=(client,))
+        return d
+
+    # Calls in a row that one endpoint may fail before the next is tried.
+    FAILOVER_AFTER = 2
+
+    def _answered(self, result):
+        self._client_failures = 0
+        return result
+
+    def _unanswered(self, failure, client):
+        """
+        An endpoint that keeps failing calls (its member died, hangs, or
+        lost quorum) is left for the next one; a watch on it may not notice
+        (a paused member breaks no stream).
+        """
+        if failure.check(EtcdUnavailable) and client is self._client and len(self.endpoints) > 1:
+            self._client_failures += 1
+            if self._client_failures >= self.FAILOVER_AFTER:
+                self._client_failures = 0
+                self.log.warn("etcd at {endpoint} is not answering ({why}); trying the next endpoint",
+                              endpoint=self.endpoint, why=failure.getErrorMessage())
+                self.reconnect()
+        return failure
+
+    @property
+    def endpoint(self):
+        """The host:port calls go to now."""
+        return "%s:%d" % self.endpoints[self._endpoint_index % len(self.endpoints)]
 
     def get(self, key):
         """A Deferred firing with the value (bytes) of C{key}, or None."""

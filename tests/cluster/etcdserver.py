@@ -23,27 +23,36 @@ class EtcdServer:
     killed, restarted on the same data, stopped with SIGSTOP and resumed.
     """
 
-    def __init__(self, host=None):
+    def __init__(self, host=None, name="test", initial_cluster=None, wait=True):
         self.host = host or next_host()
         self.port = 2379
+        self.name = name
+        self.initial_cluster = initial_cluster or "%s=%s" % (name, self.peer)
         self.data_dir = tempfile.mkdtemp(prefix="etcd-test-")
         self.process = None
-        self.start()
+        self.start(wait=wait)
+
+    @property
+    def peer(self):
+        return "http://%s:%d" % (self.host, self.port + 1)
 
     @property
     def endpoint(self):
         return "http://%s:%d" % (self.host, self.port)
 
-    def start(self, timeout=15):
-        client = "http://%s:%d" % (self.host, self.port)
-        peer = "http://%s:%d" % (self.host, self.port + 1)
+    def start(self, timeout=15, wait=True):
+        client = self.endpoint
         log = open(os.path.join(self.data_dir, "etcd.log"), "ab")
         self.process = subprocess.Popen(
-            ["etcd", "--name", "test", "--data-dir", os.path.join(self.data_dir, "data"),
+            ["etcd", "--name", self.name, "--data-dir", os.path.join(self.data_dir, "data"),
              "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", "test=%s" % peer, "--log-level", "error"],
+             "--listen-peer-urls", self.peer, "--initial-advertise-peer-urls", self.peer,
+             "--initial-cluster", self.initial_cluster, "--log-level", "error"],
             stdout=log, stderr=log)
+        if wait:
+            self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout=15):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -89,3 +98,23 @@ class EtcdServer:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class EtcdCluster:
+    """Three etcd members on three loopback addresses: one may die, the
+    other two keep the quorum."""
+
+    def __init__(self, size=3):
+        hosts = [next_host() for _ in range(size)]
+        initial = ",".join("m%d=http://%s:2380" % (i, h) for i, h in enumerate(hosts))
+        self.members = [EtcdServer(h, "m%d" % i, initial, wait=False) for i, h in enumerate(hosts)]
+        for member in self.members:
+            member.wait_healthy(30)
+
+    @property
+    def endpoints(self):
+        return [m.endpoint for m in self.members]
+
+    def stop(self):
+        for member in self.members:
+            member.stop()

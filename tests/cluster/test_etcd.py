@@ -184,3 +184,54 @@ class EtcdStoreTests(unittest.TestCase):
         # And it goes on watching after the list.
         yield self.store.put("/c/after", b"x")
         yield eventually(lambda: [k for _, k, _, _ in events] == ["/c/after"])
+
+
+class EndpointFailoverTests(unittest.TestCase):
+    """Which endpoint calls go to, as calls fail (no etcd needed)."""
+
+    def store(self, endpoints):
+        store = EtcdStore(reactor, endpoints)
+        store.pool = object()  # started, as far as reconnect cares
+        store._new_client = lambda: object()
+        store._client = store._new_client()
+        return store
+
+    def fail(self, store, error=None):
+        from twisted.python.failure import Failure
+        failure = Failure(error or EtcdUnavailable("DEADLINE_EXCEEDED"))
+        self.assertIs(store._unanswered(failure, store._client), failure)
+
+    def test_two_failures_in_a_row_move_to_the_next_endpoint_and_round(self):
+        store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379"])
+        self.fail(store)
+        self.assertEqual(store.endpoint, "127.0.0.2:2379")
+        self.fail(store)
+        self.assertEqual((store.endpoint, store.reconnects), ("127.0.0.3:2379", 1))
+        self.fail(store)
+        self.fail(store)
+        self.assertEqual(store.endpoint, "127.0.0.2:2379")
+
+    def test_an_answer_in_between_keeps_the_endpoint(self):
+        store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379"])
+        self.fail(store)
+        store._answered(None)
+        self.fail(store)
+        self.assertEqual((store.endpoint, store.reconnects), ("127.0.0.2:2379", 0))
+
+    def test_other_errors_and_a_single_endpoint_never_reconnect(self):
+        store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379"])
+        for _ in range(3):
+            self.fail(store, KeyError("no such lease"))
+        single = self.store(["http://127.0.0.2:2379"])
+        for _ in range(3):
+            self.fail(single)
+        self.assertEqual((store.reconnects, single.reconnects), (0, 0))
+
+    def test_failures_of_a_client_already_replaced_do_not_count(self):
+        store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379"])
+        old = store._client
+        store.reconnect()
+        from twisted.python.failure import Failure
+        for _ in range(3):
+            store._unanswered(Failure(EtcdUnavailable("x")), old).trap(EtcdUnavailable)
+        self.assertEqual(store.reconnects, 1)
