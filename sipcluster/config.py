@@ -212,7 +212,7 @@ SCHEMA = {
     "cluster": {
         "name": Key(str, "", "Shared host[:port] written in Record-Route so in-dialog requests may reach any node (DNS or an anycast/floating address must lead there); empty: this node's address."),
         "region": Key(str, "default", "Region of this node, published to the cluster."),
-        "drain_action": Key(str, "reject", "What a draining node does with a new INVITE: reject (503 + Retry-After) or redirect (302 to an active node).",
+        "drain_action": Key(str, "reject", "What a draining node does with a new INVITE: reject (503 + Retry-After) or redirect (302 to an active node: of this region first, then the one with fewest dialogs).",
                             choices=("reject", "redirect")),
         "drain_retry_after_s": Key(int, 30, "Retry-After of the 503 a draining node sends.", minimum=0),
         "leader_hook": Key(str, "", "Command run with argument acquire or release when this node gains or loses leadership (to move a floating address); empty for none."),

@@ -5,7 +5,8 @@ Draining a node: it takes no new dialogs while it finishes the ones it has.
 C{sipcluster drain NODE} writes C{<prefix>/drain/<node>}; the node watches
 that key, publishes state "draining" in its membership record, and refuses
 dialog-creating requests (an INVITE without To tag): 503 with Retry-After,
-or a 302 to an active node of the cluster, as configured.  In-dialog
+or a 302 to an active node of the cluster (of our region first, then the
+least busy), as configured.  In-dialog
 requests, CANCEL and ACK pass, so running calls end normally.
 """
 
@@ -76,14 +77,26 @@ class DrainGate:
                      [("Retry-After", str(self.retry_after))])
 
     def _active_node_uri(self, request):
-        uri = request.uri
-        user = getattr(uri, "user", None)
-        for node_id, record in sorted((self.membership.nodes if self.membership else {}).items()):
+        """
+        The URI of the active node to send a caller to: one of our region
+        first, then the one carrying fewest dialogs.
+        """
+        user = getattr(request.uri, "user", None)
+        membership = self.membership
+        if membership is None:
+            return None
+        region = getattr(membership, "record", {}).get("region")
+        candidates = []
+        for node_id, record in membership.nodes.items():
             if node_id == self.node_id or record.get("state") != "active":
                 continue
             for address in record.get("addresses", []):
                 transport, _, hostport = address.partition(":")
                 if transport == "udp":
-                    host, _, port = hostport.rpartition(":")
-                    return "sip:%s%s:%s" % (user + "@" if user else "", host, port)
-        return None
+                    rank = (record.get("region") != region, record.get("dialogs") or 0, node_id)
+                    candidates.append((rank, hostport))
+                    break
+        if not candidates:
+            return None
+        host, _, port = min(candidates)[1].rpartition(":")
+        return "sip:%s%s:%s" % (user + "@" if user else "", host, port)

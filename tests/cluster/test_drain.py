@@ -10,8 +10,9 @@ from tests.sipdata import INVITE
 
 
 class FakeMembership:
-    def __init__(self, nodes):
+    def __init__(self, nodes, region="eu"):
         self.nodes = nodes
+        self.record = {"region": region}
         self.updates = []
 
     def update(self, **changes):
@@ -62,6 +63,25 @@ def test_redirect_to_an_active_node():
     with pytest.raises(Reject) as e:
         g(parse_message(INVITE))
     assert e.value.status == 503  # nowhere to send it
+
+
+def test_redirect_prefers_our_region_then_the_least_busy_node():
+    nodes = {"a": {"state": "draining", "region": "eu", "addresses": ["udp:127.0.0.2:5060"]},
+             "b": {"state": "active", "region": "us", "dialogs": 0, "addresses": ["udp:127.0.0.3:5060"]},
+             "c": {"state": "active", "region": "eu", "dialogs": 40, "addresses": ["udp:127.0.0.4:5060"]},
+             "d": {"state": "active", "region": "eu", "dialogs": 7, "addresses": ["udp:127.0.0.5:5060"]}}
+    g, _ = gate("redirect", nodes)
+    g._set(True)
+
+    def target():
+        with pytest.raises(Reject) as e:
+            g(parse_message(INVITE))
+        return e.value.extra[0][1]
+    assert target() == "<sip:bob@127.0.0.5:5060>"  # eu, 7 dialogs
+    nodes["d"]["dialogs"] = 90
+    assert target() == "<sip:bob@127.0.0.4:5060>"  # eu, 40
+    nodes["c"]["state"] = nodes["d"]["state"] = "draining"
+    assert target() == "<sip:bob@127.0.0.3:5060>"  # only another region is left
 
 
 def test_cluster_name_in_record_route_and_taken_as_ours():
