@@ -18,7 +18,7 @@ import time
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from sipcluster.cluster.etcd import LeaseBuckets, json_record
+from sipcluster.cluster.store import LeaseBuckets, json_record
 from sipcluster.proxy.forwarding import Reject
 
 # Call-detail records go to their own log namespace, one JSON object each.
@@ -114,8 +114,7 @@ class DialogRegistry:
             "started": now, "state": "confirmed",
             "route_set": response.values("record-route"),
         }
-        d = self.leases.lease_for(now + self.max_duration)
-        d.addCallback(lambda lease: self.store.create(
+        d = self.leases.write(now + self.max_duration, lambda lease: self.store.create(
             self.prefix + name, json.dumps(record, sort_keys=True).encode("utf-8"), lease))
         d.addErrback(self._failed, "record", name)
         if name not in self.dialogs:
@@ -170,9 +169,10 @@ class DialogRegistry:
             dead_node = record.get("owner")
             record.update(owner=self.node_id, adopted_from=dead_node, adopted_at=time.time())
             started = record.get("started", time.time())
-            lease = yield self.leases.lease_for(started + self.max_duration)
-            ok = yield self.store.replace(key, json.dumps(record, sort_keys=True).encode("utf-8"),
-                                          mod, lease)
+            value = json.dumps(record, sort_keys=True).encode("utf-8")
+            ok = yield self.leases.write(
+                started + self.max_duration,
+                lambda lease, key=key, value=value, mod=mod: self.store.replace(key, value, mod, lease))
             if ok:
                 adopted += 1
         self.adopted += adopted

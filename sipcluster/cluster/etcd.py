@@ -19,7 +19,6 @@ left for the next, and the watches follow.
 Facts behind these choices: ../shared/notes/dependencies.md.
 """
 
-import json
 import os
 
 # etcd3 0.12's generated modules need the pure-Python protobuf runtime when
@@ -36,10 +35,13 @@ from twisted.internet import defer, threads  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python.threadpool import ThreadPool  # noqa: E402
 
+from zope.interface import implementer  # noqa: E402
+
+from sipcluster.cluster.store import IClusterStore, LeaseNotFound, StoreUnavailable  # noqa: E402
 from sipcluster.config import parse_endpoint  # noqa: E402,F401 (the CLI's too)
 
 
-class EtcdUnavailable(Exception):
+class EtcdUnavailable(StoreUnavailable):
     """etcd could not be reached, or did not answer in time."""
 
 
@@ -77,15 +79,7 @@ def read_prefix(client, prefix, page=PAGE):
         start = response.kvs[-1].key + b"\x00"
 
 
-def json_record(value):
-    """A JSON object stored in etcd as a dict, or None when unreadable."""
-    try:
-        record = json.loads(value.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
+@implementer(IClusterStore)
 class EtcdStore:
     """
     Asynchronous access to one etcd cluster, through one of its members'
@@ -155,6 +149,10 @@ class EtcdStore:
         def run():
             try:
                 return fn(client, *args, **kwargs)
+            except grpc.RpcError as e:
+                if _lease_not_found(e):
+                    raise LeaseNotFound(_describe(e)) from None
+                raise EtcdUnavailable(_describe(e)) from None
             except _FAILURES as e:
                 raise EtcdUnavailable(_describe(e)) from None
             except ValueError as e:
@@ -221,7 +219,7 @@ class EtcdStore:
         def run(client):
             responses = list(client.refresh_lease(lease_id))
             if not responses or responses[0].TTL <= 0:
-                raise KeyError(lease_id)
+                raise LeaseNotFound(lease_id)
             return responses[0].TTL
         return self._call(run)
 
@@ -287,6 +285,13 @@ class EtcdStore:
         self._watches.append(watch)
         watch.start()
         return watch
+
+
+def _lease_not_found(error):
+    try:
+        return error.code() == grpc.StatusCode.NOT_FOUND and "lease not found" in error.details()
+    except Exception:
+        return False
 
 
 def _describe(error):
@@ -450,37 +455,3 @@ def _quietly(fn, *args):
         fn(*args)
     except Exception:
         pass
-
-
-class LeaseBuckets:
-    """
-    Leases shared by every key expiring in the same time bucket, so that a
-    hundred thousand keys cost a handful of leases.  A lease outlives the
-    end of its bucket by C{margin} seconds; keys whose own expiry is earlier
-    are filtered by their readers.
-    """
-
-    def __init__(self, store, clock, bucket=300, margin=30):
-        self.store = store
-        self.clock = clock
-        self.bucket = bucket
-        self.margin = margin
-        self._leases = {}
-
-    def __len__(self):
-        return len(self._leases)
-
-    @defer.inlineCallbacks
-    def lease_for(self, expires_at):
-        """The lease of the bucket C{expires_at} falls in, granted once."""
-        bucket = (int(expires_at) // self.bucket + 1) * self.bucket
-        lease = self._leases.get(bucket)
-        if lease is None:
-            now = self.clock.seconds()
-            for old in [b for b in self._leases if b < now]:
-                del self._leases[old]
-            lease = yield self.store.grant(max(int(bucket - now) + self.margin, 5))
-            # Two grants racing for one bucket: the first is kept, the other
-            # lease expires unused.
-            lease = self._leases.setdefault(bucket, lease)
-        return lease

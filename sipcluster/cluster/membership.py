@@ -21,7 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from sipcluster.cluster.etcd import EtcdUnavailable, json_record
+from sipcluster.cluster.store import StoreUnavailable, json_record
 
 
 class ClusterMembership(service.Service):
@@ -58,6 +58,7 @@ class ClusterMembership(service.Service):
         # held on that lease is not trusted past it.
         self._lease_valid_until = 0.0
         self._lease_timer = None
+        self._interval = max(ttl / 3.0, 0.2)
 
     @property
     def node_key(self):
@@ -76,7 +77,7 @@ class ClusterMembership(service.Service):
     def startService(self):
         service.Service.startService(self)
         self.record.setdefault("started", time.time())
-        self._refresh.start(max(self.ttl / 3.0, 0.2), now=True)
+        self._refresh.start(self._interval, now=True)
 
     def stopService(self):
         service.Service.stopService(self)
@@ -131,9 +132,17 @@ class ClusterMembership(service.Service):
             max(0.0, until - self.clock.seconds()), self._check_lease)
 
     def _alive(self, ttl, sent):
-        self._lease_lives_until(sent + (ttl or self.ttl))
+        until = sent + (ttl or self.ttl)
+        self._lease_lives_until(until)
         if not self.connected:
             self.connected = True
+        if self.running and self.lease is not None and \
+                until - self.clock.seconds() <= self._interval:
+            # A slow answer leaves little margin: refresh again at once
+            # rather than step down before the next tick.
+            again = self.clock.seconds()
+            self.store.refresh(self.lease).addCallbacks(
+                self._alive, self._refresh_failed, callbackArgs=(again,))
         if self.leader is None and self.running:
             # We stepped down (or missed the election) while the lease
             # may have survived, our leader key with it: look again.
@@ -156,7 +165,7 @@ class ClusterMembership(service.Service):
             self.lease = None
             self._lease_valid_until = 0.0
             self._check_lease()
-        elif failure.check(EtcdUnavailable):
+        elif failure.check(StoreUnavailable):
             self.connected = False
             self._check_lease()
         else:
@@ -182,7 +191,7 @@ class ClusterMembership(service.Service):
         self._joining = None
         if isinstance(result, Failure):
             self.connected = False
-            if not result.check(EtcdUnavailable):
+            if not result.check(StoreUnavailable):
                 self.log.failure("joining the cluster failed", result)
             # Join again on the next tick; a lease granted before the
             # failure expires by itself.

@@ -24,7 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sipcluster.cluster.etcd import EtcdUnavailable, LeaseBuckets
+from sipcluster.cluster.store import LeaseBuckets, StoreUnavailable
 from sipcluster.location.interface import Binding, ILocationService
 from sipcluster.sip.errors import SIPError
 from sipcluster.sip.uri import parse_uri
@@ -151,7 +151,7 @@ class EtcdLocationService:
         """
         Apply C{changes} to C{aor} with compare-and-swap, retrying on
         conflict with a fresh read.  Fires with the stored bindings once
-        etcd committed them, or fails with L{EtcdUnavailable}: then nothing
+        etcd committed them, or fails with L{StoreUnavailable}: then nothing
         may be acknowledged.
 
         Updates of one AOR are serialized on this node, so only other nodes
@@ -176,8 +176,9 @@ class EtcdLocationService:
         for _ in range(self.RETRIES):
             merged = self._merge(current, changes)
             if merged:
-                lease = yield self._leases.lease_for(max(b.expires_at for b in merged))
-                written = yield self.store.replace(key, encode(merged), revision, lease)
+                written = yield self._leases.write(
+                    max(b.expires_at for b in merged),
+                    lambda lease: self.store.replace(key, encode(merged), revision, lease))
                 if written:
                     # Readers on this node see it at once; the watch will
                     # bring the same revision and be ignored.
@@ -193,7 +194,7 @@ class EtcdLocationService:
             # Another node won the race: back off a little, re-read, merge again.
             yield deferLater(self.clock, random.uniform(0.001, 0.02), lambda: None)
             current, revision = yield self._read(aor)
-        raise EtcdUnavailable("too many conflicting updates of %s" % aor)
+        raise StoreUnavailable("too many conflicting updates of %s" % aor)
 
     def _merge(self, current, changes):
         now = self.clock.seconds()

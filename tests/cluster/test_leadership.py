@@ -1,6 +1,7 @@
 """
 Leadership is held on a lease: a leader that cannot refresh it for a whole
-TTL steps down (in-process, etcd faked, time on a Clock).
+TTL steps down (in-process, on the memory store, time on a Clock; etcd
+failing is a refresh that fails or never answers).
 """
 
 from twisted.internet import defer
@@ -8,53 +9,46 @@ from twisted.internet.task import Clock
 
 from sipcluster.cluster.etcd import EtcdUnavailable
 from sipcluster.cluster.membership import ClusterMembership
+from sipcluster.cluster.store import MemoryStore
 from sipcluster.node import LeaderHook
 
 
-class FakeWatch:
-    def stop(self):
-        pass
+class CutOff(MemoryStore):
+    """
+    etcd as one node sees it when cut off: it goes on by itself (leases
+    expire on its clock) while our calls fail ("fail"), never answer
+    ("hang") or reach it but answer late ("late"), and its events do not
+    reach us.
+    """
 
-
-class FakeStore:
-    """Just enough etcd: grants, puts, create-if-absent, a leader key."""
-
-    def __init__(self):
-        self.refresh_result = lambda: defer.succeed(3)
-        self.leader_events = None
-        self.keys = {}
-
-    def grant(self, ttl):
-        return defer.succeed(7)
-
-    def put(self, key, value, lease=None):
-        return defer.succeed(None)
-
-    def create(self, key, value, lease=None):
-        if key in self.keys:
-            return defer.succeed(False)
-        self.keys[key] = value
-        return defer.succeed(True)
-
-    def get(self, key):
-        return defer.succeed(self.keys.get(key))
+    def __init__(self, clock):
+        MemoryStore.__init__(self, clock)
+        self.mode = None
+        self.late = []
+        self._withheld = False
 
     def refresh(self, lease):
-        return self.refresh_result()
+        if self.mode == "fail":
+            return defer.fail(EtcdUnavailable("etcd down"))
+        if self.mode == "hang":
+            return defer.Deferred()
+        if self.mode == "late":
+            answer = defer.Deferred()
+            self.late.append((answer, MemoryStore.refresh(self, lease)))
+            return answer
+        return MemoryStore.refresh(self, lease)
 
-    def revoke(self, lease):
-        return defer.succeed(None)
-
-    def follow(self, prefix, on_events, on_resync):
-        on_resync([], 1)
-        if prefix.endswith("/leader"):
-            self.leader_events = on_events
-        return defer.succeed(FakeWatch())
+    def _deliver(self):
+        if self.mode in ("fail", "hang"):
+            # Keep them for when we are back (the watch resumes).
+            self._flush = self.clock.callLater(0.5, self._deliver)
+            return
+        MemoryStore._deliver(self)
 
 
 def leader(ttl=3):
     clock = Clock()
-    store = FakeStore()
+    store = CutOff(clock)
     member = ClusterMembership(store, clock, "/sc", "a", {}, ttl=ttl)
     hook = LeaderHook(clock, "/bin/true", "a")
     actions = []
@@ -69,7 +63,7 @@ def test_leader_whose_refreshes_hang_steps_down_after_one_ttl():
     clock, store, member, actions = leader()
     clock.advance(1)
     clock.advance(1)  # refreshed at 1 and 2: valid until 5
-    store.refresh_result = defer.Deferred  # etcd hangs (or we were paused)
+    store.mode = "hang"  # etcd hangs (or we were paused)
     clock.advance(2)
     assert member.is_leader  # 4 < 5
     clock.advance(1)
@@ -79,46 +73,48 @@ def test_leader_whose_refreshes_hang_steps_down_after_one_ttl():
 
 def test_leader_cut_off_from_etcd_steps_down_and_comes_back_through_election():
     clock, store, member, actions = leader()
-    store.refresh_result = lambda: defer.fail(EtcdUnavailable("etcd down"))
+    store.mode = "fail"
     clock.advance(1)
     clock.advance(1)
     assert member.is_leader  # joined at 0: valid until 3
     clock.advance(1)
     assert actions == ["acquire", "release"] and not member.connected
-    # etcd back: the lease is gone (and the leader key with it), the node
-    # joins again and wins the election anew (nobody else here).
-    store.keys.clear()
-    store.refresh_result = lambda: defer.fail(KeyError(7))
-    clock.advance(1)
-    clock.advance(1)
-    assert member.is_leader and actions == ["acquire", "release", "acquire"]
+    clock.advance(3)  # etcd expired our lease meanwhile, and the leader key
+    # etcd back: the node learns its lease is gone, joins again and wins
+    # the election anew (nobody else here).
+    store.mode = None
+    for _ in range(4):
+        clock.advance(0.5)
+    assert member.is_leader and member.connected
+    assert actions == ["acquire", "release", "acquire"]
 
 
 def test_our_leader_key_deleted_means_release_even_before_the_next_election():
     clock, store, member, actions = leader()
-    store.create = lambda key, value, lease=None: defer.succeed(False)  # someone else wins
-    store.leader_events([("delete", "/sc/leader", b"", 9)])
-    assert member.leader is None and actions == ["acquire", "release"]
-    store.leader_events([("put", "/sc/leader", b"b", 10)])
+    store.delete("/sc/leader")
+    store.put("/sc/leader", b"b")  # someone else won at once
+    clock.advance(0)
     assert member.leader == "b" and actions == ["acquire", "release"]
 
 
 def test_a_late_refresh_proving_the_lease_alive_gives_leadership_back():
     clock, store, member, actions = leader()
-    late = []
-    store.refresh_result = lambda: late.append(defer.Deferred()) or late[-1]
-    clock.advance(1)  # refresh sent at 1, hangs
+    store.mode = "late"
+    clock.advance(1)  # refresh sent at 1: etcd has it, we have no answer
     clock.advance(2)  # joined at 0: valid until 3
     assert actions == ["acquire", "release"]
     # The answer comes: etcd kept the lease (and our leader key).
-    store.refresh_result = lambda: defer.succeed(3)
-    late[0].callback(3)
+    store.mode = None
+    answer, result = store.late[0]
+    result.chainDeferred(answer)
     assert member.is_leader and actions == ["acquire", "release", "acquire"]
-    clock.advance(3)  # refreshed since: still valid
-    assert member.is_leader
+    for _ in range(10):
+        clock.advance(0.5)  # refreshed since: no flapping
+    assert member.is_leader and actions == ["acquire", "release", "acquire"]
 
 
 def test_stopping_cancels_the_lease_timer():
     clock, store, member, actions = leader()
     member.stopService()
+    store.stop()
     assert clock.getDelayedCalls() == []

@@ -1,0 +1,164 @@
+"""
+One contract, two stores: every test here runs against L{MemoryStore} and
+against L{EtcdStore} on a real etcd, so the single node's store behaves as
+the cluster's does.
+"""
+
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from sipcluster.cluster.etcd import EtcdStore
+from sipcluster.cluster.store import IClusterStore, LeaseBuckets, LeaseNotFound, MemoryStore
+from tests.cluster.etcdserver import EtcdServer, requires_etcd
+from tests.cluster.test_etcd import eventually, sleep
+
+
+class StoreContract:
+    """Mixed into a TestCase whose C{make_store} returns a started store."""
+
+    timeout = 60
+
+    def setUp(self):
+        self.store = self.make_store()
+        self.addCleanup(self.store.stop)
+
+    def test_provides_the_interface(self):
+        self.assertTrue(verifyObject(IClusterStore, self.store))
+
+    @defer.inlineCallbacks
+    def test_writes_get_increasing_revisions_and_reads_come_in_key_order(self):
+        r1 = yield self.store.put("/t/b", b"2")
+        r2 = yield self.store.put("/t/a", b"1")
+        r3 = yield self.store.put("/t/b", b"3")
+        self.assertTrue(r1 < r2 < r3)
+        self.assertEqual((yield self.store.get("/t/b")), b"3")
+        self.assertIsNone((yield self.store.get("/t/none")))
+        items, revision = yield self.store.get_prefix("/t/")
+        self.assertEqual(items, [("/t/a", b"1", r2), ("/t/b", b"3", r3)])
+        self.assertGreaterEqual(revision, r3)
+        self.assertTrue((yield self.store.delete("/t/a")))
+        self.assertFalse((yield self.store.delete("/t/a")))
+
+    @defer.inlineCallbacks
+    def test_create_and_compare_and_swap(self):
+        self.assertTrue((yield self.store.create("/c/k", b"first")))
+        self.assertFalse((yield self.store.create("/c/k", b"second")))
+        self.assertEqual((yield self.store.get("/c/k")), b"first")
+        self.assertEqual((yield self.store.replace("/c/new", b"x", 99)), 0)
+        made = yield self.store.replace("/c/new", b"x", 0)
+        self.assertTrue(made)
+        self.assertEqual((yield self.store.replace("/c/new", b"y", 0)), 0)  # exists now
+        self.assertEqual((yield self.store.replace("/c/new", b"y", made - 1)), 0)
+        again = yield self.store.replace("/c/new", b"y", made)
+        self.assertGreater(again, made)
+        self.assertFalse((yield self.store.delete_if("/c/new", made)))
+        self.assertTrue((yield self.store.delete_if("/c/new", again)))
+        self.assertIsNone((yield self.store.get("/c/new")))
+
+    @defer.inlineCallbacks
+    def test_revoking_a_lease_removes_its_keys_and_it_cannot_be_used_again(self):
+        lease = yield self.store.grant(30)
+        yield self.store.put("/l/a", b"1", lease=lease)
+        yield self.store.put("/l/b", b"2")
+        self.assertEqual((yield self.store.refresh(lease)), 30)
+        yield self.store.revoke(lease)
+        items, _ = yield self.store.get_prefix("/l/")
+        self.assertEqual([k for k, _, _ in items], ["/l/b"])
+        yield self.assertFailure(self.store.refresh(lease), LeaseNotFound)
+        yield self.assertFailure(self.store.put("/l/c", b"3", lease=lease), LeaseNotFound)
+        yield self.assertFailure(self.store.create("/l/c", b"3", lease=lease), LeaseNotFound)
+
+    @defer.inlineCallbacks
+    def test_follow_lists_then_delivers_later_changes_in_a_later_turn(self):
+        yield self.store.put("/w/old", b"0")
+        yield self.store.put("/other", b"x")
+        listed, events = [], []
+        watch = yield self.store.follow("/w/", events.extend, lambda items, rev: listed.append(items))
+        self.assertEqual([[(k, v) for k, v, _ in items] for items in listed], [[("/w/old", b"0")]])
+        rev = yield self.store.put("/w/new", b"1")
+        self.assertEqual(events, [])  # never inside the write
+        yield self.store.put("/else", b"y")
+        yield self.store.delete("/w/old")
+        yield eventually(lambda: len(events) == 2)
+        self.assertEqual(events[0], ("put", "/w/new", b"1", rev))
+        self.assertEqual(events[1][:2], ("delete", "/w/old"))
+        watch.stop()
+        yield self.store.put("/w/after", b"2")
+        yield sleep(0.3)
+        self.assertEqual(len(events), 2)
+
+    @defer.inlineCallbacks
+    def test_keys_of_an_unrefreshed_lease_expire_with_a_delete_event(self):
+        lease = yield self.store.grant(2)
+        events = []
+        yield self.store.follow("/e/", events.extend, lambda items, rev: None)
+        yield self.store.put("/e/k", b"1", lease=lease)
+        yield eventually(lambda: ("delete", "/e/k") in [e[:2] for e in events], timeout=8)
+        self.assertIsNone((yield self.store.get("/e/k")))
+
+    @defer.inlineCallbacks
+    def test_lease_buckets_grant_anew_when_the_store_lost_a_lease(self):
+        buckets = LeaseBuckets(self.store, reactor, bucket=300, margin=30)
+        first = yield buckets.lease_for(reactor.seconds() + 100)
+        yield self.store.revoke(first)
+        revision = yield buckets.write(reactor.seconds() + 100,
+                                       lambda lease: self.store.put("/b/k", b"1", lease=lease))
+        self.assertTrue(revision)
+        self.assertNotEqual((yield buckets.lease_for(reactor.seconds() + 100)), first)
+
+
+class MemoryStoreTests(StoreContract, unittest.TestCase):
+    def make_store(self):
+        store = MemoryStore(reactor)
+        store.start()
+        return store
+
+
+@requires_etcd
+class EtcdStoreContractTests(StoreContract, unittest.TestCase):
+    def make_store(self):
+        etcd = EtcdServer()
+        self.addCleanup(etcd.stop)
+        store = EtcdStore(reactor, [etcd.endpoint], timeout=2.0)
+        store.start()
+        return store
+
+
+class MemoryStoreClockTests(unittest.TestCase):
+    """What the memory store does on a Clock: time is the test's."""
+
+    def test_lease_expires_exactly_after_its_ttl_unless_refreshed(self):
+        clock = Clock()
+        store = MemoryStore(clock)
+        lease = store.grant(10).result
+        store.put("/k", b"v", lease=lease)
+        clock.advance(9)
+        store.refresh(lease)
+        clock.advance(9.9)
+        self.assertEqual(store.get("/k").result, b"v")
+        clock.advance(0.1)
+        self.assertIsNone(store.get("/k").result)
+        self.failureResultOf(store.refresh(lease), LeaseNotFound)
+
+    def test_rewriting_a_key_under_another_lease_moves_it(self):
+        clock = Clock()
+        store = MemoryStore(clock)
+        short, long_ = store.grant(5).result, store.grant(50).result
+        store.put("/k", b"1", lease=short)
+        store.put("/k", b"2", lease=long_)
+        clock.advance(6)
+        self.assertEqual(store.get("/k").result, b"2")
+        store.put("/k", b"3")  # no lease now: outlives them all
+        clock.advance(60)
+        self.assertEqual(store.get("/k").result, b"3")
+
+    def test_stop_cancels_every_timer(self):
+        clock = Clock()
+        store = MemoryStore(clock)
+        store.follow("/", lambda events: None, lambda items, rev: None)
+        store.grant(5)
+        store.put("/k", b"1")
+        store.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
