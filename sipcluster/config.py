@@ -8,6 +8,7 @@ L{ConfigError} whose message is one line naming the file, the key and what
 was expected.  No file at all gives a working single node.
 """
 
+import os
 import socket
 import tomllib
 
@@ -218,10 +219,13 @@ SCHEMA = {
         "leader_hook": Key(str, "", "Command run with argument acquire or release when this node gains or loses leadership (to move a floating address); empty for none."),
         "dialog_max_s": Key(int, 14400, "Longest a dialog record stays in etcd without its BYE being seen, in seconds.",
                             minimum=60),
-        "max_dialogs": Key(int, 0, "Call admission: most dialogs this node carries at once (its own, those adopted from dead nodes, and INVITEs being set up); a new INVITE over it gets 503. 0: no limit. Needs store.backend = etcd and node.mode = stateful.",
+        "max_dialogs": Key(int, 0, "Call admission: most dialogs this node carries at once (its own, those adopted from dead nodes, and INVITEs being set up); a new INVITE over it gets 503. 0: no limit. Needs node.mode = stateful.",
                            minimum=0),
         "node_ttl_s": Key(int, 3, "Lease of this node's membership record: a dead node leaves the cluster this long after its last refresh.",
                           minimum=1, maximum=300),
+    },
+    "accounting": {
+        "cdr_file": Key(str, "", "File the CDR of every answered call that ends through this node is appended to, one JSON object per line (flushed at once, fsynced within a second; reopened when moved by logrotate). Empty: CDRs go only to the node log (namespace sipcluster.cdr). Needs node.mode = stateful."),
     },
     "log": {
         "level": Key(str, "info", "Lowest log level written.", choices=("debug", "info", "warn", "error")),
@@ -300,12 +304,19 @@ def build(data, source="<defaults>", overrides=None):
 
 def _check_together(sections, source, overrides):
     """Keys that only make sense with others."""
-    if sections["cluster"]["max_dialogs"] and (
-            sections["store"]["backend"] != "etcd" or sections["node"]["mode"] != "stateful"):
-        where = "command line" if "cluster.max_dialogs" in overrides else source
-        raise ConfigError("%s: cluster.max_dialogs: needs store.backend = \"etcd\" and "
-                          "node.mode = \"stateful\" (dialogs are counted in the cluster's "
-                          "dialog registry)" % where)
+    for key in ("cluster.max_dialogs", "accounting.cdr_file"):
+        section, name = key.split(".")
+        if sections[section][name] and sections["node"]["mode"] != "stateful":
+            where = "command line" if key in overrides else source
+            raise ConfigError("%s: %s: needs node.mode = \"stateful\" (dialogs are followed "
+                              "by the proxy's transactions)" % (where, key))
+    path = sections["accounting"]["cdr_file"]
+    if path:
+        where = "command line" if "accounting.cdr_file" in overrides else source
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise ConfigError("%s: accounting.cdr_file: expected a file in a writable directory, "
+                              "got %s" % (where, _show(path)))
 
 
 def load(path=None, overrides=None):

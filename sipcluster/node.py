@@ -11,10 +11,12 @@ from twisted.application import service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sipcluster.accounting import CDRFile
 from sipcluster.cluster.dialogs import DialogLimit, DialogRegistry
 from sipcluster.cluster.drain import DrainGate
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.membership import ClusterMembership
+from sipcluster.cluster.store import MemoryStore
 from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
@@ -98,14 +100,25 @@ class SIPNodeService(service.MultiService):
             self.transport.set_cluster_name(config.cluster.name)
         self.drain = None
         self.dialogs = None
-        if self.etcd is not None and self.transactions is not None:
-            self.dialogs = DialogRegistry(self.etcd, reactor, config.store.prefix, config.node.id,
+        self.cdr_file = None
+        # Dialogs are followed in the cluster's store; a single node keeps
+        # them in a memory store when something needs them (a dialog limit,
+        # CDRs), sparing its calls the cost otherwise.
+        self.store = self.etcd
+        if self.store is None and (config.cluster.max_dialogs or config.accounting.cdr_file):
+            self.store = MemoryStore(reactor)
+        if self.store is not None and self.transactions is not None:
+            self.dialogs = DialogRegistry(self.store, reactor, config.store.prefix, config.node.id,
                                           config.cluster.dialog_max_s)
             self.proxy.dialog_observers.append(self.dialogs)
-            self.membership.listeners.append(self.dialogs.membership_event(self.membership))
+            if self.membership is not None:
+                self.membership.listeners.append(self.dialogs.membership_event(self.membership))
             if config.cluster.max_dialogs:
                 self.proxy.admission.append(DialogLimit(self.dialogs, self.proxy,
                                                         config.cluster.max_dialogs))
+            if config.accounting.cdr_file:
+                self.cdr_file = CDRFile(config.accounting.cdr_file, reactor)
+                self.dialogs.on_end.append(self.cdr_file)
         if self.etcd is not None:
             self.drain = DrainGate(self.etcd, self.membership, config.store.prefix, config.node.id,
                                    config.cluster.drain_action, config.cluster.drain_retry_after_s)
@@ -132,14 +145,17 @@ class SIPNodeService(service.MultiService):
 
     def startService(self):
         tune_gc()
-        if self.etcd is not None:
+        if self.cdr_file is not None:
+            self.cdr_file.open()
+        if self.store is not None:
             # The gRPC client must be created after twistd forked.
-            self.etcd.start()
+            self.store.start()
+        if self.etcd is not None:
             self.location.start().addErrback(self._location_load_failed)
             self.membership.setServiceParent(self)
             self.drain.start().addErrback(self._drain_watch_failed)
-            if self.dialogs is not None:
-                self.dialogs.start().addErrback(self._dialogs_watch_failed)
+        if self.dialogs is not None:
+            self.dialogs.start().addErrback(self._dialogs_watch_failed)
         self.transport.listen()
         service.MultiService.startService(self)
         self._sweep.start(30, now=False)
@@ -174,12 +190,15 @@ class SIPNodeService(service.MultiService):
             if loop.running:
                 loop.stop()
         d.addCallback(lambda _: self.transport.stop())
+        if self.dialogs is not None:
+            self.dialogs.stop()
         if self.etcd is not None:
             self.location.stop()
             self.drain.stop()
-            if self.dialogs is not None:
-                self.dialogs.stop()
-            d.addBoth(lambda _: self.etcd.stop())
+        if self.store is not None:
+            d.addBoth(lambda _: self.store.stop())
+        if self.cdr_file is not None:
+            d.addBoth(lambda _: self.cdr_file.close())
         return d
 
     def load(self):

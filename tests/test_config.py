@@ -45,12 +45,13 @@ def test_file_values_and_overrides(tmp_path):
     ('[sipp]\n', "unknown section [sipp]"),
     ('[node\n', "TOML syntax error"),
     ('node = 1\n', "node: expected a table"),
-    ('[cluster]\nmax_dialogs = 10\n', 'cluster.max_dialogs: needs store.backend = "etcd"'),
     ('[store]\netcd_endpoints = ["http://10.0.0.1:2379", "etcd2"]\n',
      'store.etcd_endpoints: expected http://host:port, got "etcd2"'),
     ('[store]\netcd_endpoints = []\n', "store.etcd_endpoints: expected at least one etcd endpoint"),
     ('[store]\nbackend = "etcd"\n[node]\nmode = "stateless"\n[cluster]\nmax_dialogs = 10\n',
-     'cluster.max_dialogs: needs store.backend = "etcd" and node.mode = "stateful"'),
+     'cluster.max_dialogs: needs node.mode = "stateful"'),
+    ('[node]\nmode = "stateless"\n[accounting]\ncdr_file = "/var/log/cdr.json"\n',
+     'accounting.cdr_file: needs node.mode = "stateful"'),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, text, fragment):
     path = write(tmp_path, text)
@@ -68,11 +69,11 @@ def test_override_error_names_command_line():
     assert str(e.value).startswith("command line: node.mode:")
 
 
-def test_dialog_limit_with_etcd(tmp_path):
-    cfg = config.load(write(tmp_path, '[store]\nbackend = "etcd"\n[cluster]\nmax_dialogs = 10\n'))
+def test_dialog_limit_needs_a_stateful_node(tmp_path):
+    cfg = config.load(write(tmp_path, '[cluster]\nmax_dialogs = 10\n'))
     assert cfg.cluster.max_dialogs == 10
     with pytest.raises(ConfigError) as e:
-        config.load(None, {"cluster.max_dialogs": 5})
+        config.load(None, {"cluster.max_dialogs": 5, "node.mode": "stateless"})
     assert str(e.value).startswith("command line: cluster.max_dialogs: needs")
 
 

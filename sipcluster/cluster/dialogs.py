@@ -134,8 +134,11 @@ class DialogRegistry:
             return defer.succeed(None)
         record = dict(record)
         record.pop("_mod", None)
-        record.update(state="terminated", ended=time.time(), ended_by_node=self.node_id,
-                      end_status=response.status)
+        ended = time.time()
+        record.update(state="terminated", ended=ended, ended_by_node=self.node_id,
+                      end_status=response.status,
+                      duration=round(ended - record.get("started", ended), 3),
+                      ended_by="caller" if from_tag == record.get("from_tag") else "callee")
         for hook in self.on_end:
             try:
                 hook(record)
