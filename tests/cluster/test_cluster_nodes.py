@@ -3,6 +3,7 @@ Two real nodes and a real etcd: one logical registrar, failover on kill -9,
 and the CLI's view, all on the wire.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -24,16 +25,27 @@ def cluster(tmp_path):
     etcd = EtcdServer()
     nodes = []
 
-    def node(name, *extra):
+    with started_nodes(tmp_path) as start:
+        yield etcd, lambda name, *extra: start(name, [etcd.endpoint], *extra)
+    etcd.stop()
+
+
+@contextlib.contextmanager
+def started_nodes(tmp_path):
+    """start(name, endpoints, *args): a cluster node, stopped on exit."""
+    nodes = []
+
+    def start(name, endpoints, *extra):
         n = NodeProcess(next_host(), 5060, [
-            "--store", "etcd", "--etcd", etcd.endpoint, "--domain", "example.test",
+            "--store", "etcd", "--etcd", ",".join(endpoints), "--domain", "example.test",
             "--node-id", name, "--region", "eu"] + list(extra), tmp_path)
         nodes.append(n)
         return n
-    yield etcd, node
-    for n in nodes:
-        n.stop()
-    etcd.stop()
+    try:
+        yield start
+    finally:
+        for n in nodes:
+            n.stop()
 
 
 def cli(etcd, *args, expect=0):
@@ -340,13 +352,18 @@ def _cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_etcd_restart_nodes_reconnect_without_burning_cpu_and_lose_nothing(cluster, tmp_path):
-    etcd, node = cluster
+def _node_with_leader_hook(node, tmp_path, name="node-a"):
+    """A node whose leader hook logs each call's argument to hook.log."""
     hook_log = tmp_path / "hook.log"
     hook = tmp_path / "hook.sh"
     hook.write_text("#!/bin/sh\necho \"$1\" >> %s\n" % hook_log)
     hook.chmod(0o755)
-    a = node("node-a", "--config", str(_config(tmp_path, '[cluster]\nleader_hook = "%s"\n' % hook)))
+    return node(name, "--config", str(_config(tmp_path, '[cluster]\nleader_hook = "%s"\n' % hook))), hook_log
+
+
+def test_etcd_restart_nodes_reconnect_without_burning_cpu_and_lose_nothing(cluster, tmp_path):
+    etcd, node = cluster
+    a, hook_log = _node_with_leader_hook(node, tmp_path)
     b = node("node-b")
     phone = UDPAgent(next_host())
     phone2 = UDPAgent(next_host())
@@ -385,11 +402,7 @@ def test_a_paused_leader_steps_down_and_comes_back_as_follower(cluster, tmp_path
     under B, so the hook never stays "acquired" on two nodes.
     """
     etcd, node = cluster
-    hook_log = tmp_path / "hook.log"
-    hook = tmp_path / "hook.sh"
-    hook.write_text("#!/bin/sh\necho \"$1\" >> %s\n" % hook_log)
-    hook.chmod(0o755)
-    a = node("node-a", "--config", str(_config(tmp_path, '[cluster]\nleader_hook = "%s"\n' % hook)))
+    a, hook_log = _node_with_leader_hook(node, tmp_path)
     assert wait_for(lambda: hook_log.exists() and hook_log.read_text() == "acquire\n")
     b = node("node-b")
     assert wait_for(lambda: len(cli(etcd, "status")["nodes"]) == 2)

@@ -7,8 +7,8 @@ cluster goes on (no REGISTER acknowledged and lost, bindings seen by both).
 import pytest
 
 from tests.cluster.etcdserver import EtcdCluster, requires_etcd
-from tests.cluster.test_cluster_nodes import _delivered, cli, register, wait_for
-from tests.integration.nodes import NodeProcess, UDPAgent, next_host
+from tests.cluster.test_cluster_nodes import _delivered, cli, register, started_nodes, wait_for
+from tests.integration.nodes import UDPAgent, next_host
 
 pytestmark = requires_etcd
 
@@ -16,17 +16,8 @@ pytestmark = requires_etcd
 @pytest.fixture
 def members(tmp_path):
     etcd = EtcdCluster()
-    nodes = []
-
-    def node(name, endpoints):
-        n = NodeProcess(next_host(), 5060, [
-            "--store", "etcd", "--etcd", ",".join(endpoints), "--domain", "example.test",
-            "--node-id", name], tmp_path)
-        nodes.append(n)
-        return n
-    yield etcd, node
-    for n in nodes:
-        n.stop()
+    with started_nodes(tmp_path) as node:
+        yield etcd, node
     etcd.stop()
 
 
