@@ -453,3 +453,53 @@ def test_calls_being_set_up_are_counted_until_their_final_response(node):
     # Requests inside a dialog are not call set-ups.
     node.send(in_dialog("sip:bob@127.0.0.1:5070", "INVITE", "<sip:127.0.0.1:5060;lr>"))
     assert node.proxy.setups == set()
+
+
+# -- found by tests/test_node_fuzz.py ------------------------------------------------
+
+
+def test_cancelled_branch_that_never_answers_ends_with_487_after_64_t1(node):
+    # RFC 3261 9.1: the CANCEL is sent; if no final response to the INVITE
+    # follows within 64*T1 the branch is given up.  It used to stay in
+    # Proceeding for ever, and the caller with it.
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 180), FOREIGN)
+    node.send(invite(method="CANCEL"))
+    node.out()
+    node.h.advance(31.9)
+    assert [m.status for m in node.to(UAC, node.out())] == []
+    node.h.advance(0.2)
+    assert [m.status for m in node.to(UAC, node.out())] == [487]
+    node.h.advance(40)
+    assert node.tl.servers == {} and node.tl.clients == {}
+
+
+def test_timer_c_cancel_that_is_never_answered_ends_with_408():
+    node = Node(timer_c=5)
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 180), FOREIGN)
+    node.out()
+    node.h.advance(5.1)  # Timer C: CANCEL
+    node.h.advance(32)   # ... never answered
+    assert [m.status for m in node.to(UAC, node.out())] == [408]
+
+
+def test_a_malformed_lower_via_does_not_stop_our_own_final_response():
+    # Vias below the top one are not ours to parse, but our 408 carries
+    # them; choosing it used to parse them all and raise in a timer.
+    node = Node()
+    node.send(invite().replace(b"Max-Forwards:", b"Via: not a via at all\r\nMax-Forwards:"))
+    node.out()
+    node.h.advance(32.5)  # Timer B
+    finals = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert [m.status for m in finals] == [408]
+    assert finals[0].values("via")[1:] == ["not a via at all"]
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_route_with_maddr_is_sent_to_the_maddr(stateless):
+    node = Node(stateless=stateless)
+    node.send(in_dialog("sip:bob@192.0.2.1", "BYE", "<sip:proxy.example.net;lr;maddr=127.0.0.1>"))
+    assert [m.method for m in node.to(("127.0.0.1", 5060), node.out())] == ["BYE"]

@@ -150,6 +150,16 @@ def test_path_is_stored_echoed_and_used_as_route(node):
     assert str(out.uri) == "sip:alice@127.0.0.1:5090"
 
 
+def test_malformed_path_is_refused_not_stored(node):
+    # Stored, it would be the Route set of every request to the binding
+    # (found by tests/test_node_fuzz.py: calls to the user then failed).
+    resp = node.send(register(extra="Supported: path\nPath: SIP/2.0/UDP 10.0.0.1;branch=x\n"))
+    assert resp.status == 400
+    assert node.location.lookup("sip:alice@example.test") == []
+    # A query with the same fault is refused too.
+    assert node.send(register(contact=None, extra="Supported: path\nPath: <sip:a@b\n")).status == 400
+
+
 def _invite_for_alice():
     from sipcluster.sip.message import parse_message
     return parse_message(crlf("""\

@@ -278,3 +278,12 @@ def test_replace_first_keeps_position_and_other_values():
     msg = parse_message(raw)
     msg.set_top_via(Via("TCP", "y", None, {"branch": "z9hG4bK1"}))
     assert msg.items()[0] == ("v", "SIP/2.0/TCP y;branch=z9hG4bK1, SIP/2.0/UDP server10.biloxi.example.com;branch=z9hG4bKnashds8;received=192.0.2.3")
+
+
+@pytest.mark.parametrize("value", [b",", b" , ,", b",,,"])
+def test_a_via_of_commas_only_is_a_parse_error(value):
+    # Was an IndexError out of the message layer (tests/test_node_fuzz.py).
+    msg = parse_message(INVITE.replace(b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds",
+                                       b"Via: " + value))
+    with pytest.raises(ParseError):
+        msg.validate()

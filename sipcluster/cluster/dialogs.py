@@ -20,10 +20,29 @@ from twisted.logger import Logger
 
 from sipcluster.cluster.store import LeaseBuckets, json_record
 from sipcluster.proxy.forwarding import Reject
+from sipcluster.sip.errors import SIPError
 
 # Call-detail records go to their own log namespace, one JSON object each.
 # (Module level: a Logger class attribute takes its class's name.)
 cdr_log = Logger(namespace="sipcluster.cdr")
+
+
+def _uri_text(request, name):
+    """The URI of From or To as text; the header as it came when it does not
+    parse (a proxy forwards those untouched, RFC 3261 16.3)."""
+    try:
+        return str((request.from_ if name == "from" else request.to).uri)
+    except SIPError:
+        return request.header(name)
+
+
+def _route_set(response):
+    """The Record-Route values of C{response}; whole header lines when they
+    do not split (the 2xx is forwarded untouched all the same)."""
+    try:
+        return response.values("record-route")
+    except SIPError:
+        return [value for name, value in response.items() if name.lower() == "record-route"]
 
 
 class DialogRegistry:
@@ -110,9 +129,9 @@ class DialogRegistry:
         now = time.time()
         record = {
             "call_id": request.call_id, "from_tag": request.from_tag, "to_tag": response.to_tag,
-            "from": str(request.from_.uri), "to": str(request.to.uri), "owner": self.node_id,
+            "from": _uri_text(request, "from"), "to": _uri_text(request, "to"), "owner": self.node_id,
             "started": now, "state": "confirmed",
-            "route_set": response.values("record-route"),
+            "route_set": _route_set(response),
         }
         d = self.leases.write(now + self.max_duration, lambda lease: self.store.create(
             self.prefix + name, json.dumps(record, sort_keys=True).encode("utf-8"), lease))

@@ -119,7 +119,9 @@ class ResponseContext:
     def timed_out(self, tx):
         branch = self._branch_of(tx)
         if branch is not None:
-            self.branch_failed(branch, 408)
+            # A branch the caller cancelled and that never answered ends as
+            # the caller expects of a cancelled INVITE.
+            self.branch_failed(branch, 487 if self.cancelled else 408)
 
     def transport_failed(self, tx):
         branch = self._branch_of(tx)
@@ -215,7 +217,7 @@ class ResponseContext:
     def _forward(self, response):
         if self.server_tx.state == "terminated":
             return
-        if response.vias and self.proxy.owns_via(response.top_via):
+        if response.has("via") and self.proxy.owns_via(response.top_via):
             response = response.copy()
             response.pop_via()
         if not response.has("via"):

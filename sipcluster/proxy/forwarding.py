@@ -286,7 +286,7 @@ class Forwarder:
             return defer.succeed(Peer(received[0], received[1], received[2]))
         if not isinstance(uri, SipURI):
             return defer.fail(Reject(416))
-        host = bare_host(uri.maddr if "maddr" in uri.params and uri.param("maddr") else uri.host)
+        host = bare_host(uri.param("maddr") or uri.host)
         port = uri.port or (5061 if uri.scheme == "sips" else 5060)
         try:
             ipaddress.ip_address(host)

@@ -178,13 +178,13 @@ def forward_stateless(forwarder, request, source, log):
             raise Reject(404)
         forwarder.preprocess_routes(request)
         target = forwarder.targets(request)[0]
+        suffix = stateless_branch_suffix(request, target.uri)
+        out, next_uri, transport = forwarder.prepare(request, target, suffix, source.transport)
     except (Reject, SIPError) as e:
         if request.method != "ACK":
             forwarder.transport.send_response(
                 forwarder.local_response(request, e.status, e.reason, getattr(e, "extra", ())), source)
         return None
-    suffix = stateless_branch_suffix(request, target.uri)
-    out, next_uri, transport = forwarder.prepare(request, target, suffix, source.transport)
     d = forwarder.resolve(next_uri, transport, target.received)
     d.addCallback(lambda peer: forwarder.transport.send_request(out, peer))
     d.addErrback(lambda f: log.info("stateless forward failed: {why}", why=f.getErrorMessage()))

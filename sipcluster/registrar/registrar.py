@@ -86,7 +86,14 @@ class Registrar:
             self._respond(server_tx, 503, "Service Unavailable (location store)",
                           [("Retry-After", "5")])
         d.addCallbacks(stored, failed)
+        d.addErrback(self._internal_error, server_tx)
         return d
+
+    def _internal_error(self, failure, server_tx):
+        # A bug must still answer the REGISTER (500), not leave it hanging.
+        self.log.failure("answering a REGISTER failed", failure)
+        if getattr(server_tx, "state", "trying") in ("trying", "proceeding"):  # stateless: no state
+            self._respond(server_tx, 500, "Server Internal Error")
 
     # -- RFC 3261 10.3 ------------------------------------------------------------
 
@@ -99,6 +106,13 @@ class Registrar:
         unsupported = [t for t in request.option_tags("require") if t not in SUPPORTED]
         if unsupported:
             raise Reject(420, extra=[("Unsupported", ", ".join(unsupported))])
+        # Read (so a malformed one is refused) before anything is stored:
+        # the 200 echoes the Path, and every request to the binding will
+        # carry it as its Route set.
+        path = []
+        if "path" in request.option_tags("supported"):
+            request.paths  # parsed to be checked; stored as written
+            path = request.values("path")
         # Step 5: the address-of-record is the To URI, in one of our domains.
         to_uri = request.to.uri
         aor = aor_key(to_uri)
@@ -120,7 +134,6 @@ class Registrar:
                 changes.append(Binding(aor, binding.contact, now, call_id=call_id, cseq=cseq))
             return aor, changes
         header_expires = request.expires
-        path = request.values("path") if "path" in request.option_tags("supported") else []
         changes = []
         for contact in request.contacts:
             uri = contact.uri

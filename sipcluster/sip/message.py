@@ -217,7 +217,10 @@ class Message:
                 if field[0] == "via":
                     value = _value_of(field[1])
                     if "," in value:
-                        value = split_commas(value)[0]
+                        values = split_commas(value)
+                        if not values:
+                            raise ParseError("Empty Via header")
+                        value = values[0]
                     top = cache[" topvia"] = Via.parse(value)
                     break
         return top

@@ -149,6 +149,14 @@ class ClientInviteTransaction(ClientTransaction):
     def _send_cancel(self):
         self.cancel_sent = True
         self.layer.start_client(build_cancel(self.request), self.peer, _IgnoreResponses)
+        # RFC 3261 9.1: no final response 64*T1 after the CANCEL, and the
+        # INVITE is given up (the TU hears of it as a timeout).
+        self.start_timer("cancelled", self.timers.timeout, self._cancel_unanswered)
+
+    def _cancel_unanswered(self):
+        if self.state in ("calling", "proceeding"):
+            self.terminate()
+            self.owner.timed_out(self)
 
 
 class _IgnoreResponsesOwner:

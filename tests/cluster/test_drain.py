@@ -186,3 +186,36 @@ def test_dialog_limit_counts_owned_dialogs_and_calls_being_set_up():
     limit(parse_message(INVITE.replace(b"INVITE sip:", b"BYE sip:").replace(b"314159 INVITE", b"314160 BYE")))
     proxy.setups.clear()
     limit(parse_message(INVITE))
+
+
+def test_dialog_with_unparsable_from_and_record_route_is_still_recorded_and_accounted():
+    # A proxy forwards such headers untouched (RFC 3261 16.3), so the
+    # dialog exists and must be counted and end with a CDR (found by
+    # tests/test_node_fuzz.py: the record was lost with a logged failure).
+    from twisted.internet.task import Clock
+    from sipcluster.cluster.dialogs import DialogRegistry
+    from sipcluster.cluster.store import MemoryStore
+    from sipcluster.sip.message import make_response
+    clock = Clock()
+    registry = DialogRegistry(MemoryStore(clock), clock, "/sc", "b")
+    cdrs = []
+    registry.on_end = [cdrs.append]
+    request = parse_message(INVITE.replace(b"From: Alice <sip:alice@atlanta.example.com>",
+                                           b"From: Alice <sip:@atlanta.example.com>"))
+    ok = make_response(request, 200, to_tag="callee",
+                       extra=[("Record-Route", "<sip:p1.example.com;lr")])
+    registry.dialog_confirmed(request, ok)
+    clock.advance(0)
+    (record,) = registry.dialogs.values()
+    assert record["from"] == "Alice <sip:@atlanta.example.com>;tag=1928301774"
+    assert record["route_set"] == ["<sip:p1.example.com;lr"]
+    assert registry.owned == 1
+    # The callee hangs up: From and To tags swap in its BYE.
+    bye = parse_message(INVITE.replace(b"INVITE sip:", b"BYE sip:").replace(b"314159 INVITE", b"1 BYE")
+                        .replace(b"From: Alice <sip:alice@atlanta.example.com>;tag=1928301774",
+                                 b"From: Bob <sip:bob@biloxi.example.com>;tag=callee")
+                        .replace(b"To: Bob <sip:bob@biloxi.example.com>",
+                                 b"To: Alice <sip:alice@atlanta.example.com>;tag=1928301774"))
+    registry.dialog_ended(bye, make_response(bye, 200))
+    assert registry.owned == 0
+    assert [(c["ended_by"], c["end_status"], c["state"]) for c in cdrs] == [("callee", 200, "terminated")]
