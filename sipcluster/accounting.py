@@ -19,8 +19,10 @@ from twisted.logger import Logger
 
 # started: when the 2xx to the INVITE passed (the call was answered);
 # ended_by: "caller" or "callee", who sent the BYE.
+# state: "terminated" (a BYE was answered) or "expired" (no BYE seen within
+# cluster.dialog_max_s; ended_by and end_status are then null).
 CDR_FIELDS = ("call_id", "from", "to", "from_tag", "to_tag", "started", "ended", "duration",
-              "ended_by", "end_status", "owner", "ended_by_node", "adopted_from")
+              "state", "ended_by", "end_status", "owner", "ended_by_node", "adopted_from")
 
 
 class CDRFile:

@@ -217,7 +217,7 @@ SCHEMA = {
                             choices=("reject", "redirect")),
         "drain_retry_after_s": Key(int, 30, "Retry-After of the 503 a draining node sends.", minimum=0),
         "leader_hook": Key(str, "", "Command run with argument acquire or release when this node gains or loses leadership (to move a floating address); empty for none."),
-        "dialog_max_s": Key(int, 14400, "Longest a dialog record stays in etcd without its BYE being seen, in seconds.",
+        "dialog_max_s": Key(int, 14400, "Longest call, in seconds: a dialog whose BYE was not seen by then ends as expired (with a CDR) and leaves the store.",
                             minimum=60),
         "max_dialogs": Key(int, 0, "Call admission: most dialogs this node carries at once (its own, those adopted from dead nodes, and INVITEs being set up); a new INVITE over it gets 503. 0: no limit. Needs node.mode = stateful.",
                            minimum=0),

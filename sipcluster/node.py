@@ -138,7 +138,7 @@ class SIPNodeService(service.MultiService):
             ).setServiceParent(self)
         if self.membership is not None and config.cluster.leader_hook:
             self.membership.listeners.append(LeaderHook(reactor, config.cluster.leader_hook, config.node.id))
-        self._sweep = LoopingCall(self._sweep_location)
+        self._sweep = LoopingCall(self._housekeeping)
         self._publish = LoopingCall(self._publish_load)
         self._publish.clock = reactor
         self._sweep.clock = reactor
@@ -213,6 +213,11 @@ class SIPNodeService(service.MultiService):
         record = self.membership.record
         if record.get("load") != load or record.get("dialogs") != dialogs:
             return self.membership.update(load=load, dialogs=dialogs).addErrback(lambda f: None)
+
+    def _housekeeping(self):
+        self._sweep_location()
+        if self.dialogs is not None:
+            self.dialogs.expire()
 
     def _sweep_location(self):
         sweep = getattr(self.location, "sweep", None)

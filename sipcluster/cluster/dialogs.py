@@ -13,7 +13,6 @@ seen does not stay forever.
 """
 
 import json
-import time
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -126,7 +125,7 @@ class DialogRegistry:
     def dialog_confirmed(self, request, response):
         """A 2xx to an initial INVITE went upstream: the dialog exists."""
         name = self.key_of(request.call_id, request.from_tag, response.to_tag)
-        now = time.time()
+        now = self.clock.seconds()
         record = {
             "call_id": request.call_id, "from_tag": request.from_tag, "to_tag": response.to_tag,
             "from": _uri_text(request, "from"), "to": _uri_text(request, "to"), "owner": self.node_id,
@@ -151,13 +150,32 @@ class DialogRegistry:
                 break
         else:
             return defer.succeed(None)
+        return self._end(name, record, "terminated", response.status,
+                         "caller" if from_tag == record.get("from_tag") else "callee")
+
+    def expire(self):
+        """
+        End the dialogs of ours older than the longest call allowed
+        (cluster.dialog_max_s) whose BYE was never seen (a phone lost its
+        power, a BYE went another way): state "expired", with a CDR, before
+        their lease takes the record away.  Run periodically.
+        """
+        limit = self.clock.seconds() - self.max_duration
+        old = [name for name, record in self.dialogs.items()
+               if record.get("owner") == self.node_id and record.get("started", limit) <= limit]
+        for name in old:
+            self._end(name, self._drop(name), "expired", None, None)
+        if old:
+            self.log.info("{count} dialogs ended without a BYE after {limit}s",
+                          count=len(old), limit=self.max_duration)
+        return len(old)
+
+    def _end(self, name, record, state, status, ended_by):
         record = dict(record)
         record.pop("_mod", None)
-        ended = time.time()
-        record.update(state="terminated", ended=ended, ended_by_node=self.node_id,
-                      end_status=response.status,
-                      duration=round(ended - record.get("started", ended), 3),
-                      ended_by="caller" if from_tag == record.get("from_tag") else "callee")
+        ended = self.clock.seconds()
+        record.update(state=state, ended=ended, ended_by_node=self.node_id, end_status=status,
+                      duration=round(ended - record.get("started", ended), 3), ended_by=ended_by)
         for hook in self.on_end:
             try:
                 hook(record)
@@ -189,8 +207,8 @@ class DialogRegistry:
             if record is None or record.get("owner") in live_nodes:
                 continue
             dead_node = record.get("owner")
-            record.update(owner=self.node_id, adopted_from=dead_node, adopted_at=time.time())
-            started = record.get("started", time.time())
+            record.update(owner=self.node_id, adopted_from=dead_node, adopted_at=self.clock.seconds())
+            started = record.get("started", self.clock.seconds())
             value = json.dumps(record, sort_keys=True).encode("utf-8")
             ok = yield self.leases.write(
                 started + self.max_duration,

@@ -219,3 +219,29 @@ def test_dialog_with_unparsable_from_and_record_route_is_still_recorded_and_acco
     registry.dialog_ended(bye, make_response(bye, 200))
     assert registry.owned == 0
     assert [(c["ended_by"], c["end_status"], c["state"]) for c in cdrs] == [("callee", 200, "terminated")]
+
+
+def test_dialogs_whose_bye_never_came_end_as_expired_with_a_cdr():
+    from twisted.internet.task import Clock
+    from sipcluster.cluster.dialogs import DialogRegistry
+    from sipcluster.cluster.store import MemoryStore
+    from sipcluster.sip.message import make_response
+    clock = Clock()
+    clock.advance(1000)
+    store = MemoryStore(clock)
+    registry = DialogRegistry(store, clock, "/sc", "b", max_duration=100)
+    registry.start()
+    cdrs = []
+    registry.on_end = [cdrs.append]
+    request = parse_message(INVITE)
+    registry.dialog_confirmed(request, make_response(request, 200, to_tag="callee"))
+    store.put("/sc/dialogs/other;x;y", _record("c"))  # another node's: not ours to end
+    clock.advance(99)
+    assert registry.expire() == 0
+    clock.advance(1)
+    assert registry.expire() == 1
+    (cdr,) = cdrs
+    assert (cdr["state"], cdr["duration"], cdr["end_status"], cdr["ended_by"]) == ("expired", 100, None, None)
+    assert registry.owned == 0
+    items, _ = store.get_prefix("/sc/dialogs/").result
+    assert [key for key, _, _ in items] == ["/sc/dialogs/other;x;y"]
