@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_accounting -*-
 """
 Call-detail records in a file: one JSON object per line for every dialog
-that ended (answered calls; their BYE passed this node).
+that ended (answered calls; their BYE passed this node, or none came in
+time), and for failed call attempts when accounting.failed_calls is set.
 
 Each record is written and flushed as the dialog ends, so it survives the
 node crashing; the file is fsynced (in a thread, never on the reactor) at
@@ -19,10 +20,12 @@ from twisted.logger import Logger
 
 # started: when the 2xx to the INVITE passed (the call was answered);
 # ended_by: "caller" or "callee", who sent the BYE.
-# state: "terminated" (a BYE was answered) or "expired" (no BYE seen within
-# cluster.dialog_max_s; ended_by and end_status are then null).
+# state: "terminated" (a BYE was answered), "expired" (no BYE seen within
+# cluster.dialog_max_s; ended_by and end_status are then null) or "failed"
+# (an attempt answered with end_status >= 300; started is the INVITE's
+# arrival, setup_s how long until its final response, duration 0).
 CDR_FIELDS = ("call_id", "from", "to", "from_tag", "to_tag", "started", "ended", "duration",
-              "state", "ended_by", "end_status", "owner", "ended_by_node", "adopted_from")
+              "state", "ended_by", "end_status", "setup_s", "owner", "ended_by_node", "adopted_from")
 
 
 class CDRFile:

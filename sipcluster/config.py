@@ -225,6 +225,7 @@ SCHEMA = {
                           minimum=1, maximum=300),
     },
     "accounting": {
+        "failed_calls": Key(bool, False, "Also write a CDR (state failed, with the final status and the set-up time) for every call attempt answered with a failure: busy, cancelled, not found, refused. Needs node.mode = stateful."),
         "cdr_file": Key(str, "", "File the CDR of every answered call that ends through this node is appended to, one JSON object per line (flushed at once, fsynced within a second; reopened when moved by logrotate). Empty: CDRs go only to the node log (namespace sipcluster.cdr). Needs node.mode = stateful."),
     },
     "log": {
@@ -304,7 +305,7 @@ def build(data, source="<defaults>", overrides=None):
 
 def _check_together(sections, source, overrides):
     """Keys that only make sense with others."""
-    for key in ("cluster.max_dialogs", "accounting.cdr_file"):
+    for key in ("cluster.max_dialogs", "accounting.cdr_file", "accounting.failed_calls"):
         section, name = key.split(".")
         if sections[section][name] and sections["node"]["mode"] != "stateful":
             where = "command line" if key in overrides else source

@@ -105,7 +105,9 @@ class SIPNodeService(service.MultiService):
         # them in a memory store when something needs them (a dialog limit,
         # CDRs), sparing its calls the cost otherwise.
         self.store = self.etcd
-        if self.store is None and (config.cluster.max_dialogs or config.accounting.cdr_file):
+        accounting = config.accounting
+        if self.store is None and (config.cluster.max_dialogs or accounting.cdr_file
+                                   or accounting.failed_calls):
             self.store = MemoryStore(reactor)
         if self.store is not None and self.transactions is not None:
             self.dialogs = DialogRegistry(self.store, reactor, config.store.prefix, config.node.id,
@@ -116,8 +118,9 @@ class SIPNodeService(service.MultiService):
             if config.cluster.max_dialogs:
                 self.proxy.admission.append(DialogLimit(self.dialogs, self.proxy,
                                                         config.cluster.max_dialogs))
-            if config.accounting.cdr_file:
-                self.cdr_file = CDRFile(config.accounting.cdr_file, reactor)
+            self.dialogs.account_failed = accounting.failed_calls
+            if accounting.cdr_file:
+                self.cdr_file = CDRFile(accounting.cdr_file, reactor)
                 self.dialogs.on_end.append(self.cdr_file)
         if self.etcd is not None:
             self.drain = DrainGate(self.etcd, self.membership, config.store.prefix, config.node.id,

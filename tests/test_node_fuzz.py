@@ -184,6 +184,7 @@ class Node:
             self.proxy = StatefulProxy(self.tl, self.forwarder, clock, timers)
             self.store = MemoryStore(clock)
             self.dialogs = DialogRegistry(self.store, clock, "/sc", "fuzz")
+            self.dialogs.account_failed = True
             self.dialogs.start()
             self.proxy.dialog_observers.append(self.dialogs)
             self.proxy.admission.append(DialogLimit(self.dialogs, self.proxy, 50))

@@ -503,3 +503,37 @@ def test_route_with_maddr_is_sent_to_the_maddr(stateless):
     node = Node(stateless=stateless)
     node.send(in_dialog("sip:bob@192.0.2.1", "BYE", "<sip:proxy.example.net;lr;maddr=127.0.0.1>"))
     assert [m.method for m in node.to(("127.0.0.1", 5060), node.out())] == ["BYE"]
+
+
+class CallObserver:
+    def __init__(self):
+        self.failed = []
+
+    def dialog_confirmed(self, request, response):
+        pass
+
+    def dialog_ended(self, request, response):
+        pass
+
+    def call_failed(self, request, response, started):
+        self.failed.append((request.call_id, response.status, started))
+
+
+def test_failed_call_attempts_are_told_with_their_final_status_and_start(node):
+    observer = CallObserver()
+    node.proxy.dialog_observers.append(observer)
+    node.h.clock.advance(50)
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.h.clock.advance(2)
+    node.send(reply(fwd, 486), FOREIGN)
+    assert observer.failed == [("call-1@example.test", 486, 50)]
+    # Refused here, before any branch: told too.
+    node.send(invite("sip:nobody@example.test", branch="z9hG4bKuac2"))
+    assert observer.failed[1][:2] == ("call-1@example.test", 404)
+    # Not for a re-INVITE's failure, nor for other methods.
+    node.send(in_dialog("sip:bob@127.0.0.1:5070", "INVITE", "<sip:127.0.0.1:5060;lr>"))
+    reinvite = node.to(FOREIGN, node.out())[0]
+    node.send(reply(reinvite, 491), FOREIGN)
+    node.send(invite(method="OPTIONS", uri="sip:nobody@example.test", branch="z9hG4bKuac3"))
+    assert len(observer.failed) == 2

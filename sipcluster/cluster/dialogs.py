@@ -48,7 +48,8 @@ class DialogRegistry:
     """
     @ivar dialogs: key -> record of every dialog of the cluster, fed by a
         watch (so any node can count and list them).
-    @ivar on_end: callables(record) run when a dialog ends (the CDR hook).
+    @ivar on_end: callables(record) run when a dialog ends, or a call
+        attempt fails (the CDR hooks).
     @ivar owned: how many of them this node owns (set up or adopted), kept
         up to date as records come and go, for call admission.
     """
@@ -64,6 +65,8 @@ class DialogRegistry:
         self.leases = LeaseBuckets(store, clock, bucket=600, margin=60)
         self.dialogs = {}
         self.on_end = [self._write_cdr]
+        # Whether failed call attempts get a CDR too (accounting.failed_calls).
+        self.account_failed = False
         self.adopted = 0
         self.owned = 0
         self._watch = None
@@ -152,6 +155,28 @@ class DialogRegistry:
             return defer.succeed(None)
         return self._end(name, record, "terminated", response.status,
                          "caller" if from_tag == record.get("from_tag") else "callee")
+
+    def call_failed(self, request, response, started):
+        """
+        An initial INVITE was finally answered with a failure (busy,
+        cancelled, not found, refused by admission...): accounted as a
+        "failed" attempt when C{account_failed} is set.
+        """
+        if not self.account_failed:
+            return
+        now = self.clock.seconds()
+        record = {
+            "call_id": request.call_id, "from_tag": request.from_tag, "to_tag": response.to_tag,
+            "from": _uri_text(request, "from"), "to": _uri_text(request, "to"),
+            "owner": self.node_id, "started": started, "ended": now, "duration": 0,
+            "state": "failed", "end_status": response.status, "ended_by_node": self.node_id,
+            "setup_s": round(now - started, 3),
+        }
+        for hook in self.on_end:
+            try:
+                hook(record)
+            except Exception:
+                self.log.failure("dialog end hook failed")
 
     def expire(self):
         """

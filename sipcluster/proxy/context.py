@@ -44,6 +44,7 @@ class ResponseContext:
         self.cancelled = False
         self.no_new_branches = False
         self.is_invite = request.method == "INVITE"
+        self.started = proxy.clock.seconds()
         self._starting = 0
 
     # -- branches --------------------------------------------------------------
@@ -205,9 +206,13 @@ class ResponseContext:
     def _observe(self, response):
         """Tell the dialog observers what this final response means."""
         request = self.request
+        initial = self.is_invite and request.to_tag is None
+        if initial and response.status >= 300:
+            self.proxy.call_failed(request, response, self.started)
+            return
         for observer in self.proxy.dialog_observers:
             try:
-                if self.is_invite and request.to_tag is None and 200 <= response.status < 300:
+                if initial and 200 <= response.status < 300:
                     observer.dialog_confirmed(request, response)
                 elif request.method == "BYE":
                     observer.dialog_ended(request, response)

@@ -50,7 +50,9 @@ class StatefulProxy:
         self.admission = []
         # Objects told of dialogs: dialog_confirmed(request, response) when
         # a 2xx to an initial INVITE goes upstream, dialog_ended(request,
-        # response) when a final response to a BYE does.
+        # response) when a final response to a BYE does, and
+        # call_failed(request, response, started) when an initial INVITE is
+        # finally answered otherwise (here or downstream).
         self.dialog_observers = []
         # Server transaction keys of initial INVITEs not yet answered with a
         # final response: the calls being set up (call admission counts them).
@@ -163,7 +165,18 @@ class StatefulProxy:
         return self.transport.is_local(via.host, via.port or 5060)
 
     def respond(self, server_tx, status, reason=None, extra=()):
-        server_tx.respond(self.forwarder.local_response(server_tx.request, status, reason, extra))
+        request = server_tx.request
+        response = self.forwarder.local_response(request, status, reason, extra)
+        server_tx.respond(response)
+        if status >= 300 and request.method == "INVITE" and request.to_tag is None:
+            self.call_failed(request, response, self.clock.seconds())
+
+    def call_failed(self, request, response, started):
+        for observer in self.dialog_observers:
+            try:
+                observer.call_failed(request, response, started)
+            except Exception:
+                self.log.failure("dialog observer failed")
 
 
 def forward_stateless(forwarder, request, source, log):
