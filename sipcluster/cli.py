@@ -25,7 +25,7 @@ def _client(args):
     from sipcluster.cluster import etcd as adapter  # sets the protobuf implementation
     import etcd3
     if args.etcd:
-        endpoints = [e.strip() for e in args.etcd.split(",") if e.strip()]
+        endpoints = configuration.split_endpoints(args.etcd)
     elif args.config:
         try:
             endpoints = configuration.load(args.config).store.etcd_endpoints
@@ -36,7 +36,7 @@ def _client(args):
     errors = []
     for endpoint in endpoints:
         try:
-            host, port = adapter.parse_endpoint(endpoint)
+            host, port = configuration.parse_endpoint(endpoint)
         except ValueError as e:
             raise CLIError("bad etcd endpoint %r: %s" % (endpoint, e))
         client = etcd3.client(host, port, timeout=args.timeout)

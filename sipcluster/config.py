@@ -145,6 +145,11 @@ def parse_endpoint(endpoint):
     return host.strip("[]"), int(port)
 
 
+def split_endpoints(text):
+    """The endpoints of a comma-separated list (--etcd a,b,c)."""
+    return [e.strip() for e in text.split(",") if e.strip()]
+
+
 def _endpoint_list(values):
     if not values:
         raise ValueError("expected at least one etcd endpoint")

@@ -65,7 +65,7 @@ class Options(usage.Options):
         if self["domain"]:
             out["sip.domains"] = list(self["domain"])
         if self["etcd"]:
-            out["store.etcd_endpoints"] = [e.strip() for e in self["etcd"].split(",") if e.strip()]
+            out["store.etcd_endpoints"] = configuration.split_endpoints(self["etcd"])
         if self["region"]:
             out["cluster.region"] = self["region"]
         return out

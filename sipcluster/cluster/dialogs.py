@@ -129,12 +129,8 @@ class DialogRegistry:
         """A 2xx to an initial INVITE went upstream: the dialog exists."""
         name = self.key_of(request.call_id, request.from_tag, response.to_tag)
         now = self.clock.seconds()
-        record = {
-            "call_id": request.call_id, "from_tag": request.from_tag, "to_tag": response.to_tag,
-            "from": _uri_text(request, "from"), "to": _uri_text(request, "to"), "owner": self.node_id,
-            "started": now, "state": "confirmed",
-            "route_set": _route_set(response),
-        }
+        record = self._call_of(request, response)
+        record.update(started=now, state="confirmed", route_set=_route_set(response))
         d = self.leases.write(now + self.max_duration, lambda lease: self.store.create(
             self.prefix + name, json.dumps(record, sort_keys=True).encode("utf-8"), lease))
         d.addErrback(self._failed, "record", name)
@@ -165,13 +161,19 @@ class DialogRegistry:
         if not self.account_failed:
             return
         now = self.clock.seconds()
-        record = {
-            "call_id": request.call_id, "from_tag": request.from_tag, "to_tag": response.to_tag,
-            "from": _uri_text(request, "from"), "to": _uri_text(request, "to"),
-            "owner": self.node_id, "started": started, "ended": now, "duration": 0,
-            "state": "failed", "end_status": response.status, "ended_by_node": self.node_id,
-            "setup_s": round(now - started, 3),
-        }
+        record = self._call_of(request, response)
+        record.update(started=started, ended=now, duration=0, state="failed",
+                      end_status=response.status, ended_by_node=self.node_id,
+                      setup_s=round(now - started, 3))
+        self._account(record)
+
+    def _call_of(self, request, response):
+        """What identifies a call: Call-ID, tags, parties, this node as owner."""
+        return {"call_id": request.call_id, "from_tag": request.from_tag, "to_tag": response.to_tag,
+                "from": _uri_text(request, "from"), "to": _uri_text(request, "to"),
+                "owner": self.node_id}
+
+    def _account(self, record):
         for hook in self.on_end:
             try:
                 hook(record)
@@ -201,11 +203,7 @@ class DialogRegistry:
         ended = self.clock.seconds()
         record.update(state=state, ended=ended, ended_by_node=self.node_id, end_status=status,
                       duration=round(ended - record.get("started", ended), 3), ended_by=ended_by)
-        for hook in self.on_end:
-            try:
-                hook(record)
-            except Exception:
-                self.log.failure("dialog end hook failed")
+        self._account(record)
         return self.store.delete(self.prefix + name).addErrback(self._failed, "delete", name)
 
     def _write_cdr(self, record):

@@ -85,7 +85,7 @@ class DrainGate:
         membership = self.membership
         if membership is None:
             return None
-        region = getattr(membership, "record", {}).get("region")
+        region = membership.record.get("region")
         candidates = []
         for node_id, record in membership.nodes.items():
             if node_id == self.node_id or record.get("state") != "active":

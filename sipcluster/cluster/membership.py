@@ -97,7 +97,6 @@ class ClusterMembership(service.Service):
     # -- keeping our record alive ------------------------------------------------
 
     def _keepalive(self):
-        self._check_lease()
         if self._joining is not None:
             return self._joining
         if self.lease is None:
@@ -167,7 +166,6 @@ class ClusterMembership(service.Service):
             self._check_lease()
         elif failure.check(StoreUnavailable):
             self.connected = False
-            self._check_lease()
         else:
             self.log.failure("lease refresh failed", failure)
 

@@ -120,9 +120,7 @@ class ResponseContext:
     def timed_out(self, tx):
         branch = self._branch_of(tx)
         if branch is not None:
-            # A branch the caller cancelled and that never answered ends as
-            # the caller expects of a cancelled INVITE.
-            self.branch_failed(branch, 487 if self.cancelled else 408)
+            self.branch_failed(branch, 408)
 
     def transport_failed(self, tx):
         branch = self._branch_of(tx)

@@ -34,6 +34,19 @@ def is_private(host):
     return address.is_private and not address.is_loopback
 
 
+def _path(request):
+    """
+    The Path of a REGISTER from a client that supports it (RFC 3327), as
+    written: stored with the bindings (the Route set of every request to
+    them) and echoed in the 200.  Parsed first, so a malformed one is
+    refused (ParseError, 400) before anything is stored.
+    """
+    if "path" not in request.option_tags("supported"):
+        return []
+    request.paths
+    return request.values("path")
+
+
 class Registrar:
     """
     @ivar location: an L{ILocationService}.
@@ -60,7 +73,8 @@ class Registrar:
         """Process a REGISTER (a server transaction's request)."""
         request = server_tx.request
         try:
-            aor, changes = self.changes_for(request, server_tx.source)
+            path = _path(request)
+            aor, changes = self.changes_for(request, server_tx.source, path)
         except Reject as r:
             self.stats["rejected"] += 1
             self._respond(server_tx, r.status, r.reason, r.extra)
@@ -78,7 +92,7 @@ class Registrar:
         def stored(bindings):
             if changes:
                 self.stats["registered"] += 1
-            self._respond(server_tx, 200, extra=self._binding_headers(request, bindings))
+            self._respond(server_tx, 200, extra=self._binding_headers(bindings, path))
 
         def failed(failure):
             # Not stored, so not acknowledged (the client retries later).
@@ -97,22 +111,16 @@ class Registrar:
 
     # -- RFC 3261 10.3 ------------------------------------------------------------
 
-    def changes_for(self, request, source):
+    def changes_for(self, request, source, path):
         """
         The AOR and the bindings a REGISTER adds, refreshes or removes
-        (None for a query).  Raises L{Reject}.
+        (None for a query), C{path} (from L{_path}) stored with them.
+        Raises L{Reject}.
         """
         # Step 2: extensions the registrar must understand.
         unsupported = [t for t in request.option_tags("require") if t not in SUPPORTED]
         if unsupported:
             raise Reject(420, extra=[("Unsupported", ", ".join(unsupported))])
-        # Read (so a malformed one is refused) before anything is stored:
-        # the 200 echoes the Path, and every request to the binding will
-        # carry it as its Route set.
-        path = []
-        if "path" in request.option_tags("supported"):
-            request.paths  # parsed to be checked; stored as written
-            path = request.values("path")
         # Step 5: the address-of-record is the To URI, in one of our domains.
         to_uri = request.to.uri
         aor = aor_key(to_uri)
@@ -190,7 +198,7 @@ class Registrar:
 
     # -- the 200 ------------------------------------------------------------------
 
-    def _binding_headers(self, request, bindings):
+    def _binding_headers(self, bindings, path):
         now = self.clock.seconds()
         extra = []
         for binding in bindings:
@@ -203,7 +211,7 @@ class Registrar:
             if binding.reg_id:
                 params += ";reg-id=%s" % binding.reg_id
             extra.append(("Contact", "<%s>%s" % (binding.contact, params)))
-        for value in request.values("path") if "path" in request.option_tags("supported") else ():
+        for value in path:
             extra.append(("Path", value))  # RFC 3327 5.3
         if any(b.reg_id for b in bindings):
             extra.append(("Require", "outbound"))  # RFC 5626 6
