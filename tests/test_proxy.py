@@ -78,6 +78,15 @@ class Node:
         return [m for m, a in messages if a == addr]
 
 
+def ringing(node):
+    """Send an INVITE through C{node}; the callee rings.  Its forwarded copy."""
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 180), FOREIGN)
+    node.out()
+    return fwd
+
+
 @pytest.fixture
 def node():
     return Node()
@@ -235,10 +244,7 @@ def test_challenges_are_aggregated(node):
 
 
 def test_cancel_before_answer(node):
-    node.send(invite())
-    fwd = node.to(FOREIGN, node.out())[0]
-    node.send(reply(fwd, 180), FOREIGN)
-    node.out()
+    fwd = ringing(node)
     node.send(invite(method="CANCEL"))
     sent = node.out()
     assert [m.status for m in node.to(UAC, sent)] == [200]  # to the CANCEL
@@ -261,10 +267,7 @@ def test_cancel_without_transaction_is_481(node):
 
 def test_timer_c_cancels_a_ringing_branch():
     node = Node(timer_c=5)
-    node.send(invite())
-    fwd = node.to(FOREIGN, node.out())[0]
-    node.send(reply(fwd, 180), FOREIGN)
-    node.out()
+    fwd = ringing(node)
     node.h.advance(4.9)
     assert node.to(FOREIGN, node.out()) == []
     node.h.advance(0.2)
@@ -462,9 +465,7 @@ def test_cancelled_branch_that_never_answers_ends_with_487_after_64_t1(node):
     # RFC 3261 9.1: the CANCEL is sent; if no final response to the INVITE
     # follows within 64*T1 the branch is given up.  It used to stay in
     # Proceeding for ever, and the caller with it.
-    node.send(invite())
-    fwd = node.to(FOREIGN, node.out())[0]
-    node.send(reply(fwd, 180), FOREIGN)
+    fwd = ringing(node)
     node.send(invite(method="CANCEL"))
     node.out()
     node.h.advance(31.9)
@@ -477,10 +478,7 @@ def test_cancelled_branch_that_never_answers_ends_with_487_after_64_t1(node):
 
 def test_timer_c_cancel_that_is_never_answered_ends_with_408():
     node = Node(timer_c=5)
-    node.send(invite())
-    fwd = node.to(FOREIGN, node.out())[0]
-    node.send(reply(fwd, 180), FOREIGN)
-    node.out()
+    fwd = ringing(node)
     node.h.advance(5.1)  # Timer C: CANCEL
     node.h.advance(32)   # ... never answered
     assert [m.status for m in node.to(UAC, node.out())] == [408]
