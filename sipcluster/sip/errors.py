@@ -6,6 +6,18 @@ parsing failed.
 """
 
 
+def quoted(text, limit=40):
+    """
+    C{text} (a piece of a faulty message) fit for a reason phrase, which
+    must be UTF-8 TEXT (RFC 3261 25.1): quoted, cut at C{limit}, with every
+    byte that was not valid UTF-8 and every control character shown as
+    "?" rather than as a Python escape.
+    """
+    text = text[:limit]
+    return '"%s"' % "".join(
+        c if c.isprintable() and not "\udc80" <= c <= "\udcff" else "?" for c in text)
+
+
 class SIPError(Exception):
     """
     A message, or part of one, is not acceptable.

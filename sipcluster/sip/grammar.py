@@ -8,7 +8,7 @@ The common case (no quotes, no angle brackets) takes a C-speed fast path; the
 character-by-character scanner runs only when a value needs it.
 """
 
-from sipcluster.sip.errors import ParseError
+from sipcluster.sip.errors import ParseError, quoted
 
 # RFC 3261 25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" /
 # "+" / "`" / "'" / "~")
@@ -131,7 +131,7 @@ def parse_params(text, what="parameter"):
         name, eq, val = item.partition("=")
         name = name.strip()
         if not name or not is_token(name):
-            raise ParseError("Bad %s name %r" % (what, name[:40]))
+            raise ParseError("Bad %s name %s" % (what, quoted(name)))
         if eq:
             val = val.strip()
             if not val:

@@ -12,8 +12,7 @@ they were received, folding and compact names included.
 
 from sipcluster.sip.address import Address
 from sipcluster.sip.errors import (
-    MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme,
-    VersionNotSupported)
+    MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme, VersionNotSupported, quoted)
 from sipcluster.sip.grammar import is_token, split_commas
 from sipcluster.sip.headers import _KEY_CACHE, LIST_HEADERS, canonical, spelling
 from sipcluster.sip.status import reason_for
@@ -621,7 +620,7 @@ def parse_message(data, max_size=None, stream=False):
                 # Skip the line but go on reading, so that the request can
                 # still be answered with a 400 naming the fault.
                 if fault is None:
-                    fault = ParseError("Malformed header line %r" % line[:40])
+                    fault = ParseError("Malformed header line %s" % quoted(line))
                 continue
         fields.append([key, line])
     body = data[body_start:]

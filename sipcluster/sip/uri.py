@@ -12,7 +12,7 @@ from.
 import ipaddress
 from urllib.parse import unquote as _pct_unquote
 
-from sipcluster.sip.errors import ParseError
+from sipcluster.sip.errors import ParseError, quoted
 from sipcluster.sip.grammar import format_params, parse_params
 
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-.")
@@ -65,7 +65,7 @@ def parse_host(text):
             raise ParseError("Bad IPv6 reference") from None
         return text
     if not set(text) <= _HOST_CHARS:
-        raise ParseError("Bad host %r" % text[:60])
+        raise ParseError("Bad host %s" % quoted(text, 60))
     return text
 
 
@@ -90,7 +90,7 @@ def split_hostport(text):
     host = parse_host(host)
     if port is not None:
         if not port.isdigit() or not port.isascii() or len(port) > 5 or int(port) > 65535:
-            raise ParseError("Bad port %r" % port[:10])
+            raise ParseError("Bad port %s" % quoted(port, 10))
         port = int(port)
     return host, port
 
@@ -345,7 +345,7 @@ def parse_uri(text):
     """
     colon = text.find(":")
     if colon <= 0:
-        raise ParseError("Bad URI %r" % text[:60])
+        raise ParseError("Bad URI %s" % quoted(text, 60))
     scheme = text[:colon].lower()
     if scheme == "sip" or scheme == "sips":
         return SipURI.parse(text, scheme)
