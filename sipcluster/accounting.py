@@ -18,6 +18,23 @@ from twisted.internet import threads
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sipcluster.schema import ConfigSection, CrossKeyError, Key, show
+
+def _check(values, sections):
+    """The CDR file's folder must exist and be writable: found at start-up, not at the first call."""
+    path = values["cdr_file"]
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise CrossKeyError("accounting.cdr_file", "expected a file in a writable directory, got %s" % show(path))
+
+
+CONFIG = ConfigSection("accounting", {
+    "failed_calls": Key(bool, False, "Also write a CDR (state failed, with the final status and the set-up time) for every call attempt answered with a failure: busy, cancelled, not found, refused. Needs node.mode = stateful."),
+    "cdr_file": Key(str, "", "File the CDR of every answered call that ends through this node is appended to, one JSON object per line (flushed at once, fsynced within a second; reopened when moved by logrotate). Empty: CDRs go only to the node log (namespace sipcluster.cdr). Needs node.mode = stateful."),
+}, check=_check)
+
+
 # started: when the 2xx to the INVITE passed (the call was answered);
 # ended_by: "caller" or "callee", who sent the BYE.
 # state: "terminated" (a BYE was answered), "expired" (no BYE seen within

@@ -1,10 +1,11 @@
 # -*- test-case-name: tests.test_config -*-
 """
-The C{sipcluster} command: check a configuration, and inspect a cluster
-through its etcd (C{status}, C{registrations}, C{leader}).
+The sipcluster command: check a configuration, and inspect and steer a
+cluster through its etcd (status, registrations, calls, leader, drain).
 
 It talks to etcd directly with the blocking client: it is a command, not a
-node, so nothing here runs on a reactor.
+node, so nothing here runs on a reactor.  (Plain text: the first line is
+the --help description.)
 """
 
 import argparse
@@ -100,7 +101,12 @@ def _status(args):
         nodes.append(record)
     if args.json:
         print(json.dumps({"leader": leader, "nodes": nodes}, indent=2, sort_keys=True))
-        return 0
+        return 0 if nodes else 1
+    if not nodes:
+        # An empty table would read as "the cluster is fine".
+        raise CLIError("no live node under prefix %s (are the nodes running with "
+                       "store.backend = \"etcd\" and this store.prefix, or is --config/--etcd "
+                       "the right one?)" % prefix)
     rows = [(n["id"], ",".join(n.get("addresses", [])), n.get("region", ""), n.get("state", ""),
              "yes" if n["leader"] else "", _duration(n["uptime_s"]), n.get("load", 0), n["bindings"],
              n.get("dialogs", 0))
@@ -184,12 +190,25 @@ def _calls(args):
     if args.json:
         print(json.dumps(calls, indent=2, sort_keys=True))
     elif calls:
-        print(_table([(r.get("call_id"), r.get("from"), r.get("to"), r.get("owner"),
+        print(_table([(r.get("call_id"), _party(r.get("from")), _party(r.get("to")), r.get("owner"),
                        _duration(r["duration_s"]), r.get("adopted_from") or "")
                       for r in calls], ["CALL-ID", "FROM", "TO", "OWNER", "DURATION", "ADOPTED FROM"]))
     else:
         print("no calls")
     return 0
+
+
+def _party(text):
+    """A party of a call as a person reads it: the URI without its parameters."""
+    from sipcluster.sip.errors import SIPError
+    from sipcluster.sip.uri import SipURI, parse_uri
+    try:
+        uri = parse_uri(text or "")
+    except SIPError:
+        return text
+    if not isinstance(uri, SipURI):
+        return text
+    return str(uri.without_params(*uri.params)) if uri.params else text
 
 
 def _leader(args):
@@ -204,8 +223,11 @@ def _leader(args):
 
 
 def _check_config(args):
+    from sipcluster.node import check
     try:
         cfg = configuration.load(args.config)
+        # What the keys mean together: a node would refuse it at start-up.
+        check(cfg)
     except configuration.ConfigError as e:
         print("sipcluster: config error: %s" % e, file=sys.stderr)
         return 2

@@ -1,15 +1,19 @@
-# -*- test-case-name: tests.test_node -*-
+# -*- test-case-name: tests.test_node,tests.test_tap -*-
 """
-A sipcluster node: the transport, transaction and proxy layers wired
-together from a L{sipcluster.config.Config}, as an L{IService}.
+A sipcluster node: L{build_node} composes the transport, transaction and
+proxy layers, the request pipeline and its stages, and the cluster's
+services from a L{sipcluster.config.Config}, as child services of one
+L{SIPNode}.  Composition only: what each piece does lives in its module.
+
+The node's own configuration sections ([node], [sip], [log]) are declared
+here; every feature module declares its own.
 """
 
 import gc
 import os
 
-from twisted.application import service
-from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import (
+    FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger, globalLogPublisher)
 
 from sipcluster.accounting import CDRFile
 from sipcluster.cluster.dialogs import DialogLimit, DialogRegistry
@@ -20,14 +24,43 @@ from sipcluster.cluster.store import MemoryStore
 from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
-from sipcluster.nat.stun import StunServer
 from sipcluster.proxy.forwarding import Forwarder
+from sipcluster.proxy.pipeline import Pipeline, StageNotAllowed
 from sipcluster.proxy.stateful import StatefulProxy
 from sipcluster.proxy.stateless import StatelessProxy
 from sipcluster.registrar.registrar import Registrar
+from sipcluster.routing.cluster import ClusterRouting
+from sipcluster.routing.local import LocalRequests, RequestURITarget
+from sipcluster.routing.location import LocationTargets
+from sipcluster.schema import ConfigError, ConfigSection, Key, domain_list, listen_list
+from sipcluster.services import Following, Lifecycle, OrderedServices, Repeating
 from sipcluster.transaction.layer import TransactionLayer
 from sipcluster.transaction.timers import TimerValues
 from sipcluster.transport.layer import TransportLayer
+
+NODE_CONFIG = ConfigSection("node", {
+    "id": Key(str, "", "Node identifier, unique in the cluster; empty means the host name."),
+    "mode": Key(str, "stateful", "Proxy mode: stateful (transactions, forking, CANCEL) or stateless (RFC 3261 16.11).",
+                choices=("stateful", "stateless")),
+    "workers": Key(int, 1, "Worker processes sharing the UDP port through SO_REUSEPORT.", minimum=1, maximum=64),
+})
+
+SIP_CONFIG = ConfigSection("sip", {
+    "listen": Key(list, ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"],
+                  'Addresses to listen on, each "transport:host:port" (udp or tcp; IPv6 in brackets).',
+                  check=listen_list),
+    "advertise": Key(str, "", "host[:port] written into Via and Record-Route instead of the listen address (behind NAT or a floating address)."),
+    "domains": Key(list, ["localhost", "127.0.0.1"], "Domains this node is responsible for: requests for them go to the location service.",
+                   check=domain_list),
+    "record_route": Key(bool, True, "Insert Record-Route so in-dialog requests pass through the proxy."),
+    "max_message_size": Key(int, 65535, "Largest message accepted, in bytes; larger ones get 513 or are dropped.",
+                            minimum=1024, maximum=1048576),
+    "server_header": Key(str, "sipcluster", "Server / User-Agent text in responses the node creates; empty for none."),
+})
+
+LOG_CONFIG = ConfigSection("log", {
+    "level": Key(str, "info", "Lowest log level written; debug adds one line per SIP message in and out (method or status, Call-ID, CSeq, source, destination, transaction branch).", choices=("debug", "info", "warn", "error")),
+})
 
 
 def tune_gc():
@@ -44,165 +77,57 @@ def tune_gc():
     gc.set_threshold(50000, 20, 100)
 
 
-class SIPNodeService(service.MultiService):
+LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
+          "error": LogLevel.error}
+
+
+def apply_log_level(level, publisher=globalLogPublisher):
     """
-    Owns the layers of one node.  Built in L{__init__}, listening from
-    L{startService}; L{stopService} closes every socket.
+    Let only events of C{level} and above reach the observers twistd set
+    up (log.level).  twistd gives a plugin no say over its observers, so
+    each one found on the publisher is put behind a level filter.
+    """
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
+    observers = getattr(publisher, "_observers", None)
+    if observers is None:
+        return False
+    for observer in list(observers):
+        if isinstance(observer, FilteringLogObserver):
+            continue
+        publisher.removeObserver(observer)
+        publisher.addObserver(FilteringLogObserver(observer, [predicate]))
+    return True
+
+
+class SIPNode(OrderedServices):
+    """
+    One node: its components are child services, started in the order
+    L{build_node} added them and stopped the other way round (the SIP
+    listeners first, the store last).  The attributes name the pieces for
+    operators and tests; those a configuration leaves out are None.
     """
 
     log = Logger()
     name = "sip"
 
-    def __init__(self, config, reactor, resolver=None, location=None, worker=None):
+    def __init__(self, config, reactor):
+        OrderedServices.__init__(self)
         self.config = config
         self.reactor = reactor
-        self.worker = worker
-        workers = config.node.workers
-        self.transport = TransportLayer(
-            reactor, config.sip.listen, config.sip.advertise,
-            max_message_size=config.sip.max_message_size,
-            idle_timeout=config.tcp.idle_timeout_s,
-            max_connections=config.tcp.max_connections,
-            server_header=config.sip.server_header,
-            reuse_port=workers > 1 or worker is not None,
-            private_port=(workers > 1 or worker is not None) and config.node.mode == "stateful",
-            # TCP stays with the first process; workers share the UDP port.
-            listen_tcp=worker is None)
-        service.MultiService.__init__(self)
-        if config.nat.stun:
-            self.transport.stun = StunServer(self.transport.stats)
-        self.etcd = None
-        self.membership = None
-        if location is None and config.store.backend == "etcd":
-            self.etcd = EtcdStore(reactor, config.store.etcd_endpoints, config.store.timeout_s)
-            location = EtcdLocationService(self.etcd, reactor, config.store.prefix)
-            self.membership = ClusterMembership(
-                self.etcd, reactor, config.store.prefix, config.node.id, {
-                    "addresses": [str(a) for a in config.sip.listen],
-                    "region": config.cluster.region, "state": "active",
-                    "mode": config.node.mode}, ttl=config.cluster.node_ttl_s)
-        self.location = location or MemoryLocationService(reactor)
-        self.forwarder = Forwarder(
-            self.transport, self.location, config.sip.domains,
-            record_route=config.sip.record_route, resolver=resolver,
-            server_header=config.sip.server_header)
-        self.timers = TimerValues.from_config(config.timers)
-        if config.node.mode == "stateless":
-            self.transactions = None
-            self.proxy = StatelessProxy(self.transport, self.forwarder)
-        else:
-            self.transactions = TransactionLayer(self.transport, reactor, self.timers)
-            self.proxy = StatefulProxy(self.transactions, self.forwarder, reactor, self.timers)
-        if self.membership is not None:
-            self.forwarder.rank_binding = self.membership.region_rank
-            self.forwarder.flow_route = self.membership.flow_route
-        if config.cluster.name:
-            self.transport.set_cluster_name(config.cluster.name)
-        self.drain = None
-        self.dialogs = None
+        self.transport = self.transactions = self.proxy = self.pipeline = None
+        self.forwarder = self.location = self.registrar = None
+        self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
-        # Dialogs are followed in the cluster's store; a single node keeps
-        # them in a memory store when something needs them (a dialog limit,
-        # CDRs), sparing its calls the cost otherwise.
-        self.store = self.etcd
-        accounting = config.accounting
-        if self.store is None and (config.cluster.max_dialogs or accounting.cdr_file
-                                   or accounting.failed_calls):
-            self.store = MemoryStore(reactor)
-        if self.store is not None and self.transactions is not None:
-            self.dialogs = DialogRegistry(self.store, reactor, config.store.prefix, config.node.id,
-                                          config.cluster.dialog_max_s)
-            self.proxy.dialog_observers.append(self.dialogs)
-            if self.membership is not None:
-                self.membership.listeners.append(self.dialogs.membership_event(self.membership))
-            if config.cluster.max_dialogs:
-                self.proxy.admission.append(DialogLimit(self.dialogs, self.proxy,
-                                                        config.cluster.max_dialogs))
-            self.dialogs.account_failed = accounting.failed_calls
-            if accounting.cdr_file:
-                self.cdr_file = CDRFile(accounting.cdr_file, reactor)
-                self.dialogs.on_end.append(self.cdr_file)
-        if self.etcd is not None:
-            self.drain = DrainGate(self.etcd, self.membership, config.store.prefix, config.node.id,
-                                   config.cluster.drain_action, config.cluster.drain_retry_after_s)
-            self.proxy.admission.append(self.drain)
-        self.registrar = None
-        if config.registrar.enabled:
-            r = config.registrar
-            self.registrar = Registrar(
-                self.location, self.forwarder, reactor, r.default_expires, r.min_expires,
-                r.max_expires, r.nat_detect, node_id=config.node.id)
-            self.proxy.local_methods["REGISTER"] = self.registrar.handle
-        if config.nat.keepalive_interval_s:
-            KeepaliveService(
-                self.location, self.transport, self.transactions, reactor,
-                config.nat.keepalive_interval_s, config.nat.keepalive_method,
-                config.nat.keepalive_remove, domain=config.sip.domains[0] if config.sip.domains else "localhost",
-            ).setServiceParent(self)
-        if self.membership is not None and config.cluster.leader_hook:
-            self.membership.listeners.append(LeaderHook(reactor, config.cluster.leader_hook, config.node.id))
-        self._sweep = LoopingCall(self._housekeeping)
-        self._publish = LoopingCall(self._publish_load)
-        self._publish.clock = reactor
-        self._sweep.clock = reactor
+        self.admission = None
 
     def startService(self):
-        tune_gc()
-        if self.cdr_file is not None:
-            self.cdr_file.open()
-        if self.store is not None:
-            # The gRPC client must be created after twistd forked.
-            self.store.start()
-        if self.etcd is not None:
-            self.location.start().addErrback(self._location_load_failed)
-            self.membership.setServiceParent(self)
-            self.drain.start().addErrback(self._drain_watch_failed)
-        if self.dialogs is not None:
-            self.dialogs.start().addErrback(self._dialogs_watch_failed)
-        self.transport.listen()
-        service.MultiService.startService(self)
-        self._sweep.start(30, now=False)
-        if self.membership is not None:
-            self._publish.start(5, now=False)
+        OrderedServices.startService(self)
         self.log.info("sipcluster node {id} ({mode}) listening on {listen}",
                       id=self.config.node.id, mode=self.config.node.mode,
                       listen=", ".join(str(a) for a in self.config.sip.listen))
-        if self.config.cluster.max_dialogs and self.dialogs is not None:
+        if self.admission is not None:
             self.log.info("call admission: at most {limit} dialogs on this node",
-                          limit=self.config.cluster.max_dialogs)
-
-    def _location_load_failed(self, failure):
-        # etcd away at start: keep serving from an empty cache, and load
-        # again shortly (the node must come up without etcd).
-        self.log.warn("cannot load registrations from etcd yet: {why}", why=failure.getErrorMessage())
-        if self.running:
-            self.reactor.callLater(2, lambda: self.location.ready or self.location.start().addErrback(
-                self._location_load_failed))
-
-    def _dialogs_watch_failed(self, failure):
-        if self.running:
-            self.reactor.callLater(2, lambda: self.dialogs.start().addErrback(self._dialogs_watch_failed))
-
-    def _drain_watch_failed(self, failure):
-        if self.running:
-            self.reactor.callLater(2, lambda: self.drain.start().addErrback(self._drain_watch_failed))
-
-    def stopService(self):
-        d = service.MultiService.stopService(self)
-        for loop in (self._sweep, self._publish):
-            if loop.running:
-                loop.stop()
-        d.addCallback(lambda _: self.transport.stop())
-        if self.dialogs is not None:
-            self.dialogs.stop()
-        if self.etcd is not None:
-            self.location.stop()
-            self.drain.stop()
-        if self.store is not None:
-            d.addBoth(lambda _: self.store.stop())
-        if self.cdr_file is not None:
-            d.addBoth(lambda _: self.cdr_file.close())
-        return d
+                          limit=self.admission.limit)
 
     def load(self):
         """What this node publishes as its load: transactions in progress."""
@@ -210,19 +135,19 @@ class SIPNodeService(service.MultiService):
             return 0
         return len(self.transactions.servers) + len(self.transactions.clients)
 
-    def _publish_load(self):
+    def publish_load(self):
         load = self.load()
         dialogs = self.dialogs.count(self.config.node.id) if self.dialogs is not None else 0
         record = self.membership.record
         if record.get("load") != load or record.get("dialogs") != dialogs:
             return self.membership.update(load=load, dialogs=dialogs).addErrback(lambda f: None)
 
-    def _housekeeping(self):
-        self._sweep_location()
+    def housekeeping(self):
+        self.sweep_location()
         if self.dialogs is not None:
             self.dialogs.expire()
 
-    def _sweep_location(self):
+    def sweep_location(self):
         sweep = getattr(self.location, "sweep", None)
         if sweep is None:
             return
@@ -231,6 +156,154 @@ class SIPNodeService(service.MultiService):
             sweep(purge=self.membership.is_leader)
         else:
             sweep()
+
+
+def build_node(config, reactor, resolver=None, location=None, worker=None):
+    """
+    The node a configuration describes, not yet started.
+
+    @param reactor: provides IReactorTime, IReactorUDP, IReactorTCP (and
+        IReactorSocket with workers); tests pass a MemoryReactorClock.
+    @param resolver: what names next hops (getHostByName), or None.
+    @param location: a location service to use instead of the
+        configured one (tests).
+    @param worker: the index of this worker process, or None.
+    @raise ConfigError: one line, naming the key, when the configuration
+        asks for something this node cannot do (a stage needing
+        transactions on a stateless node).
+    """
+    node = SIPNode(config, reactor)
+    stateful = config.node.mode == "stateful"
+    sip = config.sip
+    shares_port = config.node.workers > 1 or worker is not None
+    node.transport = transport = TransportLayer(
+        reactor, sip.listen, sip.advertise,
+        max_message_size=sip.max_message_size,
+        idle_timeout=config.tcp.idle_timeout_s,
+        max_connections=config.tcp.max_connections,
+        server_header=sip.server_header,
+        reuse_port=shares_port,
+        private_port=shares_port and stateful,
+        # TCP stays with the first process; workers share the UDP port.
+        listen_tcp=worker is None,
+        stun=config.nat.stun,
+        cluster_name=config.cluster.name or None,
+        trace=config.log.level == "debug")
+    node.pipeline = pipeline = Pipeline(stateful)
+
+    def add(stage):
+        try:
+            return pipeline.add(stage)
+        except StageNotAllowed as e:
+            key = e.stage.config_key or "node.mode"
+            raise config.error(key, 'needs node.mode = "stateful" (the %s stage follows '
+                                    'transactions)' % e.stage.name) from None
+
+    # The cluster's store, or a memory store when something follows
+    # dialogs on a single node (a dialog limit, CDRs), sparing the calls of
+    # other nodes that cost.
+    accounting = config.accounting
+    wants_dialogs = [key for key, value in (
+        ("cluster.max_dialogs", config.cluster.max_dialogs),
+        ("accounting.cdr_file", accounting.cdr_file),
+        ("accounting.failed_calls", accounting.failed_calls)) if value]
+    cluster_routing = None
+    if config.store.backend == "etcd":
+        node.store = node.etcd = EtcdStore(reactor, config.store.etcd_endpoints,
+                                           config.store.timeout_s)
+    elif wants_dialogs:
+        node.store = MemoryStore(reactor)
+    if node.etcd is not None and location is None:
+        location = EtcdLocationService(node.etcd, reactor, config.store.prefix)
+    if node.etcd is not None:
+        node.membership = ClusterMembership(
+            node.etcd, reactor, config.store.prefix, config.node.id, {
+                "addresses": [str(a) for a in sip.listen],
+                "region": config.cluster.region, "state": "active",
+                "mode": config.node.mode}, ttl=config.cluster.node_ttl_s)
+        cluster_routing = ClusterRouting(node.membership)
+    node.location = location = location or MemoryLocationService(reactor)
+    node.forwarder = forwarder = Forwarder(
+        transport, sip.domains, record_route=sip.record_route, resolver=resolver,
+        server_header=sip.server_header)
+    timers = TimerValues.from_config(config.timers)
+    if stateful:
+        node.transactions = TransactionLayer(transport, reactor, timers)
+        node.proxy = StatefulProxy(node.transactions, forwarder, reactor, timers, pipeline)
+    else:
+        node.proxy = StatelessProxy(transport, forwarder, pipeline, reactor)
+
+    # -- request stages: admission ---------------------------------------------
+    if node.store is not None and (stateful or wants_dialogs):
+        node.dialogs = DialogRegistry(
+            node.store, reactor, config.store.prefix, config.node.id, config.cluster.dialog_max_s,
+            account_failed=accounting.failed_calls,
+            sinks=[CDRFile(accounting.cdr_file, reactor)] if accounting.cdr_file else (),
+            config_key=wants_dialogs[0] if wants_dialogs else None)
+        add(node.dialogs)
+        if accounting.cdr_file:
+            node.cdr_file = node.dialogs.on_end[-1]
+        if config.cluster.max_dialogs:
+            node.admission = add(DialogLimit(node.dialogs, lambda: len(node.proxy.setups),
+                                             config.cluster.max_dialogs))
+    if node.etcd is not None:
+        node.drain = add(DrainGate(
+            node.etcd, node.membership, config.store.prefix, config.node.id,
+            config.cluster.drain_action, config.cluster.drain_retry_after_s,
+            redirect_to=cluster_routing.active_node_uri))
+
+    # -- target selection: first answer wins -------------------------------------
+    if config.registrar.enabled:
+        r = config.registrar
+        node.registrar = add(Registrar(
+            location, forwarder, reactor, r.default_expires, r.min_expires,
+            r.max_expires, r.nat_detect, node_id=config.node.id))
+    add(LocalRequests(forwarder))
+    add(LocationTargets(location, forwarder, cluster_routing))
+    add(RequestURITarget())
+
+    # -- services, in start order ------------------------------------------------
+    if node.cdr_file is not None:
+        Lifecycle("cdr-file", node.cdr_file.open, node.cdr_file.close).setServiceParent(node)
+    if node.store is not None:
+        # The gRPC client must be created after twistd forked: at start.
+        Lifecycle("store", node.store.start, node.store.stop).setServiceParent(node)
+    if node.etcd is not None:
+        Following("location", location.start, location.stop, reactor,
+                  ready=lambda: location.ready).setServiceParent(node)
+        node.membership.setServiceParent(node)
+        Following("drain", node.drain.start, node.drain.stop, reactor).setServiceParent(node)
+        if config.cluster.leader_hook:
+            node.membership.observe(LeaderHook(reactor, config.cluster.leader_hook,
+                                               config.node.id))
+    if node.dialogs is not None:
+        if node.membership is not None:
+            node.membership.observe(node.dialogs.membership_event(node.membership))
+        Following("dialogs", node.dialogs.start, node.dialogs.stop, reactor).setServiceParent(node)
+    if config.nat.keepalive_interval_s:
+        KeepaliveService(
+            location, transport, node.transactions, reactor,
+            config.nat.keepalive_interval_s, config.nat.keepalive_method,
+            config.nat.keepalive_remove, domain=sip.domains[0] if sip.domains else "localhost",
+        ).setServiceParent(node)
+    Repeating("housekeeping", 30, node.housekeeping, reactor).setServiceParent(node)
+    if node.membership is not None:
+        Repeating("load", 5, node.publish_load, reactor).setServiceParent(node)
+    # Last to start, first to stop: no request arrives before the rest is
+    # up, none after it is going down.
+    Lifecycle("sip-transport", transport.listen, transport.stop).setServiceParent(node)
+    return node
+
+
+def check(config):
+    """
+    Build (never start) the node C{config} describes, so that a
+    configuration a node would refuse is refused here too (check-config).
+
+    @raise ConfigError: as L{build_node}.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+    build_node(config, MemoryReactorClock())
 
 
 class LeaderHook:

@@ -11,7 +11,8 @@ from twisted.internet import reactor as default_reactor
 from twisted.python import usage
 
 from sipcluster import config as configuration
-from sipcluster.node import SIPNodeService
+from sipcluster.node import apply_log_level, build_node, tune_gc
+from sipcluster.services import Lifecycle
 from sipcluster.workers import WorkerPool
 
 
@@ -82,7 +83,17 @@ def makeService(options, reactor=None):
     reactor = reactor or default_reactor
     config = options.config
     top = service.MultiService()
-    node = SIPNodeService(config, reactor, resolver=_resolver(reactor), worker=options["worker"])
+    # What the node process as a whole is tuned for: its log level (twistd
+    # has set up its observers by the time services start) and the cyclic
+    # garbage collector.
+    level = config.log.level
+    Lifecycle("process", lambda: (apply_log_level(level), tune_gc())).setServiceParent(top)
+    try:
+        node = build_node(config, reactor, resolver=_resolver(reactor), worker=options["worker"])
+    except configuration.ConfigError as e:
+        # The one line an operator needs, not a traceback (twistd prints
+        # what SystemExit carries and exits 1).
+        raise SystemExit("config error: %s" % e)
     node.setServiceParent(top)
     if config.node.workers > 1 and options["worker"] is None:
         WorkerPool(reactor, config.node.workers - 1, options.argv).setServiceParent(top)

@@ -1,10 +1,12 @@
 """
-In-process test harness: the real transport layer on fake sockets, a Clock,
-and helpers to feed datagrams and read what was sent.
+In-process test harness: the real transport layer on fake sockets (or a
+whole node built by build_node on a reactor of fake sockets), a Clock, and
+helpers to feed datagrams and read what was sent.
 """
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 
 from sipcluster.config import ListenAddress
 from sipcluster.sip.message import parse_message
@@ -112,3 +114,72 @@ class RecordingOwner:
 
     def transport_failed(self, tx):
         self.failures += 1
+
+
+class NodeReactor(MemoryReactorClock):
+    """
+    A MemoryReactorClock whose UDP ports are fake sockets recording what is
+    written, in one list for all of them, so that a whole node built by
+    L{build_node} runs in memory.
+    """
+
+    def __init__(self):
+        MemoryReactorClock.__init__(self)
+        self.protocols = {}
+        self.sockets = []
+        self._ephemeral = 40000
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        if port == 0:
+            self._ephemeral += 1
+            port = self._ephemeral
+        sock = FakeDatagramTransport(interface, port)
+        protocol.makeConnection(sock)
+        self.protocols[(interface, port)] = protocol
+        self.sockets.append(sock)
+        return sock
+
+
+class NodeHarness:
+    """
+    A node made by L{build_node} from C{settings} (a TOML-like dict of
+    sections), listening in memory on udp and tcp 127.0.0.1:5060, driven
+    by datagrams and a clock.
+    """
+
+    def __init__(self, settings=None, location=None, host="127.0.0.1", port=5060):
+        from sipcluster import config
+        from sipcluster.node import build_node
+        data = {"sip": {"listen": ["udp:%s:%d" % (host, port), "tcp:%s:%d" % (host, port)]}}
+        for section, values in (settings or {}).items():
+            data.setdefault(section, {}).update(values)
+        data.setdefault("node", {}).setdefault("id", "test-node")
+        self.config = config.build(data, "test.toml")
+        self.clock = self.reactor = NodeReactor()
+        self.node = build_node(self.config, self.reactor, location=location)
+        self.node.startService()
+        self.layer = self.node.transport
+        self.host, self.port = host, port
+
+    def receive(self, data, addr=("127.0.0.1", 5080), to=None):
+        if not isinstance(data, bytes):
+            data = data.to_bytes()
+        self.reactor.protocols[to or (self.host, self.port)].datagramReceived(data, addr)
+
+    def sent(self, clear=True):
+        """[(message, (host, port))] written since the last call, from every socket."""
+        out = []
+        for sock in self.reactor.sockets:
+            out += [(parse_message(data), addr) for data, addr in sock.written]
+            if clear:
+                del sock.written[:]
+        return out
+
+    def sent_to(self, addr):
+        return [m for m, a in self.sent() if a == addr]
+
+    def advance(self, seconds, step=0.05):
+        Harness.advance(self, seconds, step)
+
+    def stop(self):
+        return self.node.stopService()

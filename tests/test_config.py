@@ -48,10 +48,8 @@ def test_file_values_and_overrides(tmp_path):
     ('[store]\netcd_endpoints = ["http://10.0.0.1:2379", "etcd2"]\n',
      'store.etcd_endpoints: expected http://host:port, got "etcd2"'),
     ('[store]\netcd_endpoints = []\n', "store.etcd_endpoints: expected at least one etcd endpoint"),
-    ('[store]\nbackend = "etcd"\n[node]\nmode = "stateless"\n[cluster]\nmax_dialogs = 10\n',
-     'cluster.max_dialogs: needs node.mode = "stateful"'),
-    ('[node]\nmode = "stateless"\n[accounting]\ncdr_file = "/var/log/cdr.json"\n',
-     'accounting.cdr_file: needs node.mode = "stateful"'),
+    ('[accounting]\ncdr_file = "/nonexistent/dir/cdr.json"\n',
+     'accounting.cdr_file: expected a file in a writable directory, got "/nonexistent/dir/cdr.json"'),
 ])
 def test_errors_name_file_key_and_expectation(tmp_path, text, fragment):
     path = write(tmp_path, text)
@@ -69,11 +67,34 @@ def test_override_error_names_command_line():
     assert str(e.value).startswith("command line: node.mode:")
 
 
+@pytest.mark.parametrize("text,fragment", [
+    ('[store]\nbackend = "etcd"\n[node]\nmode = "stateless"\n[cluster]\nmax_dialogs = 10\n',
+     'cluster.max_dialogs: needs node.mode = "stateful" (the dialogs stage follows transactions)'),
+    ('[node]\nmode = "stateless"\n[accounting]\ncdr_file = "cdr.json"\n',
+     'accounting.cdr_file: needs node.mode = "stateful"'),
+    ('[node]\nmode = "stateless"\n[accounting]\nfailed_calls = true\n',
+     'accounting.failed_calls: needs node.mode = "stateful"'),
+])
+def test_stages_needing_transactions_are_refused_on_a_stateless_node(tmp_path, text, fragment):
+    # The file is valid key by key; the node it describes cannot run.
+    from sipcluster.node import check
+    path = write(tmp_path, text)
+    cfg = config.load(path)
+    with pytest.raises(ConfigError) as e:
+        check(cfg)
+    message = str(e.value)
+    assert message.startswith(path + ": ") and fragment in message and "\n" not in message
+    # check-config says the same, in one line.
+    assert cli.main(["check-config", path]) == 2
+
+
 def test_dialog_limit_needs_a_stateful_node(tmp_path):
+    from sipcluster.node import check
     cfg = config.load(write(tmp_path, '[cluster]\nmax_dialogs = 10\n'))
     assert cfg.cluster.max_dialogs == 10
+    check(cfg)
     with pytest.raises(ConfigError) as e:
-        config.load(None, {"cluster.max_dialogs": 5, "node.mode": "stateless"})
+        check(config.load(None, {"cluster.max_dialogs": 5, "node.mode": "stateless"}))
     assert str(e.value).startswith("command line: cluster.max_dialogs: needs")
 
 

@@ -12,16 +12,7 @@ import random
 import pytest
 from twisted.logger import globalLogPublisher
 
-from sipcluster.cluster.dialogs import DialogLimit, DialogRegistry
-from sipcluster.cluster.store import MemoryStore
-from sipcluster.location.memory import MemoryLocationService
-from sipcluster.proxy.forwarding import Forwarder
-from sipcluster.proxy.stateful import StatefulProxy
-from sipcluster.proxy.stateless import StatelessProxy
-from sipcluster.registrar.registrar import Registrar
-from sipcluster.transaction.layer import TransactionLayer
-from sipcluster.transaction.timers import TimerValues
-from tests.harness import Harness
+from tests.harness import NodeHarness
 from tests.sipdata import crlf
 
 PHONE = ("127.0.0.1", 5090)
@@ -170,26 +161,17 @@ def answer(rng, request):
 
 
 class Node:
+    """A node from build_node, in memory, with dialogs, a call limit and failed-call CDRs."""
+
     def __init__(self, mode):
-        self.h = Harness()
-        clock = self.h.clock
-        self.location = MemoryLocationService(clock)
-        self.forwarder = Forwarder(self.h.layer, self.location, ["example.test", "127.0.0.1"])
-        self.tl = None
-        if mode == "stateless":
-            self.proxy = StatelessProxy(self.h.layer, self.forwarder)
-        else:
-            timers = TimerValues()
-            self.tl = TransactionLayer(self.h.layer, clock, timers)
-            self.proxy = StatefulProxy(self.tl, self.forwarder, clock, timers)
-            self.store = MemoryStore(clock)
-            self.dialogs = DialogRegistry(self.store, clock, "/sc", "fuzz")
-            self.dialogs.account_failed = True
-            self.dialogs.start()
-            self.proxy.dialog_observers.append(self.dialogs)
-            self.proxy.admission.append(DialogLimit(self.dialogs, self.proxy, 50))
-        self.registrar = Registrar(self.location, self.forwarder, clock, 3600, 60, 7200, True)
-        self.proxy.local_methods["REGISTER"] = self.registrar.handle
+        settings = {"node": {"mode": mode}, "sip": {"domains": ["example.test", "127.0.0.1"]},
+                    "registrar": {"max_expires": 7200}}
+        if mode == "stateful":
+            settings["cluster"] = {"max_dialogs": 50}
+            settings["accounting"] = {"failed_calls": True}
+        self.h = NodeHarness(settings)
+        self.tl = self.h.node.transactions
+        self.proxy = self.h.node.proxy
 
 
 @pytest.fixture

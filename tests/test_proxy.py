@@ -6,15 +6,10 @@ in-process: datagrams in, datagrams out, time from a Clock.
 import pytest
 
 from sipcluster.location.interface import Binding
-from sipcluster.location.memory import MemoryLocationService
-from sipcluster.proxy.forwarding import Forwarder
-from sipcluster.proxy.stateful import StatefulProxy
-from sipcluster.proxy.stateless import StatelessProxy
+from sipcluster.proxy.pipeline import DIALOG, Stage
 from sipcluster.sip.message import make_response, parse_message
 from sipcluster.sip.uri import parse_uri
-from sipcluster.transaction.layer import TransactionLayer
-from sipcluster.transaction.timers import TimerValues
-from tests.harness import Harness
+from tests.harness import NodeHarness
 from tests.sipdata import crlf
 
 UAC = ("127.0.0.1", 5080)
@@ -49,17 +44,21 @@ def reply(request, status, to_tag="b1", extra=()):
 
 
 class Node:
-    def __init__(self, stateless=False, timer_c=180.0, record_route=True):
-        self.h = Harness(server_header="sipcluster-test")
-        self.location = MemoryLocationService(self.h.clock)
-        self.forwarder = Forwarder(self.h.layer, self.location, ["example.test"],
-                                   record_route=record_route, server_header="sipcluster-test")
-        timers = TimerValues(timer_c=timer_c)
-        if stateless:
-            self.proxy = StatelessProxy(self.h.layer, self.forwarder)
-        else:
-            self.tl = TransactionLayer(self.h.layer, self.h.clock, timers)
-            self.proxy = StatefulProxy(self.tl, self.forwarder, self.h.clock, timers)
+    """A node built by build_node, in memory: domain example.test on 127.0.0.1:5060."""
+
+    def __init__(self, stateless=False, timer_c=180, record_route=True, settings=None):
+        config = {"node": {"mode": "stateless" if stateless else "stateful"},
+                  "sip": {"domains": ["example.test"], "record_route": record_route,
+                          "server_header": "sipcluster-test"},
+                  "timers": {"timer_c_s": timer_c}}
+        for section, values in (settings or {}).items():
+            config.setdefault(section, {}).update(values)
+        self.h = NodeHarness(config)
+        self.location = self.h.node.location
+        self.forwarder = self.h.node.forwarder
+        self.proxy = self.h.node.proxy
+        self.pipeline = self.h.node.pipeline
+        self.tl = self.h.node.transactions
 
     def bind(self, user, *targets):
         """Bind user@example.test to (addr, q) pairs."""
@@ -389,10 +388,11 @@ def test_response_with_only_our_via_is_not_forwarded_as_is(node):
 
 def test_contacts_of_our_region_are_tried_first():
     from sipcluster.cluster.membership import ClusterMembership
+    from sipcluster.routing.cluster import ClusterRouting
     node = Node()
     membership = ClusterMembership(None, node.h.clock, "/sc", "here", {"region": "eu"})
     membership.nodes = {"here": {"region": "eu"}, "far": {"region": "us"}, "near": {"region": "eu"}}
-    node.forwarder.rank_binding = membership.region_rank
+    node.pipeline.named("location").cluster = ClusterRouting(membership)
     aor = "sip:bob@example.test"
     node.location.update(aor, [
         Binding(aor, parse_uri("sip:bob@127.0.0.1:5071"), 3600, 1.0, node="far"),
@@ -405,12 +405,23 @@ def test_contacts_of_our_region_are_tried_first():
     assert [m.method for m in node.to(UAS1, node.out()) if hasattr(m, "method")] == ["INVITE"]
 
 
+class FakeCluster:
+    """The cluster routing of a location stage: every binding of our region."""
+
+    def __init__(self, flow_route):
+        self.flow_route = flow_route
+
+    def region_rank(self, binding):
+        return 0
+
+
 def test_flow_held_by_another_node_is_reached_through_it():
     node = Node()
     aor = "sip:alice@example.test"
     node.location.update(aor, [Binding(aor, parse_uri("sip:alice@192.168.1.20:5060"), 3600,
                                        received=("udp", "127.0.0.1", 40123), node="node-a")])
-    node.forwarder.flow_route = lambda b: "<sip:127.0.0.1:5071;lr>" if b.node == "node-a" else None
+    node.pipeline.named("location").cluster = FakeCluster(
+        lambda b: "<sip:127.0.0.1:5071;lr>" if b.node == "node-a" else None)
     node.send(invite("sip:alice@example.test"))
     fwd, = node.to(UAS1, node.out())  # to node-a, not to the flow itself
     assert str(fwd.uri) == "sip:alice@192.168.1.20:5060;alias=127.0.0.1~40123~udp"
@@ -499,11 +510,14 @@ def test_a_malformed_lower_via_does_not_stop_our_own_final_response():
 @pytest.mark.parametrize("stateless", [False, True])
 def test_route_with_maddr_is_sent_to_the_maddr(stateless):
     node = Node(stateless=stateless)
-    node.send(in_dialog("sip:bob@192.0.2.1", "BYE", "<sip:proxy.example.net;lr;maddr=127.0.0.1>"))
-    assert [m.method for m in node.to(("127.0.0.1", 5060), node.out())] == ["BYE"]
+    node.send(in_dialog("sip:bob@192.0.2.1", "BYE", "<sip:proxy.example.net:5075;lr;maddr=127.0.0.1>"))
+    assert [m.method for m in node.to(("127.0.0.1", 5075), node.out())] == ["BYE"]
 
 
-class CallObserver:
+class CallObserver(Stage):
+    name = "call-observer"
+    points = (DIALOG,)
+
     def __init__(self):
         self.failed = []
 
@@ -519,7 +533,7 @@ class CallObserver:
 
 def test_failed_call_attempts_are_told_with_their_final_status_and_start(node):
     observer = CallObserver()
-    node.proxy.dialog_observers.append(observer)
+    node.pipeline.add(observer)
     node.h.clock.advance(50)
     node.send(invite())
     fwd = node.to(FOREIGN, node.out())[0]

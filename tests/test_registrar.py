@@ -2,13 +2,8 @@
 
 import pytest
 
-from sipcluster.location.memory import MemoryLocationService
-from sipcluster.proxy.forwarding import Forwarder
-from sipcluster.proxy.stateful import StatefulProxy
-from sipcluster.registrar.registrar import Registrar
-from sipcluster.transaction.layer import TransactionLayer
-from sipcluster.transaction.timers import TimerValues
-from tests.harness import Harness
+from sipcluster.proxy.pipeline import RequestContext
+from tests.harness import NodeHarness
 from tests.sipdata import crlf
 
 PHONE = ("127.0.0.1", 5090)
@@ -35,15 +30,15 @@ CSeq: {cseq} REGISTER
 
 
 class Node:
-    def __init__(self, **kw):
-        self.h = Harness()
-        self.location = MemoryLocationService(self.h.clock)
-        self.forwarder = Forwarder(self.h.layer, self.location, ["example.test"])
-        timers = TimerValues()
-        self.tl = TransactionLayer(self.h.layer, self.h.clock, timers)
-        self.proxy = StatefulProxy(self.tl, self.forwarder, self.h.clock, timers)
-        self.registrar = Registrar(self.location, self.forwarder, self.h.clock, **kw)
-        self.proxy.local_methods["REGISTER"] = self.registrar.handle
+    """A node built by build_node, in memory, serving example.test; C{registrar} settings."""
+
+    def __init__(self, mode="stateful", **registrar):
+        self.h = NodeHarness({"node": {"mode": mode}, "sip": {"domains": ["example.test"]},
+                              "registrar": registrar})
+        self.location = self.h.node.location
+        self.forwarder = self.h.node.forwarder
+        self.pipeline = self.h.node.pipeline
+        self.registrar = self.h.node.registrar
 
     def send(self, data, addr=PHONE):
         self.h.receive(data, addr)
@@ -120,8 +115,9 @@ def test_out_of_order_cseq_for_same_call_id_is_rejected(node):
 
 
 def test_bindings_expire_on_time(node):
-    node.send(register(expires=120))
-    node.h.clock.advance(119)
+    # 100 s: between two housekeeping sweeps of the node (every 30 s).
+    node.send(register(expires=100))
+    node.h.clock.advance(99)
     assert len(node.location.lookup("sip:alice@example.test")) == 1
     node.h.clock.advance(2)
     assert node.location.lookup("sip:alice@example.test") == []
@@ -142,9 +138,9 @@ def test_path_is_stored_echoed_and_used_as_route(node):
     assert binding.path == ["<sip:edge.example.test;lr>"]
     assert binding.received is None  # Path, not NAT, says how to reach it
     # An INVITE for alice goes to the edge proxy with the Path as Route.
-    node.forwarder.resolver = None
-    targets = node.forwarder.targets(_invite_for_alice())
-    out, next_uri, _ = node.forwarder.prepare(_invite_for_alice(), targets[0], "x", "udp")
+    invite = _invite_for_alice()
+    targets = node.pipeline.named("location").targets(RequestContext(invite, None, None))
+    out, next_uri, _ = node.forwarder.prepare(invite, targets[0], "x", "udp")
     assert str(next_uri) == "sip:edge.example.test;lr"
     assert [str(r.uri) for r in out.routes] == ["sip:edge.example.test;lr"]
     assert str(out.uri) == "sip:alice@127.0.0.1:5090"

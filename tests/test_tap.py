@@ -32,7 +32,7 @@ def test_make_service_builds_a_node_and_workers():
     options.parseOptions(["--workers", "3", "--listen", "udp:127.0.0.1:5999"])
     top = makeService(options, reactor=MemoryReactor())
     names = [type(s).__name__ for s in top]
-    assert names == ["SIPNodeService", "WorkerPool"]
+    assert names == ["Lifecycle", "SIPNode", "WorkerPool"]
     pool = [s for s in top if isinstance(s, WorkerPool)][0]
     assert pool.count == 2
     assert pool.argv == ["--listen", "udp:127.0.0.1:5999"]
@@ -65,12 +65,12 @@ def test_leader_hook_runs_acquire_and_release_on_changes_only():
 def test_only_the_leader_purges_expired_bindings_from_etcd():
     options = Options()
     options.parseOptions(["--store", "etcd", "--node-id", "node-a"])
-    (node,) = makeService(options, reactor=MemoryReactor())
+    (_, node) = makeService(options, reactor=MemoryReactor())
     sweeps = []
     node.location.sweep = lambda purge=False: sweeps.append(purge)
-    node._sweep_location()
+    node.sweep_location()
     node.membership.leader = "node-a"
-    node._sweep_location()
+    node.sweep_location()
     node.membership.leader = "node-b"
-    node._sweep_location()
+    node.sweep_location()
     assert sweeps == [False, True, False]

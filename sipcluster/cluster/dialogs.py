@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.cluster.test_dialogs -*-
+# -*- test-case-name: tests.cluster.test_drain,tests.cluster.test_cluster_nodes -*-
 """
 Dialogs shared by the cluster: every node records the dialogs it set up in
 etcd (C{<prefix>/dialogs/<call-id>;<from-tag>;<to-tag>}: owner node, start
@@ -18,7 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from sipcluster.cluster.store import LeaseBuckets, json_record
-from sipcluster.proxy.forwarding import Reject
+from sipcluster.proxy.pipeline import DIALOG, REQUEST, Respond, Stage
 from sipcluster.sip.errors import SIPError
 
 # Call-detail records go to their own log namespace, one JSON object each.
@@ -44,19 +44,29 @@ def _route_set(response):
         return [value for name, value in response.items() if name.lower() == "record-route"]
 
 
-class DialogRegistry:
+class DialogRegistry(Stage):
     """
+    The dialog stage of the request pipeline: dialogs confirmed through
+    this node are recorded in the store, and end with a CDR.
+
     @ivar dialogs: key -> record of every dialog of the cluster, fed by a
         watch (so any node can count and list them).
     @ivar on_end: callables(record) run when a dialog ends, or a call
-        attempt fails (the CDR hooks).
+        attempt fails (the CDR hooks): the CDR log, then C{sinks}.
+    @ivar account_failed: whether failed call attempts get a CDR too
+        (accounting.failed_calls).
     @ivar owned: how many of them this node owns (set up or adopted), kept
         up to date as records come and go, for call admission.
     """
 
     log = Logger()
+    name = "dialogs"
+    points = (DIALOG,)
+    # Dialogs are seen in the final responses a transaction chooses.
+    needs_transactions = True
 
-    def __init__(self, store, clock, prefix, node_id, max_duration=14400):
+    def __init__(self, store, clock, prefix, node_id, max_duration=14400,
+                 account_failed=False, sinks=(), config_key=None):
         self.store = store
         self.clock = clock
         self.prefix = prefix.rstrip("/") + "/dialogs/"
@@ -64,9 +74,9 @@ class DialogRegistry:
         self.max_duration = max_duration
         self.leases = LeaseBuckets(store, clock, bucket=600, margin=60)
         self.dialogs = {}
-        self.on_end = [self._write_cdr]
-        # Whether failed call attempts get a CDR too (accounting.failed_calls).
-        self.account_failed = False
+        self.on_end = [self._write_cdr] + list(sinks)
+        self.account_failed = account_failed
+        self.config_key = config_key
         self.adopted = 0
         self.owned = 0
         self._watch = None
@@ -258,27 +268,35 @@ class DialogRegistry:
 
 
 
-class DialogLimit:
+class DialogLimit(Stage):
     """
-    Call admission for a node: at most C{limit} dialogs at once, counting
-    those it owns in the registry (set up here or adopted from a dead node)
-    and the INVITEs it is still setting up.  A new INVITE over the limit
-    gets 503; in-dialog requests always pass, so running calls end
-    normally.  Kamailio's equivalent is a dialog profile size check.
+    Call admission for a node, a request stage: at most C{limit} dialogs at
+    once, counting those it owns in the registry (set up here or adopted
+    from a dead node) and the INVITEs it is still setting up
+    (C{setting_up()}).  A new INVITE over the limit gets 503; in-dialog
+    requests always pass, so running calls end normally.  Kamailio's
+    equivalent is a dialog profile size check.
     """
 
-    def __init__(self, registry, proxy, limit):
+    name = "dialog-limit"
+    points = (REQUEST,)
+    needs_transactions = True
+    config_key = "cluster.max_dialogs"
+
+    def __init__(self, registry, setting_up, limit):
         self.registry = registry
-        self.proxy = proxy
+        self.setting_up = setting_up
         self.limit = limit
         self.refused = 0
 
     def in_use(self):
-        return self.registry.owned + len(self.proxy.setups)
+        return self.registry.owned + self.setting_up()
 
-    def __call__(self, request):
+    def on_request(self, context):
+        request = context.request
         if request.method != "INVITE" or request.to_tag is not None:
-            return
+            return None
         if self.in_use() >= self.limit:
             self.refused += 1
-            raise Reject(503, "Service Unavailable (call limit reached)")
+            raise Respond(503, "Service Unavailable (call limit reached)")
+        return None

@@ -38,7 +38,7 @@ from twisted.python.threadpool import ThreadPool  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
 from sipcluster.cluster.store import IClusterStore, LeaseNotFound, StoreUnavailable  # noqa: E402
-from sipcluster.config import parse_endpoint  # noqa: E402
+from sipcluster.schema import parse_endpoint  # noqa: E402
 
 
 class EtcdUnavailable(StoreUnavailable):

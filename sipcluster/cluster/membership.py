@@ -201,30 +201,9 @@ class ClusterMembership(service.Service):
         record["id"] = self.node_id
         return json.dumps(record, sort_keys=True).encode("utf-8")
 
-    def region_rank(self, binding):
-        """
-        0 for a binding registered through a node of our region (or of
-        unknown origin), 1 otherwise: forwarding prefers our region.
-        """
-        node = self.nodes.get(binding.node) if binding.node else None
-        if node is None or binding.node == self.node_id:
-            return 0
-        return 0 if node.get("region") == self.record.get("region") else 1
-
-    def flow_route(self, binding):
-        """
-        The Route toward the live node holding C{binding}'s flow when that
-        is another node, else None (ours, or its node is gone: then we send
-        to the flow's address ourselves, the best left to do).
-        """
-        if not binding.node or binding.node == self.node_id:
-            return None
-        record = self.nodes.get(binding.node)
-        for address in (record or {}).get("addresses", []):
-            transport, _, hostport = address.partition(":")
-            if transport == "udp":
-                return "<sip:%s;lr>" % hostport
-        return None
+    def observe(self, listener):
+        """Call C{listener(event, node_id, record)} on every membership event."""
+        self.listeners.append(listener)
 
     def update(self, **changes):
         """Change our record (state, load...) and publish it."""

@@ -18,6 +18,18 @@ import json
 from twisted.internet import defer
 from zope.interface import Interface, implementer
 
+from sipcluster.schema import ConfigSection, Key, endpoint_list
+
+CONFIG = ConfigSection("store", {
+    "backend": Key(str, "memory", "Where registrations live: memory (a single node) or etcd (a cluster).",
+                   choices=("memory", "etcd")),
+    "etcd_endpoints": Key(list, ["http://127.0.0.1:2379"], "etcd client URLs, every member of the etcd cluster: calls go to one, and move to the next when it stops answering (backend = etcd).",
+                         check=endpoint_list),
+    "prefix": Key(str, "/sipcluster", "Key prefix of this cluster in etcd: nodes sharing it form one cluster."),
+    "timeout_s": Key(float, 2.0, "Longest any one etcd call may take, in seconds.", minimum=0.1, maximum=60),
+})
+
+
 
 class StoreUnavailable(Exception):
     """The store could not be reached, or did not answer in time."""

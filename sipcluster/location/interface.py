@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_location -*-
+# -*- test-case-name: tests.test_registrar,tests.test_nat -*-
 """The location service interface and the binding it stores."""
 
 from zope.interface import Attribute, Interface

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_location -*-
+# -*- test-case-name: tests.test_registrar,tests.test_nat -*-
 """An in-memory location service for a single node and for tests."""
 
 from twisted.internet import defer

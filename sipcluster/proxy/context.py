@@ -5,7 +5,10 @@ branches one request was forked to, which responses go upstream at once,
 the choice of the best final response, Timer C, and CANCEL.
 """
 
-from sipcluster.proxy.forwarding import Reject
+from twisted.internet import defer
+from zope.interface import implementer
+
+from sipcluster.transaction.layer import IClientTransactionOwner
 
 # RFC 3261 16.7 step 7: challenges of every 401/407 are gathered into the
 # response sent upstream.
@@ -26,26 +29,49 @@ class Branch:
         self.timer_c = None
 
 
+def group_by_q(targets):
+    """
+    Targets in groups tried one after the other: equal q in parallel,
+    highest q first (RFC 3261 16.6); within a q, preferred ranks (our
+    region) before the others.
+    """
+    groups = []
+    for target in sorted(targets, key=lambda t: (-t.q, t.rank)):
+        if groups and (groups[-1][0].q, groups[-1][0].rank) == (target.q, target.rank):
+            groups[-1].append(target)
+        else:
+            groups.append([target])
+    return groups
+
+
+@implementer(IClientTransactionOwner)
 class ResponseContext:
     """
-    @ivar server_tx: the server transaction of the request being proxied.
+    The client-transaction owner of every branch of one request.
+
+    @ivar proxy: what the context asks of its proxy: C{start_branch(rc,
+        branch)}, C{local_response(request, status, reason, headers)},
+        C{send_upstream(rc, response)}, C{final_sent(rc, response)} and
+        its C{pipeline} (failure stages).
+    @ivar context: the L{RequestContext} of the request being proxied.
     @ivar groups: target groups still to try, each a list of targets of
         equal q (parallel forking inside a group, sequential between).
     """
 
-    def __init__(self, proxy, server_tx, request, groups, inbound_transport):
+    def __init__(self, proxy, context, groups, clock, timer_c):
         self.proxy = proxy
-        self.server_tx = server_tx
-        self.request = request
+        self.context = context
+        self.request = context.request
         self.groups = list(groups)
-        self.inbound = inbound_transport
+        self.clock = clock
+        self.timer_c = timer_c
         self.branches = []
         self.final_sent = False
         self.cancelled = False
         self.no_new_branches = False
-        self.is_invite = request.method == "INVITE"
-        self.started = proxy.clock.seconds()
+        self.is_invite = self.request.method == "INVITE"
         self._starting = 0
+        self._asking = False
 
     # -- branches --------------------------------------------------------------
 
@@ -59,7 +85,7 @@ class ResponseContext:
             for target in group:
                 branch = Branch(target, len(self.branches))
                 self.branches.append(branch)
-                self.proxy.forward_branch(self, branch)
+                self.proxy.start_branch(self, branch)
         finally:
             self._starting -= 1
         self._check_done()
@@ -67,7 +93,7 @@ class ResponseContext:
     def branch_started(self, branch, tx):
         branch.tx = tx
         if self.is_invite and not branch.done:
-            branch.timer_c = self.proxy.clock.callLater(self.proxy.timers.timer_c, self._timer_c, branch)
+            branch.timer_c = self.clock.callLater(self.timer_c, self._timer_c, branch)
         if self.cancelled:
             tx.cancel()
 
@@ -75,7 +101,7 @@ class ResponseContext:
         """A branch ended without a response (no route, 408, 503...)."""
         if branch.done:
             return
-        response = self.proxy.forwarder.local_response(self.request, status, reason)
+        response = self.proxy.local_response(self.request, status, reason)
         self._complete(branch, response)
         self._check_done()
 
@@ -91,9 +117,9 @@ class ResponseContext:
                 return
             if branch.timer_c is not None and branch.timer_c.active():
                 # RFC 3261 16.7 step 2: a provisional restarts Timer C.
-                branch.timer_c.reset(self.proxy.timers.timer_c)
+                branch.timer_c.reset(self.timer_c)
             if not self.final_sent:
-                self._forward(response)
+                self.proxy.send_upstream(self, response)
             return
         if status < 300:
             # RFC 3261 16.7 step 5: every 2xx goes upstream at once, even
@@ -101,10 +127,9 @@ class ResponseContext:
             first = not branch.done
             if first:
                 self._complete(branch, response)
-            self._final_sent()
-            self._forward(response)
-            if first:
-                self._observe(response)
+            self.final_sent = True
+            self.proxy.send_upstream(self, response)
+            self.proxy.final_sent(self, response if first else None)
             self.no_new_branches = True
             self._cancel_pending()
             return
@@ -171,11 +196,42 @@ class ResponseContext:
     # -- choosing and sending the final response -------------------------------
 
     def _check_done(self):
-        if self._starting or self.final_sent:
+        if self._starting or self.final_sent or self._asking:
             return
         if any(not b.done for b in self.branches):
             return
         if self.groups and not self.no_new_branches:
+            self._next_group()
+            return
+        if not self.no_new_branches and self.proxy.pipeline.failure:
+            self._ask_failure_stages()
+            return
+        self._send_best()
+
+    def _ask_failure_stages(self):
+        """
+        Every branch failed: the failure stages may name new targets
+        (serial failover) before the best response goes upstream.
+        """
+        responses = [b.response for b in self.branches if b.response is not None]
+        self._asking = True
+        try:
+            result = self.proxy.pipeline.run_failure(self.context, responses)
+        except Exception:
+            self.proxy.log.failure("failure stage failed")
+            result = None
+        if isinstance(result, defer.Deferred):
+            result.addErrback(lambda f: self.proxy.log.failure("failure stage failed", f))
+            result.addCallback(self._failure_answered)
+        else:
+            self._failure_answered(result)
+
+    def _failure_answered(self, targets):
+        self._asking = False
+        if self.final_sent:
+            return
+        if targets and not self.no_new_branches:
+            self.groups = group_by_q(targets)
             self._next_group()
             return
         self._send_best()
@@ -184,57 +240,18 @@ class ResponseContext:
         responses = [b.response for b in self.branches if b.response is not None]
         best = choose_best(responses)
         if best is None or (self.cancelled and best.status == 408):
-            best = self.proxy.forwarder.local_response(self.request, 487 if self.cancelled else 408)
+            best = self.proxy.local_response(self.request, 487 if self.cancelled else 408)
         elif best.status == 503:
             # RFC 3261 16.7 step 6: a 503 upstream would make the caller
             # give up on us rather than the callee.
-            best = self.proxy.forwarder.local_response(self.request, 500, extra=[
+            best = self.proxy.local_response(self.request, 500, headers=[
                 (name, value) for name in ("retry-after",) for value in best.values(name)])
         if best.status in (401, 407):
             best = best.copy()
             gather_challenges(best, responses)
-        self._final_sent()
-        self._forward(best)
-        self._observe(best)
-
-    def _final_sent(self):
         self.final_sent = True
-        self.proxy.setups.discard(self.server_tx.key)
-
-    def _observe(self, response):
-        """Tell the dialog observers what this final response means."""
-        request = self.request
-        initial = self.is_invite and request.to_tag is None
-        if initial and response.status >= 300:
-            self.proxy.call_failed(request, response, self.started)
-            return
-        for observer in self.proxy.dialog_observers:
-            try:
-                if initial and 200 <= response.status < 300:
-                    observer.dialog_confirmed(request, response)
-                elif request.method == "BYE":
-                    observer.dialog_ended(request, response)
-            except Exception:
-                self.proxy.log.failure("dialog observer failed")
-
-    def _forward(self, response):
-        if self.server_tx.state == "terminated":
-            return
-        if response.has("via") and self.proxy.owns_via(response.top_via):
-            response = response.copy()
-            response.pop_via()
-        if not response.has("via"):
-            # RFC 3261 16.7 step 3: no Via left, it was meant for us.  Send
-            # our own answer instead so the caller is not left waiting.
-            response = self.proxy.forwarder.local_response(
-                self.request, response.status, response.reason)
-        self.proxy.send_upstream(self.server_tx, response)
-
-    def reject(self, error):
-        if isinstance(error, Reject) and not self.final_sent:
-            self._final_sent()
-            self.proxy.send_upstream(self.server_tx, self.proxy.forwarder.local_response(
-                self.request, error.status, error.reason, error.extra))
+        self.proxy.send_upstream(self, best)
+        self.proxy.final_sent(self, best)
 
 
 def choose_best(responses):

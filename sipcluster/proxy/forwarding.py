@@ -1,9 +1,10 @@
 # -*- test-case-name: tests.test_proxy -*-
 """
 The steps of RFC 3261 section 16 that stateful and stateless proxying
-share: request validation (16.3), route pre-processing (16.4), target
-determination (16.5), preparing a copy for one target (16.6), and turning a
-next-hop URI into a transport address.
+share: request validation (16.3), route pre-processing (16.4), whether a
+URI is ours (what target selection, in L{sipcluster.routing}, builds on),
+preparing a copy for one target (16.6), and turning a next-hop URI into a
+transport address.
 """
 
 import hashlib
@@ -11,7 +12,7 @@ import ipaddress
 
 from twisted.internet import defer
 
-from sipcluster.location.interface import aor_key
+from sipcluster.proxy.pipeline import Respond
 from sipcluster.sip.address import Address
 from sipcluster.sip.message import make_response
 from sipcluster.sip.uri import SipURI
@@ -47,16 +48,6 @@ class Target:
         return "<Target %s q=%s>" % (self.uri, self.q)
 
 
-class Reject(Exception):
-    """Processing stops here with this response (status, reason, headers)."""
-
-    def __init__(self, status, reason=None, extra=()):
-        Exception.__init__(self, status, reason)
-        self.status = status
-        self.reason = reason
-        self.extra = list(extra)
-
-
 def loop_hash(request):
     """
     The part of a branch that detects loops (RFC 3261 16.6 step 8): a hash
@@ -86,39 +77,31 @@ def stateless_branch_suffix(request, target_uri):
 class Forwarder:
     """
     @ivar transport: the L{TransportLayer} (local addresses, Via, sending).
-    @ivar location: an L{ILocationService}.
     @ivar domains: the domains this node serves (lower-case).
     @ivar resolver: an IResolverSimple-like object with
         C{getHostByName(name)} returning a Deferred, for next hops named
         by host name.
     """
 
-    def __init__(self, transport, location, domains, record_route=True, resolver=None,
+    def __init__(self, transport, domains, record_route=True, resolver=None,
                  server_header=""):
         self.transport = transport
-        self.location = location
         self.domains = frozenset(domains)
         self.record_route = record_route
         self.resolver = resolver
         self.server_header = server_header
-        # Optional callable(binding) -> rank, lower first among equal q
-        # (the cluster ranks contacts registered in our region first).
-        self.rank_binding = None
-        # Optional callable(binding) -> Route value of the node holding the
-        # binding's flow when that is another node, else None.
-        self.flow_route = None
 
     # -- 16.3 ---------------------------------------------------------------
 
     def check(self, request):
         """
         RFC 3261 16.3 request validation beyond syntax (which the transport
-        layer checked).  Raises L{Reject}.
+        layer checked).  Raises L{Respond}.
         """
         if request.max_forwards == 0:
             if request.method == "OPTIONS" and self.addressed_to_us(request):
                 return
-            raise Reject(483)
+            raise Respond(483)
         ours = [v for v in request.values("via") if self.transport.mentions_local(v)]
         if ours:
             # Only a request that passed here before can loop: hash it then.
@@ -127,11 +110,11 @@ class Forwarder:
                 via = Via.parse(value)
                 if self.transport.is_local(via.host, via.port or 5060) and \
                         (via.branch or "").startswith(prefix):
-                    raise Reject(482)
+                    raise Respond(482)
         unsupported = [t for t in request.option_tags("proxy-require")
                        if t not in SUPPORTED_PROXY_OPTIONS]
         if unsupported:
-            raise Reject(420, extra=[("Unsupported", ", ".join(unsupported))])
+            raise Respond(420, headers=[("Unsupported", ", ".join(unsupported))])
 
     # -- 16.4 ---------------------------------------------------------------
 
@@ -175,46 +158,6 @@ class Forwarder:
         uri = request.uri
         return isinstance(uri, SipURI) and uri.user is None and self.is_our_domain(uri) \
             and not request.has("route")
-
-    def targets(self, request):
-        """
-        The target set (RFC 3261 16.5) as a list of L{Target}, highest q
-        first.  Raises L{Reject} when there is none.
-        """
-        uri = request.uri
-        alias = uri.param("alias") if isinstance(uri, SipURI) else None
-        if alias and not request.has("route"):
-            # A request routed here to reach a flow we hold (see
-            # _flow_target): send it over that flow, without the alias.
-            received = parse_alias(alias)
-            if received is not None:
-                return [Target(uri.without_params("alias"), received=received)]
-        if request.has("route") or not self.is_our_domain(uri):
-            return [Target(uri)]
-        aor = aor_key(uri)
-        if aor is None:
-            raise Reject(404)
-        bindings = self.location.lookup(aor)
-        if not bindings:
-            raise Reject(404)
-        rank = self.rank_binding
-        targets = [self._flow_target(b, rank(b) if rank else 0) for b in bindings]
-        targets.sort(key=lambda t: (-t.q, t.rank))
-        return targets
-
-    def _flow_target(self, binding, rank):
-        """
-        The target for a binding.  A flow (NAT source, outbound connection)
-        lives on the node the binding registered through: from another node
-        the request goes there, with the flow's address in an alias
-        parameter of the Request-URI (as Kamailio's nathelper does).
-        """
-        route = self.flow_route(binding) if self.flow_route and binding.received else None
-        if route is None:
-            return Target(binding.contact, binding.q, binding.path, binding.received, rank)
-        transport, host, port = binding.received
-        uri = binding.contact.with_params(alias="%s~%d~%s" % (host, port, transport))
-        return Target(uri, binding.q, [route] + list(binding.path), None, rank)
 
     # -- 16.6 ---------------------------------------------------------------
 
@@ -276,28 +219,40 @@ class Forwarder:
                 return "tcp"
         return "udp"
 
+    def numeric_peer(self, uri, transport, received=None):
+        """
+        The L{Peer} for C{uri} when no lookup is needed (a flow, a numeric
+        host), else None.  Raises L{Respond} for a URI we cannot send to.
+        """
+        if received is not None:
+            return Peer(received[0], received[1], received[2])
+        if not isinstance(uri, SipURI):
+            raise Respond(416)
+        host = bare_host(uri.param("maddr") or uri.host)
+        if not is_numeric(host):
+            return None
+        return Peer(transport, host, uri.port or (5061 if uri.scheme == "sips" else 5060))
+
     def resolve(self, uri, transport, received=None):
         """
         A Deferred firing with the L{Peer} to send to for C{uri}.  Numeric
         hosts need no lookup; names go through the resolver (A records; RFC
         3263 SRV/NAPTR selection is the job of a resolver plugged in here).
         """
-        if received is not None:
-            return defer.succeed(Peer(received[0], received[1], received[2]))
-        if not isinstance(uri, SipURI):
-            return defer.fail(Reject(416))
+        try:
+            peer = self.numeric_peer(uri, transport, received)
+        except Respond:
+            return defer.fail()
+        if peer is not None:
+            return defer.succeed(peer)
         host = bare_host(uri.param("maddr") or uri.host)
         port = uri.port or (5061 if uri.scheme == "sips" else 5060)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            if self.resolver is None:
-                return defer.fail(Reject(502, "Cannot resolve %s" % host))
-            d = self.resolver.getHostByName(host)
-            d.addCallbacks(lambda ip: Peer(transport, ip, port),
-                           lambda f: _raise(Reject(502, "Cannot resolve %s" % host)))
-            return d
-        return defer.succeed(Peer(transport, host, port))
+        if self.resolver is None:
+            return defer.fail(Respond(502, "Cannot resolve %s" % host))
+        d = self.resolver.getHostByName(host)
+        d.addCallbacks(lambda ip: Peer(transport, ip, port),
+                       lambda f: _raise(Respond(502, "Cannot resolve %s" % host)))
+        return d
 
     # -- local answers --------------------------------------------------------
 
@@ -314,6 +269,23 @@ class Forwarder:
     def options_response(self, request):
         return self.local_response(request, 200, extra=[
             ("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en")])
+
+
+def is_numeric(host):
+    """Whether C{host} (no brackets) is an IPv4 or IPv6 address rather than a name."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not part.isdigit() or len(part) > 3 or int(part) > 255:
+            return False
+    return True
 
 
 def parse_alias(value):

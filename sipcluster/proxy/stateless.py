@@ -1,60 +1,101 @@
 # -*- test-case-name: tests.test_proxy -*-
 """
 A stateless proxy (RFC 3261 16.11): the transport layer's receiver with no
-transactions.  Requests go to one target with a branch derived from the
-request, so retransmissions, CANCEL and ACK follow the same path; responses
-go back by their Via.
+transactions.  Requests walk the same pipeline as on a stateful node, then
+go to one target with a branch derived from the request, so
+retransmissions, CANCEL and ACK follow the same path; responses go back by
+their Via.  The stateful proxy forwards ACKs for 2xx the same way.
 """
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from sipcluster.proxy.forwarding import Reject
-from sipcluster.proxy.stateful import forward_response_stateless, forward_stateless
-
-
-class StatelessResponder:
-    """
-    What a server transaction offers a request handler (the registrar),
-    without the state: responses go straight back by the Via.
-    """
-
-    def __init__(self, transport, request, source):
-        self.transport = transport
-        self.request = request
-        self.source = source
-
-    def respond(self, response):
-        self.transport.send_response(response, self.source)
+from sipcluster.proxy.core import ProxyCore
+from sipcluster.proxy.forwarding import stateless_branch_suffix
+from sipcluster.proxy.pipeline import RequestContext, Respond
+from sipcluster.transport.layer import ITransportReceiver
 
 
+@implementer(ITransportReceiver)
 class StatelessProxy:
+    """
+    @ivar core: the L{ProxyCore} every request goes through.
+    """
+
     log = Logger()
 
-    def __init__(self, transport, forwarder):
+    def __init__(self, transport, forwarder, pipeline, clock):
         self.transport = transport
         self.forwarder = forwarder
-        self.local_methods = {}
-        self.admission = []
+        self.pipeline = pipeline
+        self.clock = clock
+        self.core = ProxyCore(forwarder, pipeline, self.forward)
         transport.receiver = self
 
     def request_received(self, request, source):
-        handler = self.local_methods.get(request.method)
-        if handler is not None and self.forwarder.is_our_domain(request.uri) \
-                and not request.has("route"):
-            handler(StatelessResponder(self.transport, request, source))
-            return
-        if request.method == "OPTIONS" and self.forwarder.addressed_to_us(request):
-            self.transport.send_response(self.forwarder.options_response(request), source)
-            return
-        for check in self.admission:
-            try:
-                check(request)
-            except Reject as r:
-                if request.method != "ACK":
-                    self.transport.send_response(self.forwarder.local_response(
-                        request, r.status, r.reason, r.extra), source)
-                return
-        forward_stateless(self.forwarder, request, source, self.log)
+        self.core.receive(RequestContext(request, source, self._answer, stateful=False,
+                                         started=self.clock.seconds()))
+
+    def _answer(self, context, response):
+        if context.request.method != "ACK":
+            self.transport.send_response(response, context.source)
+
+    def forward(self, context, targets):
+        forward_stateless(self.forwarder, self.pipeline, context, targets[0], self.log)
 
     def response_received(self, response, source):
-        forward_response_stateless(self.forwarder, response)
+        forward_response_stateless(self.forwarder, self.pipeline, response)
+
+
+def forward_stateless(forwarder, pipeline, context, target, log):
+    """
+    Forward the request of C{context} to C{target} without state (RFC 3261
+    16.11): a branch derived from the request, no retransmission.  Errors
+    are answered (never an ACK) or dropped.
+    """
+    request = context.request
+    suffix = stateless_branch_suffix(request, target.uri)
+    out, next_uri, transport = forwarder.prepare(request, target, suffix, context.source.transport)
+
+    def send(peer):
+        if forwarder.transport.is_local(peer.host, peer.port):
+            # The next hop is this node: the request would only come back
+            # until Max-Forwards runs out (16.3 step 4 finds it only when
+            # the copy is unchanged).
+            raise Respond(482, "Loop Detected (next hop is this node)")
+        return forwarder.transport.send_request(out, peer)
+
+    def failed(failure):
+        error = failure.value
+        if isinstance(error, Respond) and request.method != "ACK":
+            context.respond(forwarder.local_response(request, error.status, error.reason,
+                                                     error.headers))
+        else:
+            log.info("stateless forward failed: {why}", why=failure.getErrorMessage())
+
+    if not pipeline.branch:
+        # The usual case, without a Deferred: nothing edits the copy and
+        # the next hop is an address.  (Errors raised here are answered by
+        # the pipeline's caller.)
+        peer = forwarder.numeric_peer(next_uri, transport, target.received)
+        if peer is not None:
+            send(peer).addErrback(failed)
+            return
+        d = forwarder.resolve(next_uri, transport, target.received)
+    else:
+        d = pipeline.run_branch(context, out, target)
+        d.addCallback(lambda _: forwarder.resolve(next_uri, transport, target.received))
+    d.addCallback(send).addErrback(failed)
+
+
+def forward_response_stateless(forwarder, pipeline, response):
+    """Pop our Via and send the response to the next one (RFC 3261 16.11)."""
+    top = response.top_via
+    if not forwarder.transport.is_local(top.host, top.port or 5060):
+        forwarder.transport.stats["dropped"] += 1
+        return
+    response.pop_via()
+    if pipeline.response:
+        pipeline.run_response(None, response)
+    # send_response drops it if no Via is left (it was meant for us).
+    forwarder.transport.send_response(response)

@@ -3,26 +3,52 @@
 The transaction layer: matches requests to server transactions (RFC 3261
 17.2.3, with the RFC 2543 fallback) and responses to client transactions
 (17.1.3), creates transactions, and hands new requests to its transaction
-user.
-
-The transaction user provides:
-  - C{request_received(server_tx)}: a new request (not ACK or CANCEL);
-  - C{cancel_received(cancel_tx, invite_tx)}: a CANCEL, with the INVITE
-    transaction it cancels or None;
-  - C{ack_received(ack, source)}: an ACK matching no transaction (the ACK
-    for a 2xx, RFC 3261 13.2.2.4), to be forwarded end to end;
-  - C{stray_response(response, source)}: a response matching no client
-    transaction.
+user (L{ITransactionUser}).
 """
 
 from collections import Counter
 
+from zope.interface import Interface, implementer
+
 from sipcluster.sip.via import MAGIC_COOKIE
+from sipcluster.transport.layer import ITransportReceiver
 from sipcluster.transaction.client import (
     ClientInviteTransaction, ClientNonInviteTransaction)
 from sipcluster.transaction.server import (
     ServerInviteTransaction, ServerNonInviteTransaction)
 from sipcluster.transaction.timers import TimerValues
+
+
+class ITransactionUser(Interface):
+    """What sits on the transaction layer (RFC 3261 17): a proxy core."""
+
+    def request_received(server_tx):
+        """A new request (not ACK or CANCEL) in a new server transaction."""
+
+    def cancel_received(cancel_tx, invite_tx):
+        """A CANCEL, with the INVITE transaction it cancels, or None."""
+
+    def ack_received(ack, source):
+        """
+        An ACK matching no transaction (the ACK for a 2xx, RFC 3261
+        13.2.2.4), to be forwarded end to end.
+        """
+
+    def stray_response(response, source):
+        """A response matching no client transaction."""
+
+
+class IClientTransactionOwner(Interface):
+    """What a client transaction reports to (a proxy's response context)."""
+
+    def response_received(tx, response):
+        """A response to the transaction's request (retransmissions absorbed)."""
+
+    def timed_out(tx):
+        """Timer B or F fired: no final response came (RFC 3261 17.1)."""
+
+    def transport_failed(tx):
+        """The request could not be sent (RFC 3261 17.1.4)."""
 
 
 def server_key(request):
@@ -40,6 +66,7 @@ def server_key(request):
             request.cseq.number, str(via), method)
 
 
+@implementer(ITransportReceiver)
 class TransactionLayer:
     """
     @ivar transport: the L{TransportLayer}; this layer is its receiver.

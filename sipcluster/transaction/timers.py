@@ -1,6 +1,18 @@
 # -*- test-case-name: tests.test_transaction -*-
 """The timer values of RFC 3261 17 and table 4, from T1, T2 and T4."""
 
+from sipcluster.schema import ConfigSection, Key
+
+CONFIG = ConfigSection("timers", {
+    "t1_ms": Key(int, 500, "RFC 3261 T1, the round-trip estimate, in milliseconds.", minimum=10, maximum=60000),
+    "t2_ms": Key(int, 4000, "RFC 3261 T2, the longest retransmit interval for non-INVITE requests and INVITE responses.",
+                 minimum=100, maximum=600000),
+    "t4_ms": Key(int, 5000, "RFC 3261 T4, how long a message may stay in the network.", minimum=100, maximum=600000),
+    "timer_c_s": Key(int, 180, "RFC 3261 Timer C: how long a proxy waits for a final response to a forwarded INVITE, in seconds (> 180).",
+                     minimum=1, maximum=3600),
+})
+
+
 
 class TimerValues:
     """

@@ -11,10 +11,12 @@ from collections import Counter
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import Attribute, Interface
 
+from sipcluster.nat.stun import StunServer
 from sipcluster.sip.errors import SIPError
 from sipcluster.sip.message import Request, make_response, parse_message
-from sipcluster.sip.uri import SipURI
+from sipcluster.sip.uri import SipURI, format_hostport
 from sipcluster.sip.via import Via
 from sipcluster.transport.base import (
     Peer, bare_host, response_destination, same_ip, stamp_via)
@@ -24,6 +26,17 @@ from sipcluster.transport.udp import SIPDatagramProtocol
 
 class TransportError(Exception):
     """A message could not be sent (RFC 3261 17.1.4 / 18.4)."""
+
+
+class ITransportReceiver(Interface):
+    """What the transport layer hands valid messages to: the transaction
+    layer, or a stateless proxy."""
+
+    def request_received(request, source):
+        """A request, its top Via stamped with received/rport (RFC 3261 18.2.1)."""
+
+    def response_received(response, source):
+        """A response."""
 
 
 def _reuse_port_socket(host, port, family):
@@ -47,7 +60,8 @@ class TransportLayer:
 
     def __init__(self, reactor, listen, advertise="", max_message_size=65535,
                  idle_timeout=600, max_connections=10000, server_header="",
-                 reuse_port=False, private_port=False, listen_tcp=True):
+                 reuse_port=False, private_port=False, listen_tcp=True, stun=False,
+                 cluster_name=None, trace=False):
         self.reactor = reactor
         self.listen_addresses = list(listen)
         self.advertise = advertise
@@ -58,8 +72,12 @@ class TransportLayer:
         self.listen_tcp = listen_tcp
         self.receiver = None
         self.stats = Counter()
-        # A STUN server sharing the UDP ports, or None (sipcluster.nat.stun).
-        self.stun = None
+        # A STUN server sharing the UDP ports (RFC 5389 5: told apart from
+        # SIP by the first byte), or None.
+        self.stun = StunServer(self.stats) if stun else None
+        # One debug line per message in and out (log.level = "debug"); a
+        # flag, so that nothing is formatted at other levels.
+        self.trace = trace
         self.udp = []
         self.tcp = []
         self.ports = []
@@ -68,6 +86,8 @@ class TransportLayer:
         self._record_route = {}
         self._sent_by_text = set()
         self._local = set()
+        if cluster_name:
+            self.set_cluster_name(cluster_name)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -222,6 +242,8 @@ class TransportLayer:
             self.stats["dropped"] += 1
             self.log.failure("unexpected error parsing a message from {source}", source=source)
             return
+        if self.trace:
+            self._trace("in", message, source.peer, _local_of(source))
         if isinstance(message, Request):
             stamp_via(message, source)
             self.receiver.request_received(message, source)
@@ -263,6 +285,13 @@ class TransportLayer:
         return self.send_data(data, peer)
 
     def send_data(self, data, peer):
+        """
+        Send the bytes of a request (or a keepalive) to C{peer}.  Returns a
+        Deferred failing with L{TransportError} when they could not be sent.
+        """
+        if self.trace and len(data) > 4:
+            # Parsed again only at log.level = "debug".
+            self._trace_data(data, peer)
         if peer.transport == "udp":
             try:
                 proto = self.udp_for(peer.host)
@@ -299,6 +328,8 @@ class TransportLayer:
             self.stats["dropped"] += 1
             return defer.succeed(False)
         data = response.to_bytes()
+        if self.trace:
+            self._trace("out", response, None, source.peer if source is not None else None)
         if source is not None and source.transport != "udp":
             if source.local.send(data):
                 self.stats["sent"] += 1
@@ -329,6 +360,53 @@ class TransportLayer:
                           why=failure.getErrorMessage())
             return False
         return d.addErrback(failed)
+
+
+    # -- the debug trace ---------------------------------------------------
+
+    def sent_by_text(self, transport):
+        host, port = self.sent_by(transport)
+        return "%s:%s" % (transport, format_hostport(host, port))
+
+    def _trace_data(self, data, peer):
+        try:
+            message = parse_message(data)
+        except SIPError:
+            self.log.debug("out unparseable message -> {destination}", destination=str(peer))
+            return
+        self._trace("out", message, self.sent_by_text(peer.transport), peer)
+
+    def _trace(self, direction, message, source, destination):
+        """One line per message: what, Call-ID, CSeq, from, to, transaction (branch)."""
+        try:
+            what = message.method if isinstance(message, Request) else str(message.status)
+            cseq = message.cseq
+            via = message.top_via
+            if source is None:
+                source = self.sent_by_text(via.transport.lower())
+            if destination is None:
+                destination = response_destination(message)
+            self.log.debug(
+                "{direction} {what} call-id={call_id} cseq={cseq} {source} -> {destination} "
+                "tx={branch}", direction=direction, what=what, call_id=message.call_id,
+                cseq="%d %s" % (cseq.number, cseq.method) if cseq else "-",
+                source=str(source), destination=str(destination),
+                branch=via.branch if via is not None else "-")
+        except SIPError:
+            self.log.debug("{direction} unparseable message {source} -> {destination}",
+                           direction=direction, source=str(source), destination=str(destination))
+
+
+def _local_of(source):
+    """The local end (transport:host:port) a message arrived at."""
+    local = source.local
+    host, port = getattr(local, "host", None), getattr(local, "port", None)
+    if host is None and getattr(local, "transport", None) is not None:
+        address = local.transport.getHost()
+        host, port = address.host, address.port
+    if host is None:
+        return source.transport
+    return "%s:%s" % (source.transport, format_hostport(host, port or 0))
 
 
 def _top_via_ok(request):

@@ -11,9 +11,16 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from sipcluster.schema import ConfigSection, Key
 from sipcluster.sip.errors import SIPError
 from sipcluster.sip.framing import PING, PONG, StreamFramer
 from sipcluster.transport.base import Peer, Source
+
+CONFIG = ConfigSection("tcp", {
+    "idle_timeout_s": Key(int, 600, "Close a TCP connection after this many seconds without traffic.", minimum=1),
+    "max_connections": Key(int, 10000, "Most TCP connections a node holds; further ones are refused.", minimum=1),
+})
+
 
 
 class SIPStreamProtocol(Protocol, TimeoutMixin):

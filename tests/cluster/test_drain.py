@@ -3,13 +3,16 @@
 import pytest
 
 from sipcluster.cluster.drain import DrainGate
-from sipcluster.proxy.forwarding import Reject
+from sipcluster.proxy.pipeline import RequestContext, Respond
+from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.sip.message import parse_message
 from tests.harness import Harness
 from tests.sipdata import INVITE
 
 
 class FakeMembership:
+    node_id = "a"
+
     def __init__(self, nodes, region="eu"):
         self.nodes = nodes
         self.record = {"region": region}
@@ -23,8 +26,22 @@ class FakeMembership:
 
 def gate(action="reject", nodes=None):
     membership = FakeMembership(nodes or {})
-    g = DrainGate(None, membership, "/sc", "a", action, retry_after=20)
-    return g, membership
+    g = DrainGate(None, membership, "/sc", "a", action, retry_after=20,
+                  redirect_to=ClusterRouting(membership).active_node_uri)
+    return StageCaller(g), membership
+
+
+class StageCaller:
+    """Calls a request stage as the pipeline does, with a context for a message."""
+
+    def __init__(self, stage):
+        self.stage = stage
+
+    def __call__(self, message):
+        return self.stage.on_request(RequestContext(message, None, None))
+
+    def __getattr__(self, name):
+        return getattr(self.stage, name)
 
 
 def test_active_node_lets_everything_through():
@@ -36,9 +53,9 @@ def test_draining_refuses_new_invites_only():
     g, membership = gate()
     g._set(True)
     assert membership.updates == [{"state": "draining"}]
-    with pytest.raises(Reject) as e:
+    with pytest.raises(Respond) as e:
         g(parse_message(INVITE))
-    assert e.value.status == 503 and ("Retry-After", "20") in e.value.extra
+    assert e.value.status == 503 and ("Retry-After", "20") in e.value.headers
     in_dialog = parse_message(INVITE.replace(b"To: Bob <sip:bob@biloxi.example.com>",
                                              b"To: Bob <sip:bob@biloxi.example.com>;tag=x"))
     g(in_dialog)  # re-INVITE in a running dialog passes
@@ -55,12 +72,12 @@ def test_redirect_to_an_active_node():
              "c": {"state": "active", "addresses": ["tcp:127.0.0.4:5060", "udp:127.0.0.4:5060"]}}
     g, _ = gate("redirect", nodes)
     g._set(True)
-    with pytest.raises(Reject) as e:
+    with pytest.raises(Respond) as e:
         g(parse_message(INVITE))
     assert e.value.status == 302
-    assert e.value.extra == [("Contact", "<sip:bob@127.0.0.4:5060>")]
+    assert e.value.headers == [("Contact", "<sip:bob@127.0.0.4:5060>")]
     del nodes["c"]
-    with pytest.raises(Reject) as e:
+    with pytest.raises(Respond) as e:
         g(parse_message(INVITE))
     assert e.value.status == 503  # nowhere to send it
 
@@ -74,9 +91,9 @@ def test_redirect_prefers_our_region_then_the_least_busy_node():
     g._set(True)
 
     def target():
-        with pytest.raises(Reject) as e:
+        with pytest.raises(Respond) as e:
             g(parse_message(INVITE))
-        return e.value.extra[0][1]
+        return e.value.headers[0][1]
     assert target() == "<sip:bob@127.0.0.5:5060>"  # eu, 7 dialogs
     nodes["d"]["dialogs"] = 90
     assert target() == "<sip:bob@127.0.0.4:5060>"  # eu, 40
@@ -173,11 +190,11 @@ class FakeProxy:
 def test_dialog_limit_counts_owned_dialogs_and_calls_being_set_up():
     from sipcluster.cluster.dialogs import DialogLimit
     registry, proxy = FakeRegistry(), FakeProxy()
-    limit = DialogLimit(registry, proxy, 2)
+    limit = StageCaller(DialogLimit(registry, lambda: len(proxy.setups), 2))
     limit(parse_message(INVITE))
     registry.owned = 1
     proxy.setups.add("tx1")
-    with pytest.raises(Reject) as e:
+    with pytest.raises(Respond) as e:
         limit(parse_message(INVITE))
     assert e.value.status == 503 and limit.refused == 1
     # In-dialog requests and other methods always pass.

@@ -1,0 +1,307 @@
+"""
+The request pipeline (sipcluster.proxy.pipeline, sipcluster.proxy.core):
+stages continue, answer or wait; both proxy modes walk the same points; the
+contracts between the layers are zope interfaces the pieces provide.
+"""
+
+import pytest
+from twisted.internet import defer
+from zope.interface.verify import verifyObject
+
+from sipcluster.proxy import pipeline as p
+from sipcluster.proxy.pipeline import Pipeline, RequestContext, Respond, Stage, StageNotAllowed
+from sipcluster.sip.errors import ParseError
+from sipcluster.sip.message import parse_message
+from tests.sipdata import crlf
+from tests.test_proxy import FOREIGN, UAC, Node, invite, reply
+
+
+class Recorder(Stage):
+    """A stage that notes its calls and does what it is told."""
+
+    def __init__(self, name, points, log, result=None, error=None):
+        self.name = name
+        self.points = points
+        self.log = log
+        self.result = result
+        self.error = error
+
+    def _run(self, *args):
+        self.log.append(self.name)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    on_request = targets = failure = _run
+
+    def branch(self, context, request, target):
+        return self._run()
+
+    def response(self, context, response):
+        self._run()
+
+
+def context(answers=None):
+    request = parse_message(invite())
+    return RequestContext(request, None, lambda c, r: answers.append(r.status))
+
+
+def test_request_stages_run_in_order_then_done():
+    log, done, failed = [], [], []
+    pl = Pipeline()
+    pl.add(Recorder("a", (p.REQUEST,), log))
+    pl.add(Recorder("b", (p.REQUEST,), log))
+    pl.add(Recorder("first", (p.REQUEST,), log), before="a")
+    pl.run_request(context(), done.append, lambda c, e: failed.append(e))
+    assert log == ["first", "a", "b"] and len(done) == 1 and failed == []
+
+
+def test_a_stage_answering_stops_the_walk():
+    log, done, failed = [], [], []
+    pl = Pipeline()
+    pl.add(Recorder("a", (p.REQUEST,), log, error=Respond(403, "Forbidden", [("X", "1")])))
+    pl.add(Recorder("b", (p.REQUEST,), log))
+    pl.run_request(context(), done.append, lambda c, e: failed.append(e))
+    assert log == ["a"] and done == []
+    assert p.error_status(failed[0]) == (403, "Forbidden", [("X", "1")])
+
+
+def test_a_waiting_stage_resumes_the_walk_and_sends_trying_once():
+    log, done, trying = [], [], []
+    waiting = defer.Deferred()
+    pl = Pipeline()
+    pl.add(Recorder("slow", (p.REQUEST,), log, result=waiting))
+    pl.add(Recorder("after", (p.REQUEST,), log))
+    ctx = RequestContext(parse_message(invite()), None, None, trying=trying.append)
+    pl.run_request(ctx, done.append, None)
+    assert log == ["slow"] and done == [] and trying == [ctx]
+    waiting.callback(None)
+    assert log == ["slow", "after"] and done == [ctx] and trying == [ctx]
+
+
+def test_a_waiting_stage_that_fails_answers():
+    failed = []
+    waiting = defer.Deferred()
+    pl = Pipeline()
+    pl.add(Recorder("slow", (p.REQUEST,), [], result=waiting))
+    pl.run_request(context(), None, lambda c, e: failed.append(e))
+    waiting.errback(Respond(503))
+    assert [e.status for e in failed] == [503]
+
+
+def test_first_target_stage_with_an_answer_wins():
+    log, chosen = [], []
+    pl = Pipeline()
+    pl.add(Recorder("not-mine", (p.TARGETS,), log, result=None))
+    pl.add(Recorder("mine", (p.TARGETS,), log, result=["t1"]))
+    pl.add(Recorder("never", (p.TARGETS,), log, result=["t2"]))
+    pl.select_targets(context(), lambda c, t: chosen.append(t), None)
+    assert log == ["not-mine", "mine"] and chosen == [["t1"]]
+
+
+def test_a_waiting_target_stage_that_passes_hands_on_to_the_next():
+    log, chosen = [], []
+    waiting = defer.Deferred()
+    pl = Pipeline()
+    pl.add(Recorder("slow", (p.TARGETS,), log, result=waiting))
+    pl.add(Recorder("next", (p.TARGETS,), log, result=["t"]))
+    pl.select_targets(context(), lambda c, t: chosen.append(t), None)
+    waiting.callback(None)
+    assert log == ["slow", "next"] and chosen == [["t"]]
+
+
+def test_no_target_stage_answers_with_an_empty_set():
+    chosen = []
+    Pipeline().select_targets(context(), lambda c, t: chosen.append(t), None)
+    assert chosen == [[]]
+
+
+def test_stages_needing_transactions_are_refused_without_them():
+    stage = Recorder("dialogs", (p.DIALOG,), [])
+    stage.needs_transactions = True
+    Pipeline(stateful=True).add(stage)
+    with pytest.raises(StageNotAllowed):
+        Pipeline(stateful=False).add(stage)
+    with pytest.raises(ValueError):
+        Pipeline().add(Recorder("odd", ("somewhere",), []))
+
+
+def test_error_status_is_the_one_place_errors_become_answers():
+    assert p.error_status(Respond(480)) == (480, None, [])
+    assert p.error_status(ParseError("Bad To")) == (400, "Bad To", [])
+    assert p.error_status(KeyError("bug")) == (500, "Server Internal Error", [])
+
+
+def test_context_answers_once():
+    answers = []
+    ctx = context(answers)
+    ctx.respond(ctx.request and make(ctx, 100))
+    ctx.respond(make(ctx, 404))
+    ctx.respond(make(ctx, 500))
+    assert answers == [100, 404] and ctx.answered
+
+
+def make(ctx, status):
+    from sipcluster.sip.message import make_response
+    return make_response(ctx.request, status)
+
+
+# -- both modes on the same points ------------------------------------------------
+
+class Policy(Stage):
+    """A request stage refusing what comes from one user, as an ACL would."""
+
+    name = "policy"
+    points = (p.REQUEST,)
+
+    def on_request(self, context):
+        if context.request.from_.uri.user == "mallory":
+            raise Respond(403, "Forbidden (policy)")
+
+
+class Marker(Stage):
+    """A branch and a response stage marking what passes."""
+
+    name = "marker"
+    points = (p.BRANCH, p.RESPONSE)
+
+    def branch(self, context, request, target):
+        request.add("X-Branch", "seen")
+
+    def response(self, context, response):
+        response.add("X-Response", "seen")
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_request_stage_plugs_into_either_mode(stateless):
+    node = Node(stateless=stateless)
+    node.pipeline.add(Policy(), before="registrar")
+    node.send(invite().replace(b"sip:alice@", b"sip:mallory@"))
+    (answer,) = [m for m, a in node.out() if a == UAC and m.status >= 200]
+    assert (answer.status, answer.reason) == (403, "Forbidden (policy)")
+    node.send(invite(branch="z9hG4bKother"))
+    assert node.to(FOREIGN, node.out())  # others pass
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_branch_and_response_stages_see_what_crosses(stateless):
+    node = Node(stateless=stateless)
+    node.pipeline.add(Marker())
+    node.send(invite())
+    (fwd,) = node.to(FOREIGN, node.out())
+    assert fwd.header("x-branch") == "seen"
+    node.send(reply(fwd, 486), FOREIGN)
+    back = [m for m in node.to(UAC, node.out()) if m.status == 486]
+    assert back and back[0].header("x-response") == "seen"
+
+
+class Failover(Stage):
+    """A failure stage sending a failed call to a backup once."""
+
+    name = "failover"
+    points = (p.FAILURE,)
+    needs_transactions = True
+
+    def __init__(self, target):
+        self.target = target
+        self.seen = []
+
+    def failure(self, context, responses):
+        self.seen.append([r.status for r in responses])
+        if len(self.seen) == 1:
+            return [self.target]
+        return None
+
+
+def test_failure_stage_forks_again_before_the_caller_hears_anything():
+    from sipcluster.proxy.forwarding import Target
+    from sipcluster.sip.uri import parse_uri
+    node = Node()
+    backup = ("127.0.0.1", 5071)
+    stage = node.pipeline.add(Failover(Target(parse_uri("sip:bob@127.0.0.1:5071"))))
+    node.send(invite())
+    (fwd,) = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 503), FOREIGN)
+    out = node.out()
+    assert [m.status for m in node.to(UAC, out) if m.status >= 200] == []  # nothing final yet
+    (second,) = [m for m in node.to(backup, out) if hasattr(m, "method") and m.method == "INVITE"]
+    node.send(reply(second, 486), backup)
+    assert [m.status for m in node.to(UAC, node.out()) if m.status >= 200] == [486]
+    assert stage.seen == [[503], [503, 486]]
+
+
+# -- the contracts --------------------------------------------------------------
+
+def test_the_pieces_provide_their_interfaces():
+    from sipcluster.proxy.context import ResponseContext
+    from sipcluster.transaction.layer import (
+        IClientTransactionOwner, ITransactionUser)
+    from sipcluster.transport.layer import ITransportReceiver
+    stateful, stateless = Node(), Node(stateless=True)
+    assert verifyObject(ITransactionUser, stateful.proxy)
+    assert verifyObject(ITransportReceiver, stateful.tl)
+    assert verifyObject(ITransportReceiver, stateless.proxy)
+    rc = ResponseContext(stateful.proxy, context([]), [], stateful.h.clock, 180)
+    assert verifyObject(IClientTransactionOwner, rc)
+    for node in (stateful, stateless):
+        for stage in node.pipeline.stages:
+            for point in stage.points:
+                assert verifyObject(p.POINT_INTERFACES[point], stage), (stage.name, point)
+
+
+def test_every_stage_of_a_full_cluster_node_provides_its_points():
+    from twisted.internet.testing import MemoryReactorClock
+    from sipcluster import config
+    from sipcluster.node import build_node
+    cfg = config.load(None, {"store.backend": "etcd", "cluster.max_dialogs": 10,
+                             "accounting.failed_calls": True})
+    node = build_node(cfg, MemoryReactorClock())
+    names = [s.name for s in node.pipeline.stages]
+    assert names == ["dialogs", "dialog-limit", "drain", "registrar", "local", "location",
+                     "request-uri"]
+    for stage in node.pipeline.stages:
+        for point in stage.points:
+            assert verifyObject(p.POINT_INTERFACES[point], stage), (stage.name, point)
+
+
+# -- the front door both modes share -------------------------------------------------
+
+REGISTER_MF0 = crlf("""\
+REGISTER sip:example.test SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKmf0;rport
+Max-Forwards: 0
+Proxy-Require: foo
+From: <sip:alice@example.test>;tag=f1
+To: <sip:alice@example.test>
+Call-ID: mf0
+CSeq: 1 REGISTER
+Contact: <sip:alice@127.0.0.1:5090>
+Content-Length: 0
+
+""")
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_both_modes_validate_before_anything_else(stateless):
+    # Stateful answered 483, stateless stored the binding and said 200.
+    node = Node(stateless=stateless)
+    node.send(REGISTER_MF0, ("127.0.0.1", 5090))
+    assert [m.status for m, _ in node.out()] == [483]
+    assert node.location.lookup("sip:alice@example.test") == []
+
+
+def test_the_readme_example_stage_works_as_written():
+    import os
+    import textwrap
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.rst")) as f:
+        readme = f.read()
+    start = readme.index("    # sipcluster/policy/blocklist.py")
+    code = textwrap.dedent(readme[start:readme.index("then add ``blocklist.CONFIG``")])
+    namespace = {}
+    exec(compile(code, "README.rst", "exec"), namespace)
+    assert namespace["CONFIG"].keys["users"].default == []
+    node = Node()
+    node.pipeline.add(namespace["Blocklist"](["mallory"]), before="registrar")
+    node.send(invite().replace(b"sip:alice@", b"sip:mallory@"))
+    assert [m.status for m, a in node.out() if a == UAC] == [403]
