@@ -23,7 +23,7 @@ class CLIError(Exception):
 
 def _client(args):
     """A client on the first endpoint that answers, tried in turn."""
-    from sipcluster.cluster import etcd as adapter  # sets the protobuf implementation
+    from sipcluster.cluster import etcd as adapter  # first: it selects protobuf's backend
     import etcd3
     if args.etcd:
         endpoints = configuration.split_endpoints(args.etcd)

@@ -19,11 +19,9 @@ left for the next, and the watches follow.
 Facts behind these choices: ../shared/notes/dependencies.md.
 """
 
-import os
-
-# etcd3 0.12's generated modules need the pure-Python protobuf runtime when
-# a protobuf >= 4 is installed; with the pinned 3.20 this changes nothing.
-os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+# First: etcd3 0.12 loads only on protobuf's pure-Python backend, chosen
+# when protobuf is first imported (stops the process, in one line, if not).
+from sipcluster.cluster import protobuf  # noqa: F401
 
 import etcd3  # noqa: E402
 import etcd3.events  # noqa: E402

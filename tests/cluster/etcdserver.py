@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+# Before etcd3 (imported below): protobuf's backend, as the node selects it.
+import sipcluster.cluster.protobuf  # noqa: F401
 from tests.integration.nodes import next_host
 
 requires_etcd = pytest.mark.skipif(
