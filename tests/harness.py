@@ -46,6 +46,7 @@ class Harness:
         self.clock = Clock()
         self.layer = TransportLayer(self.clock, [ListenAddress("udp", host, port)], **kwargs)
         self.udp = SIPDatagramProtocol(self.layer, host, port)
+        self.udp.stun = self.layer.stun
         self.socket = FakeDatagramTransport(host, port)
         self.udp.makeConnection(self.socket)
         self.layer.udp.append(self.udp)

@@ -6,7 +6,7 @@ from sipcluster.location.interface import Binding
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
 from sipcluster.nat.stun import (
-    MAGIC_COOKIE, StunServer, binding_response, parse_binding_request)
+    MAGIC_COOKIE, binding_response, parse_binding_request)
 from sipcluster.sip.uri import parse_uri
 from sipcluster.transaction.layer import TransactionLayer
 from sipcluster.transaction.timers import TimerValues
@@ -55,8 +55,7 @@ def test_xor_mapped_address_v4_and_v6():
 
 
 def test_stun_is_answered_on_the_sip_port_and_sip_still_works():
-    h = Harness()
-    h.layer.stun = h.udp.stun = StunServer(h.layer.stats)
+    h = Harness(stun=True)
     h.udp.datagramReceived(binding_request(), ("127.0.0.7", 40000))
     (data, addr), = h.socket.written
     assert addr == ("127.0.0.7", 40000)
