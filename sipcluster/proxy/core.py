@@ -29,6 +29,7 @@ class ProxyCore:
         self.pipeline = pipeline
         self.forward = forward
         self.stats = {"answered_errors": 0, "internal_errors": 0}
+        self._valid_to = set()
 
     def receive(self, context):
         """Take a new request (not CANCEL, not an absorbed retransmission)."""
@@ -38,8 +39,15 @@ class ProxyCore:
             forwarder.check(request)
             # The To URI names the callee to the registrar, the location
             # service and the rules: one that does not parse is refused
-            # here rather than forwarded (RFC 3261 16.3 step 1).
-            request.to.uri
+            # here rather than forwarded (RFC 3261 16.3 step 1).  Those seen
+            # to parse are remembered: a call's later requests repeat them.
+            to = request.to
+            text = to.uri_text
+            if text not in self._valid_to:
+                to.uri
+                if len(self._valid_to) >= 20000:
+                    self._valid_to.clear()
+                self._valid_to.add(text)
             forwarder.preprocess_routes(request)
         except Exception as e:
             self.fail(context, e)

@@ -197,7 +197,7 @@ class RequestContext:
     @ivar answered: whether a final response was sent by the pipeline.
     """
 
-    __slots__ = ("request", "source", "stateful", "server_tx", "started", "vars",
+    __slots__ = ("request", "source", "stateful", "server_tx", "started", "_vars",
                  "targets", "answered", "_answer", "_trying")
 
     def __init__(self, request, source, answer, server_tx=None, started=0.0, trying=None,
@@ -207,11 +207,17 @@ class RequestContext:
         self.server_tx = server_tx
         self.stateful = server_tx is not None if stateful is None else stateful
         self.started = started
-        self.vars = {}
+        self._vars = None
         self.targets = None
         self.answered = False
         self._answer = answer
         self._trying = trying
+
+    @property
+    def vars(self):
+        if self._vars is None:
+            self._vars = {}
+        return self._vars
 
     def waiting(self):
         """
@@ -292,6 +298,9 @@ class Pipeline:
         Any error (L{Respond} included) goes to C{failed(context, error)}.
         """
         stages = self.request
+        if not stages:
+            done(context)
+            return
         try:
             while index < len(stages):
                 result = stages[index].on_request(context)

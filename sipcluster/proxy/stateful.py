@@ -62,7 +62,8 @@ class StatefulProxy:
             return  # an ACK: never answered
         context.server_tx.respond(response)
         request = context.request
-        if response.status >= 300 and request.method == "INVITE" and request.to_tag is None:
+        if response.status >= 300 and self.pipeline.dialog and request.method == "INVITE" and \
+                request.to_tag is None:
             self.pipeline.dialog_event("call_failed", request, response, context.started)
 
     def forward(self, context, targets):
@@ -192,7 +193,7 @@ class StatefulProxy:
         """
         context = rc.context
         self.setups.discard(context.server_tx.key)
-        if response is None:
+        if response is None or not self.pipeline.dialog:
             return
         request = context.request
         initial = rc.is_invite and request.to_tag is None

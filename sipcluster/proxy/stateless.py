@@ -56,36 +56,38 @@ def forward_stateless(forwarder, pipeline, context, target, log):
     request = context.request
     suffix = stateless_branch_suffix(request, target.uri)
     out, next_uri, transport = forwarder.prepare(request, target, suffix, context.source.transport)
-
-    def send(peer):
-        if forwarder.transport.is_local(peer.host, peer.port):
-            # The next hop is this node: the request would only come back
-            # until Max-Forwards runs out (16.3 step 4 finds it only when
-            # the copy is unchanged).
-            raise Respond(482, "Loop Detected (next hop is this node)")
-        return forwarder.transport.send_request(out, peer)
-
-    def failed(failure):
-        error = failure.value
-        if isinstance(error, Respond) and request.method != "ACK":
-            context.respond(forwarder.local_response(request, error.status, error.reason,
-                                                     error.headers))
-        else:
-            log.info("stateless forward failed: {why}", why=failure.getErrorMessage())
-
     if not pipeline.branch:
         # The usual case, without a Deferred: nothing edits the copy and
         # the next hop is an address.  (Errors raised here are answered by
         # the pipeline's caller.)
         peer = forwarder.numeric_peer(next_uri, transport, target.received)
         if peer is not None:
-            send(peer).addErrback(failed)
+            _send(peer, forwarder, out).addErrback(_failed, forwarder, context, log)
             return
         d = forwarder.resolve(next_uri, transport, target.received)
     else:
         d = pipeline.run_branch(context, out, target)
         d.addCallback(lambda _: forwarder.resolve(next_uri, transport, target.received))
-    d.addCallback(send).addErrback(failed)
+    d.addCallback(_send, forwarder, out).addErrback(_failed, forwarder, context, log)
+
+
+def _send(peer, forwarder, out):
+    if forwarder.transport.is_local(peer.host, peer.port):
+        # The next hop is this node: the request would only come back
+        # until Max-Forwards runs out (16.3 step 4 finds it only when the
+        # copy is unchanged).
+        raise Respond(482, "Loop Detected (next hop is this node)")
+    return forwarder.transport.send_request(out, peer)
+
+
+def _failed(failure, forwarder, context, log):
+    error = failure.value
+    request = context.request
+    if isinstance(error, Respond) and request.method != "ACK":
+        context.respond(forwarder.local_response(request, error.status, error.reason,
+                                                 error.headers))
+    else:
+        log.info("stateless forward failed: {why}", why=failure.getErrorMessage())
 
 
 def forward_response_stateless(forwarder, pipeline, response):

@@ -39,6 +39,11 @@ class Address:
             self._uri = parse_uri(self._uri_text)
         return self._uri
 
+    @property
+    def uri_text(self):
+        """The URI as written (without parsing it when it was not yet)."""
+        return self._uri_text if self._uri_text is not None else str(self._uri)
+
     @classmethod
     def parse(cls, text):
         """
