@@ -351,6 +351,23 @@ def test_stateless_branch_is_stable_and_shared_with_cancel():
     assert node.to(UAC, node.out()) == []  # no 100 Trying, no state
 
 
+def test_stateless_ack_for_a_failure_gets_the_invite_branch():
+    # RFC 3261 17.1.1.3: the ACK for a non-2xx has the INVITE's branch; a
+    # stateless proxy must keep that true downstream (16.11), though the ACK
+    # carries the To tag the INVITE did not (found with baresip: the callee
+    # retransmitted its 486 for 32 s).
+    node = Node(stateless=True)
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    node.out()
+    ack = invite(method="ACK").replace(b"To: Bob <sip:bob@example.test>",
+                                       b"To: Bob <sip:bob@example.test>;tag=b1")
+    node.send(ack)
+    fwd_ack, = node.to(FOREIGN, node.out())
+    assert fwd_ack.method == "ACK" and fwd_ack.top_via.branch == fwd.top_via.branch
+
+
 def test_stateless_response_forwarding():
     node = Node(stateless=True)
     node.send(invite())

@@ -53,8 +53,12 @@ def loop_hash(request):
     The part of a branch that detects loops (RFC 3261 16.6 step 8): a hash
     of what a looping request keeps unchanged.
     """
+    # An ACK for a non-2xx response carries the To tag its INVITE did not:
+    # without it, a stateless proxy gives the ACK the INVITE's branch, as
+    # the next hop's transaction matching needs (RFC 3261 16.11, 17.2.3).
+    to_tag = "" if request.method == "ACK" else request.to_tag or ""
     parts = "\x00".join((
-        request._uri_text, request.from_tag or "", request.to_tag or "",
+        request._uri_text, request.from_tag or "", to_tag,
         request.call_id or "", str(request.cseq.number),
         ",".join(request.values("route")), ",".join(request.values("proxy-require")),
     ))

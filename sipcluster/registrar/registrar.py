@@ -244,11 +244,15 @@ class Registrar(Stage):
             return flow
         if source.transport != "udp":
             # A connection-oriented UA registering itself (its contact on
-            # the connection's host, or a private address) is reached over
-            # its connection: a new one toward it may not get through a NAT
-            # or firewall (RFC 5923's reasoning).  A contact of another host
-            # (a third-party registration) is reachable as written.
+            # the connection's host, or a private address, or its Via
+            # naming another host than the connection's: a NAT) is reached
+            # over its connection: a new one toward it may not get through
+            # a NAT or firewall (RFC 5923's reasoning).  A contact of
+            # another host registered by a UA that is where its Via says (a
+            # third-party registration) is reachable as written.
             if is_private(uri.host) or same_ip(bare_host(uri.host), source.host):
+                return flow
+            if self.nat_detect and not same_ip(bare_host(via.host), source.host):
                 return flow
             return None
         if not self.nat_detect:

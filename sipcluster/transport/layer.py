@@ -6,6 +6,7 @@ layer or a stateless proxy), answers unparseable requests itself, and sends
 requests and responses to where RFC 3261 18 says they go.
 """
 
+import hashlib
 import socket
 from collections import Counter
 
@@ -257,12 +258,17 @@ class TransportLayer:
             via_ok = _top_via_ok(request)
             if via_ok:
                 stamp_via(request, source)
-            response = make_response(request, error.status, error.reason)
+            if self.trace:
+                self._trace("in", request, source.peer, _local_of(source))
+            response = make_response(request, error.status, error.reason, _to_tag_for(request))
             if self.server_header:
                 response.add("Server", self.server_header)
             self.send_response(response, source, fallback_only=not via_ok)
         else:
             self.stats["dropped"] += 1
+            if self.trace:
+                self.log.debug("in dropped {source} -> {local}: {why}", source=str(source.peer),
+                               local=_local_of(source), why=error.reason)
 
     # -- sending --------------------------------------------------------------
 
@@ -281,17 +287,22 @@ class TransportLayer:
         Send C{request} to C{peer}.  Returns a Deferred that fails with
         L{TransportError} when it could not be sent.
         """
-        data = request.to_bytes()
-        return self.send_data(data, peer)
+        if self.trace:
+            self._trace("out", request, self.sent_by_text(peer.transport), peer)
+        return self._send_data(request.to_bytes(), peer)
 
     def send_data(self, data, peer):
         """
-        Send the bytes of a request (or a keepalive) to C{peer}.  Returns a
-        Deferred failing with L{TransportError} when they could not be sent.
+        Send the bytes of a request (a retransmission, or a keepalive) to
+        C{peer}.  Returns a Deferred failing with L{TransportError} when
+        they could not be sent.
         """
         if self.trace and len(data) > 4:
             # Parsed again only at log.level = "debug".
             self._trace_data(data, peer)
+        return self._send_data(data, peer)
+
+    def _send_data(self, data, peer):
         if peer.transport == "udp":
             try:
                 proto = self.udp_for(peer.host)
@@ -352,7 +363,7 @@ class TransportLayer:
             return defer.succeed(False)
         if peer.transport not in ("udp", "tcp"):
             peer = Peer("tcp" if peer.transport in ("tls", "sctp") else "udp", peer.host, peer.port)
-        d = self.send_data(data, peer)
+        d = self._send_data(data, peer)
 
         def failed(failure):
             self.stats["send_errors"] += 1
@@ -378,23 +389,42 @@ class TransportLayer:
 
     def _trace(self, direction, message, source, destination):
         """One line per message: what, Call-ID, CSeq, from, to, transaction (branch)."""
-        try:
-            what = message.method if isinstance(message, Request) else str(message.status)
-            cseq = message.cseq
-            via = message.top_via
-            if source is None:
-                source = self.sent_by_text(via.transport.lower())
-            if destination is None:
-                destination = response_destination(message)
-            self.log.debug(
-                "{direction} {what} call-id={call_id} cseq={cseq} {source} -> {destination} "
-                "tx={branch}", direction=direction, what=what, call_id=message.call_id,
-                cseq="%d %s" % (cseq.number, cseq.method) if cseq else "-",
-                source=str(source), destination=str(destination),
-                branch=via.branch if via is not None else "-")
-        except SIPError:
-            self.log.debug("{direction} unparseable message {source} -> {destination}",
-                           direction=direction, source=str(source), destination=str(destination))
+        what = message.method if isinstance(message, Request) else str(message.status)
+        cseq = _or_dash(lambda: "%d %s" % (message.cseq.number, message.cseq.method))
+        via = _or_dash(lambda: message.top_via)
+        if source is None:
+            source = _or_dash(lambda: self.sent_by_text(via.transport.lower()))
+        if destination is None:
+            destination = _or_dash(lambda: response_destination(message))
+        self.log.debug(
+            "{direction} {what} call-id={call_id} cseq={cseq} {source} -> {destination} "
+            "tx={branch}", direction=direction, what=what,
+            call_id=_or_dash(lambda: message.call_id), cseq=cseq, source=str(source),
+            destination=str(destination), branch=_or_dash(lambda: via.branch))
+
+
+def _or_dash(read):
+    """What C{read()} gives, or "-" when the message does not have it (or it does not parse)."""
+    try:
+        value = read()
+    except Exception:
+        return "-"
+    return "-" if value is None else value
+
+
+def _to_tag_for(request):
+    """
+    A To tag for a response of our own when the request had none (RFC 3261
+    8.2.6.2), the same for its retransmissions; None when its To cannot be
+    read.
+    """
+    try:
+        if request.to_tag is not None:
+            return None
+        seed = "%s\x00%s" % (request.call_id, request.from_tag)
+    except SIPError:
+        return None
+    return hashlib.md5(seed.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 
 def _local_of(source):

@@ -84,6 +84,8 @@ class SIPStreamProtocol(Protocol, TimeoutMixin):
 class SIPStreamFactory(ServerFactory):
     """Accepts TCP connections for one listen address."""
 
+    noisy = False
+
     protocol = SIPStreamProtocol
 
     def __init__(self, table, host, port):
@@ -99,6 +101,9 @@ class SIPStreamFactory(ServerFactory):
 
 
 class _ConnectFactory(ClientFactory):
+    # One per outgoing connection: not worth two log lines each.
+    noisy = False
+
     def __init__(self, table, waiting):
         self.table = table
         self.waiting = waiting

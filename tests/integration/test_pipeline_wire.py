@@ -222,8 +222,10 @@ def _config(net, text):
     return path
 
 
-def test_debug_level_logs_one_line_per_message_in_and_out(net):
-    node = net.node("--domain", "example.test", "--config", _config(net, '[log]\nlevel = "debug"\n'))
+@pytest.mark.parametrize("mode", ["stateful", "stateless"])
+def test_debug_level_logs_one_line_per_message_in_and_out(net, mode):
+    node = net.node("--domain", "example.test", "--mode", mode,
+                    "--config", _config(net, '[log]\nlevel = "debug"\n'))
     caller, callee = UDPAgent(net.host), UDPAgent(net.host)
     call_id = "trace-%s" % uuid.uuid4().hex[:8]
     caller.send(request((caller.host, caller.port), node, "OPTIONS",
@@ -292,3 +294,49 @@ def test_cli_help_is_plain_text():
     assert result.returncode == 0
     assert not re.search(r"[CLIB]\{", result.stdout), result.stdout
     assert "sipcluster command" in result.stdout
+
+
+def test_own_answers_to_faulty_requests_carry_a_to_tag(net):
+    # RFC 3261 8.2.6.2, also for what the transport layer refuses itself.
+    node = net.node("--domain", "example.test")
+    caller = UDPAgent(net.host)
+    data = request((caller.host, caller.port), node, "OPTIONS", "sip:%s:5060" % node.host)
+    caller.send(data.replace(b" SIP/2.0\r\n", b" SIP/3.0\r\n", 1), (node.host, 5060))
+    answer = final(caller)
+    assert answer.status == 505 and answer.to_tag
+    caller.send(data.replace(b"Max-Forwards: 70", b"Max-Forwards: lots"), (node.host, 5060))
+    answer = final(caller)
+    assert answer.status == 400 and answer.to_tag
+    caller.close()
+
+
+def test_unknown_method_for_the_node_is_501(net):
+    node = net.node("--domain", "example.test")
+    caller = UDPAgent(net.host)
+    caller.send(request((caller.host, caller.port), node, "FOO", "sip:%s:5060" % node.host),
+                (node.host, 5060))
+    answer = final(caller)
+    assert answer.status == 501 and "OPTIONS" in answer.header("allow")
+    caller.send(request((caller.host, caller.port), node, "INVITE", "sip:%s:5060" % node.host),
+                (node.host, 5060))
+    assert final(caller).status == 404  # known, but nobody here takes calls
+    caller.close()
+
+
+def test_tcp_registration_from_behind_a_nat_is_reached_over_its_connection(net):
+    # baresip over TCP: its connection leaves from 127.0.0.1 while its Via
+    # and Contact name the address it listens on.
+    node = net.node("--domain", "example.test")
+    listening = next_host()
+    phone = TCPAgent(net.host, node)
+    data = request((listening, 5080), node, "REGISTER", "sip:example.test", transport="TCP",
+                   extra="Contact: <sip:alice@%s:5080;transport=tcp>\r\n" % listening)
+    phone.send(data)
+    assert phone.recv().status == 200
+    caller = UDPAgent(net.host)
+    caller.send(request((caller.host, caller.port), node, "INVITE", "sip:alice@example.test",
+                        frm="sip:bob@example.test"), (node.host, 5060))
+    message = phone.recv(5)
+    assert message is not None and message.method == "INVITE"
+    phone.close()
+    caller.close()
