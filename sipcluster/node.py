@@ -30,6 +30,7 @@ from sipcluster.proxy.stateful import StatefulProxy
 from sipcluster.proxy.stateless import StatelessProxy
 from sipcluster.registrar.registrar import Registrar
 from sipcluster.routing.cluster import ClusterRouting
+from sipcluster.routing.clusterdns import ClusterDNSService, ClusterZone, parse_regions
 from sipcluster.routing.local import LocalRequests, RequestURITarget
 from sipcluster.routing.location import LocationTargets
 from sipcluster.schema import ConfigError, ConfigSection, Key, domain_list, listen_list
@@ -119,6 +120,7 @@ class SIPNode(OrderedServices):
         self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
         self.admission = None
+        self.zone = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -222,6 +224,11 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
                 "region": config.cluster.region, "state": "active",
                 "mode": config.node.mode}, ttl=config.cluster.node_ttl_s)
         cluster_routing = ClusterRouting(node.membership)
+        if config.cluster.dns_listen:
+            host = config.cluster.name.rpartition(":")[0] if config.cluster.name.count(":") == 1 \
+                else config.cluster.name
+            node.zone = ClusterZone(node.membership, host, config.cluster.dns_ttl_s,
+                                    parse_regions(config.cluster.dns_regions))
     node.location = location = location or MemoryLocationService(reactor)
     node.forwarder = forwarder = Forwarder(
         transport, sip.domains, record_route=sip.record_route, resolver=resolver,
@@ -276,6 +283,8 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         if config.cluster.leader_hook:
             node.membership.observe(LeaderHook(reactor, config.cluster.leader_hook,
                                                config.node.id))
+    if node.zone is not None:
+        ClusterDNSService(reactor, node.zone, config.cluster.dns_listen).setServiceParent(node)
     if node.dialogs is not None:
         if node.membership is not None:
             node.membership.observe(node.dialogs.membership_event(node.membership))

@@ -26,7 +26,7 @@ def cluster(tmp_path):
     nodes = []
 
     with started_nodes(tmp_path) as start:
-        yield etcd, lambda name, *extra: start(name, [etcd.endpoint], *extra)
+        yield etcd, lambda name, *extra, **kw: start(name, [etcd.endpoint], *extra, **kw)
     etcd.stop()
 
 
@@ -35,8 +35,8 @@ def started_nodes(tmp_path):
     """start(name, endpoints, *args): a cluster node, stopped on exit."""
     nodes = []
 
-    def start(name, endpoints, *extra):
-        n = NodeProcess(next_host(), 5060, [
+    def start(name, endpoints, *extra, host=None):
+        n = NodeProcess(host or next_host(), 5060, [
             "--store", "etcd", "--etcd", ",".join(endpoints), "--domain", "example.test",
             "--node-id", name, "--region", "eu"] + list(extra), tmp_path)
         nodes.append(n)
