@@ -68,6 +68,23 @@ def test_udp_in_udp_out_is_record_routed_once(net):
     assert [str(r.uri) for r in got.record_routes] == ["sip:%s:5060;lr" % net.host]
 
 
+def test_tcp_next_hop_that_refuses_the_connection_gives_the_caller_500_at_once(net):
+    # RFC 3261 8.1.3.1 / 16.7 step 1: a transport error on a branch counts
+    # as a 503 from it, which is not passed on as such (16.7 step 6: 500);
+    # the caller gets it at once, not a 408 after Timer B.
+    net.node()
+    refused = free_port(net.host)  # nobody listens there
+    caller = UDPAgent(net.host)
+    try:
+        caller.send(request("INVITE", "sip:bob@%s:%d;transport=tcp" % (net.host, refused),
+                            caller.host, caller.port).encode(), node_addr(net))
+        finals = [m for m in caller.recv_all(1.5) if m.status and m.status >= 200]
+    finally:
+        caller.close()
+    assert finals and {m.status for m in finals} == {500}
+    assert finals[0].to_tag
+
+
 # -- TCP registrations are reached over their own connection (RFC 3261 18.2.2) ------
 
 
