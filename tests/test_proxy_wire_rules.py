@@ -59,3 +59,18 @@ def test_timer_c_without_any_provisional_reset_fires_on_time():
     node.h.advance(0.4)
     cancel, = node.to(FOREIGN, node.out())
     assert cancel.method == "CANCEL" and cancel.top_via.branch == fwd.top_via.branch
+
+
+def test_timer_c_on_a_branch_that_never_answered_is_408_without_cancel():
+    # RFC 3261 16.8: with no provisional response there is nothing to
+    # cancel; the branch is taken as a 408 and no CANCEL is sent.
+    node = Node(timer_c=5)  # shorter than Timer B (32 s): Timer C decides
+    node.send(invite())
+    node.out()
+    node.h.advance(4.9)
+    assert [m.status for m in node.to(UAC, node.out()) if m.status >= 200] == []
+    node.h.advance(0.2)
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent) if m.status >= 200] == [408]
+    assert [m.method for m in node.to(FOREIGN, sent)] == []
+
