@@ -143,3 +143,29 @@ def _final_of_new_call(caller, node):
     caller.send(_invite_text(caller, uuid.uuid4().hex).encode(), (node.host, 5060))
     finals = [m.status for m in caller.recv_all(0.7) if getattr(m, "status", 0) >= 200]
     return finals[0] if finals else None
+
+
+def test_draining_stateless_node_refuses_new_invites_with_503(cluster, tmp_path):
+    # The drain gate is an admission check of the stateless proxy too.
+    etcd, node = cluster
+    a = node("node-a", "--mode", "stateless")
+    phone = UDPAgent(next_host())
+    caller = UDPAgent(next_host())
+    try:
+        assert register(phone, a).status == 200
+        cli(etcd, "drain", "node-a")
+        assert wait_for(lambda: [n["state"] for n in cli(etcd, "status")["nodes"]] == ["draining"])
+        assert wait_for(lambda: _final_of_new_call(caller, a) == 503, timeout=10)
+        caller.send(_invite_text(caller, uuid.uuid4().hex).encode(), (a.host, 5060))
+        (refused,) = [m for m in caller.recv_all(1.0) if getattr(m, "status", 0) >= 200]
+        assert refused.header("Retry-After") == "30"  # cluster.drain_retry_after_s default
+        assert [m for m in phone.recv_all(0.3) if getattr(m, "method", None) == "INVITE"] == []
+        cli(etcd, "undrain", "node-a")
+
+        def delivered():
+            caller.send(_invite_text(caller, uuid.uuid4().hex).encode(), (a.host, 5060))
+            return any(getattr(m, "method", None) == "INVITE" for m in phone.recv_all(0.7))
+        assert wait_for(delivered, timeout=10)
+    finally:
+        phone.close()
+        caller.close()
