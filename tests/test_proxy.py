@@ -277,12 +277,30 @@ def test_timer_c_cancels_a_ringing_branch():
 
 
 def test_no_response_at_all_is_408():
+    # RFC 3261 17.1.1.2: over UDP the INVITE is retransmitted on Timer A
+    # (T1, doubling: sent at 0, 0.5, 1.5, 3.5 ... 31.5 s) until Timer B
+    # (64*T1 = 32 s) gives up and the caller gets a 408.
     node = Node()
     node.send(invite())
-    node.out()
-    node.h.advance(32.5)  # Timer B
-    finals = [m.status for m in node.to(UAC, node.out()) if m.status >= 200]
-    assert finals == [408]
+    first, = node.to(FOREIGN, node.out())
+    clock = node.h.clock
+    sent_at, finals = [], []
+    while clock.seconds() < 33 and clock.getDelayedCalls():
+        # To each timer exactly, so that late firing is not hidden in steps.
+        clock.advance(min(c.getTime() for c in clock.getDelayedCalls()) - clock.seconds())
+        now = clock.seconds()
+        sent = node.out()
+        for copy in node.to(FOREIGN, sent):
+            assert copy.method == "INVITE" and copy.to_bytes() == first.to_bytes()
+            sent_at.append(now)
+        finals += [(m.status, now) for m in node.to(UAC, sent) if m.status >= 200]
+    expected = [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
+    assert len(sent_at) == len(expected)
+    assert sent_at == pytest.approx(expected, abs=1e-6)
+    # The first 408 at Timer B; later ones are its retransmissions (Timer G,
+    # the caller sent no ACK).
+    assert {status for status, _ in finals} == {408}
+    assert finals[0][1] == pytest.approx(32, abs=1e-6)
 
 
 def test_ack_for_2xx_is_forwarded_by_route(node):

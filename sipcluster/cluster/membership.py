@@ -131,6 +131,10 @@ class ClusterMembership(service.Service):
             max(0.0, until - self.clock.seconds()), self._check_lease)
 
     def _alive(self, ttl, sent):
+        if not self.running:
+            # Answered after stopService: a lease timer armed now would
+            # outlive the service (and fail trial's clean-reactor check).
+            return
         until = sent + (ttl or self.ttl)
         self._lease_lives_until(until)
         if not self.connected:
@@ -173,6 +177,11 @@ class ClusterMembership(service.Service):
     def _join(self):
         granted = self.clock.seconds()
         lease = yield self.store.grant(self.ttl)
+        if not self.running:
+            # Stopped while the grant was under way: nothing may outlive
+            # the service, neither a lease timer nor our record.
+            yield self.store.revoke(lease)
+            return
         self.lease = lease
         self._lease_lives_until(granted + self.ttl)
         yield self.store.put(self.node_key, self._encode(), lease=lease)

@@ -44,9 +44,23 @@ class StageCaller:
         return getattr(self.stage, name)
 
 
-def test_active_node_lets_everything_through():
-    g, _ = gate()
-    g(parse_message(INVITE))
+@pytest.mark.parametrize("action", ["reject", "redirect"])
+def test_active_node_lets_everything_through(action):
+    nodes = {"b": {"state": "active", "addresses": ["udp:127.0.0.3:5060"]}}
+    g, membership = gate(action, nodes)
+    # The watch's first listing holds no drain key (another node's is not ours).
+    g._resync([("/sc/drain/b", b"", 3)], 3)
+    g._events([("put", "/sc/drain/b", b"", 4), ("delete", "/sc/drain/a", b"", 5)])
+    requests = [
+        INVITE,
+        INVITE.replace(b"To: Bob <sip:bob@biloxi.example.com>", b"To: Bob <sip:bob@biloxi.example.com>;tag=x"),
+        INVITE.replace(b"INVITE sip:", b"BYE sip:").replace(b"314159 INVITE", b"314160 BYE"),
+        INVITE.replace(b"INVITE sip:", b"OPTIONS sip:").replace(b"314159 INVITE", b"314160 OPTIONS"),
+    ]
+    assert [g(parse_message(data)) for data in requests] == [None] * len(requests)
+    assert not g.draining and g.refused == 0
+    # Staying active is not news: nothing published.
+    assert membership.updates == []
 
 
 def test_draining_refuses_new_invites_only():

@@ -3,10 +3,12 @@
 import time
 
 from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.membership import ClusterMembership
+from sipcluster.cluster.store import MemoryStore
 from tests.cluster.etcdserver import EtcdServer, requires_etcd
 from tests.cluster.test_etcd import eventually
 
@@ -83,3 +85,70 @@ class MembershipTests(unittest.TestCase):
         yield eventually(lambda: a.leader is None, timeout=5)
         self.etcd.start()
         yield eventually(lambda: a.connected and "a" in a.nodes and a.is_leader, timeout=20)
+
+
+class _HeldStore(MemoryStore):
+    """A memory store whose grant or refresh answers when the test says."""
+
+    def __init__(self, clock):
+        MemoryStore.__init__(self, clock)
+        self.hold_grant = False
+        self.hold_refresh = False
+        self.held = []
+
+    def grant(self, ttl):
+        answer = MemoryStore.grant(self, ttl)
+        return self._held(answer) if self.hold_grant else answer
+
+    def refresh(self, lease):
+        answer = MemoryStore.refresh(self, lease)
+        return self._held(answer) if self.hold_refresh else answer
+
+    def _held(self, answer):
+        held = defer.Deferred()
+        answer.addBoth(lambda result: self.held.append((held, result)))
+        return held
+
+    def answer_held(self):
+        for held, result in self.held:
+            held.callback(result)
+        self.held = []
+
+
+class StopWithCallInFlightTests(unittest.TestCase):
+    """
+    A store answer that arrives after stopService arms no timer: a leftover
+    C{_check_lease} call fails the next test with DirtyReactorAggregateError
+    (seen in a full run of test_rejoins_after_etcd_restart_longer_than_ttl).
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.store = _HeldStore(self.clock)
+        self.store.start()
+        self.member = ClusterMembership(self.store, self.clock, "/sc", "a",
+                                        {"addresses": ["udp:127.0.0.1:5060"]}, ttl=3)
+
+    def pending(self):
+        return [call for call in self.clock.getDelayedCalls() if call.active()]
+
+    def test_refresh_answered_after_stop_arms_no_lease_timer(self):
+        self.member.startService()
+        self.assertIsNotNone(self.member.lease)
+        self.store.hold_refresh = True
+        self.clock.advance(self.member._interval)
+        self.assertEqual(len(self.store.held), 1)
+        self.member.stopService()
+        self.assertEqual(self.pending(), [])
+        self.store.answer_held()
+        self.assertEqual(self.pending(), [])
+
+    def test_grant_answered_after_stop_arms_nothing_and_leaves_no_record(self):
+        self.store.hold_grant = True
+        self.member.startService()
+        self.assertIsNone(self.member.lease)
+        self.member.stopService()
+        self.store.answer_held()
+        self.assertEqual(self.pending(), [])
+        self.assertEqual(self.store._items("/sc/"), [])
+        self.assertIsNone(self.member.lease)

@@ -3,8 +3,10 @@ A real node, started with twistd, between SIPp (or a bare UDP agent) user
 agents on loopback; every test asserts on what crossed the wire.
 """
 
+import time
 import uuid
 
+from sipcluster.sip.message import parse_message
 from tests.integration.nodes import UDPAgent, requires_sipp, scenario
 
 pytestmark = requires_sipp
@@ -113,18 +115,54 @@ def test_no_answer_timer_c_cancels(net):
     assert "CANCEL" in [m.method for m in uas.received()]
 
 
+def _arrivals(agents, duration):
+    """[(monotonic time, agent, message)] for what C{agents} receive within C{duration}."""
+    import select
+    out = []
+    deadline = time.monotonic() + duration
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out
+        ready, _, _ = select.select([a.sock for a in agents], [], [], left)
+        now = time.monotonic()
+        for agent in agents:
+            if agent.sock in ready:
+                data, _ = agent.sock.recvfrom(65535)
+                out.append((now, agent, parse_message(data)))
+
+
 def test_no_response_at_all_gives_408(net):
+    # RFC 3261 17.1.1.2 over UDP: the INVITE is sent again after T1, 2*T1,
+    # 4*T1 ... until Timer B (64*T1) fires; then the caller gets a 408.
     net.node("--t1-ms", "50")  # Timer B = 64*T1 = 3.2 s
     silent = UDPAgent(net.host, 5070)
+    caller = UDPAgent(net.host, 5080)
     try:
-        uac = net.sipp("uac", "-sf", scenario("uac_expect_final.xml"), "%s:5070" % net.host,
-                       "-rsa", node_addr(net), "-p", "5080", "-m", "1")
-        assert uac.wait() == 0
-        assert 408 in [m.status for m in uac.received()]
-        retransmissions = silent.recv_all(0.2)
+        caller.send(("INVITE sip:bob@{h}:5070 SIP/2.0\r\n"
+                     "Via: SIP/2.0/UDP {h}:5080;branch=z9hG4bK{c};rport\r\n"
+                     "Max-Forwards: 70\r\nFrom: <sip:alice@{h}>;tag=a\r\nTo: <sip:bob@{h}:5070>\r\n"
+                     "Call-ID: {c}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").format(
+                         h=net.host, c=uuid.uuid4().hex).encode(), (net.host, 5060))
+        got = _arrivals([silent, caller], 4.5)
     finally:
         silent.close()
-    del retransmissions
+        caller.close()
+    copies = [(t, m) for t, agent, m in got if agent is silent]
+    assert copies and {m.method for _, m in copies} == {"INVITE"}
+    assert len({m.to_bytes() for _, m in copies}) == 1  # the same request each time
+    times = [t for t, _ in copies]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Sent at 0, 0.05, 0.15, 0.35, 0.75, 1.55, 3.15 s; the next would be after Timer B.
+    nominal = [0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
+    assert len(gaps) == len(nominal), gaps
+    for gap, want in zip(gaps, nominal):
+        # Never early; late by a loaded machine's scheduling at most.
+        assert want - 0.005 <= gap <= want * 1.5 + 0.1, (gaps, nominal)
+    finals = [(t, m.status) for t, agent, m in got if agent is caller and m.status >= 200]
+    assert finals and {status for _, status in finals} == {408}
+    waited = finals[0][0] - times[0]
+    assert 3.2 - 0.02 <= waited <= 3.2 + 0.6, waited
 
 
 def test_stateless_mode_call(net):
@@ -137,9 +175,21 @@ def test_stateless_mode_call(net):
     received = uac.received()
     # No 100 of our own in stateless mode: the only 100s are the UAS's.
     assert all(m.header("server") != "sipcluster" for m in received)
+    sent = {m.call_id: m for m in uac.sent() if getattr(m, "method", None) == "INVITE"}
     invites = [m for m in uas.received() if getattr(m, "method", None) == "INVITE"]
     assert len(invites) == 3
-    assert invites[0].top_via.branch.startswith("z9hG4bK")
+    for invite in invites:
+        original = sent[invite.call_id]
+        ours, theirs = invite.vias[0], invite.vias[1]
+        # RFC 3261 16.11 / 16.6 step 8: a Via of the node's own, on top of
+        # SIPp's, with a branch of our making (the same magic cookie, another value).
+        assert (ours.transport, ours.host, ours.port) == ("UDP", net.host, 5060)
+        assert ours.branch.startswith("z9hG4bK") and ours.branch != theirs.branch
+        assert theirs.branch == original.top_via.branch and theirs.port == 5080
+        assert len(invite.vias) == len(original.vias) + 1
+        # 16.6 step 3: Max-Forwards one less than SIPp sent.
+        assert invite.max_forwards == original.max_forwards - 1
+    assert len({m.vias[0].branch for m in invites}) == 3  # one per call
 
 
 def test_malformed_request_gets_400_on_the_wire(net):
