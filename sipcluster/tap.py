@@ -75,7 +75,9 @@ class Options(usage.Options):
         try:
             self.config = configuration.load(self["config"], self.overrides())
         except configuration.ConfigError as e:
-            raise usage.UsageError("config error: %s" % e)
+            # One line, not twistd's usage text before it (which it prints
+            # for a UsageError): the error is in the file, not the options.
+            raise SystemExit("config error: %s" % e)
 
 
 def makeService(options, reactor=None):

@@ -165,7 +165,7 @@ class Forwarder:
 
     # -- 16.6 ---------------------------------------------------------------
 
-    def prepare(self, request, target, branch_suffix, inbound_transport):
+    def prepare(self, request, target, branch_suffix, inbound_transport, inbound_v6=None):
         """
         The copy of C{request} for C{target} (RFC 3261 16.6 steps 1-8), and
         the URI of its next hop.  Returns (copy, next_hop_uri, transport).
@@ -184,14 +184,17 @@ class Forwarder:
                 out.add("route", value, top=True)
         next_uri = self.next_hop_uri(out)
         outbound = self.transport_for(next_uri, target.received)
+        out_v6 = _is_v6(next_uri, target.received)
         if self.record_route and out.method in DIALOG_CREATING and out.to_tag is None:
-            out.add("record-route", "<%s>" % self.transport.record_route_uri(inbound_transport), top=True)
-            if outbound != inbound_transport:
+            inbound_uri = str(self.transport.record_route_uri(inbound_transport, inbound_v6))
+            out.add("record-route", "<%s>" % inbound_uri, top=True)
+            outbound_uri = str(self.transport.record_route_uri(outbound, out_v6))
+            if outbound_uri != inbound_uri:
                 # RFC 3261 16.6 step 4 / RFC 5658: one entry per side when
-                # the transport changes.
-                out.add("record-route", "<%s>" % self.transport.record_route_uri(outbound), top=True)
+                # the transport or the address family changes.
+                out.add("record-route", "<%s>" % outbound_uri, top=True)
         branch = "%s%s.%s" % (MAGIC_COOKIE, loop_hash(out), branch_suffix)
-        out.push_via(self.transport.make_via(outbound, branch))
+        out.push_via(self.transport.make_via(outbound, branch, out_v6))
         return out, next_uri, outbound
 
     def next_hop_uri(self, request):
@@ -273,6 +276,18 @@ class Forwarder:
     def options_response(self, request):
         return self.local_response(request, 200, extra=[
             ("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en")])
+
+
+def _is_v6(uri, received):
+    """Whether the next hop is an IPv6 address; None when it is a name."""
+    if received is not None:
+        return ":" in received[1]
+    if not isinstance(uri, SipURI):
+        return None
+    host = bare_host(uri.param("maddr") or uri.host)
+    if ":" in host:
+        return True
+    return False if is_numeric(host) else None
 
 
 def is_numeric(host):

@@ -119,8 +119,9 @@ class StatefulProxy:
         seed = "%r/%d" % (context.server_tx.key, branch.index)
         suffix = hashlib.md5(seed.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         try:
+            source = context.source
             out, next_uri, transport = self.forwarder.prepare(
-                request, branch.target, suffix, context.source.transport)
+                request, branch.target, suffix, source.transport, ":" in source.host)
         except Exception as e:
             rc.branch_failed(branch, *error_status(e)[:2])
             return

@@ -55,7 +55,9 @@ def forward_stateless(forwarder, pipeline, context, target, log):
     """
     request = context.request
     suffix = stateless_branch_suffix(request, target.uri)
-    out, next_uri, transport = forwarder.prepare(request, target, suffix, context.source.transport)
+    source = context.source
+    out, next_uri, transport = forwarder.prepare(request, target, suffix, source.transport,
+                                                 ":" in source.host)
     if not pipeline.branch:
         # The usual case, without a Deferred: nothing edits the copy and
         # the next hop is an address.  (Errors raised here are answered by

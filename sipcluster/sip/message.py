@@ -580,7 +580,14 @@ def parse_message(data, max_size=None, stream=False):
         still answer with C{error.status}.
     """
     if max_size is not None and len(data) > max_size:
-        raise MessageTooLarge("Message larger than %d bytes" % max_size)
+        error = MessageTooLarge("Message larger than %d bytes" % max_size)
+        # RFC 3261 21.5.7: a request still gets its 513 when its headers
+        # can be read, so the sender learns why (and does not retransmit).
+        try:
+            error.message = parse_message(data)
+        except SIPError:
+            pass
+        raise error
     if not isinstance(data, bytes):
         try:
             data = bytes(data)

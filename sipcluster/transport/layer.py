@@ -139,24 +139,30 @@ class TransportLayer:
             if not self.advertise:
                 # Via names the private port; Record-Route keeps the shared
                 # one so that in-dialog requests may reach any worker.
-                self._sent_by["udp"] = (host, private.port)
+                self._sent_by["udp"] = self._sent_by[_side("udp", host)] = (host, private.port)
                 self._sent_by_text.add("%s:%d" % (host, private.port))
 
     def _add_local(self, transport, host, port):
         self._local.add((bare_host(host), port))
-        if transport not in self._sent_by:
+        # The first address of each transport, and the first of each
+        # address family for it: what goes into Via and Record-Route toward
+        # a next hop of that family (RFC 3261 18.2.1: the next hop answers
+        # to the Via's sent-by).
+        for key in (transport, _side(transport, host)):
+            if key in self._sent_by:
+                continue
             if self.advertise:
                 adv_host, _, adv_port = self.advertise.rpartition(":")
-                if adv_host and adv_port.isdigit():
-                    self._sent_by[transport] = (adv_host, int(adv_port))
+                if adv_host and adv_port.isdigit() and not adv_host.endswith(":"):
+                    self._sent_by[key] = (adv_host, int(adv_port))
                 else:
-                    self._sent_by[transport] = (self.advertise, port)
-                self._local.add((bare_host(self._sent_by[transport][0]), self._sent_by[transport][1]))
+                    self._sent_by[key] = (self.advertise, port)
+                self._local.add((bare_host(self._sent_by[key][0]), self._sent_by[key][1]))
             else:
-                self._sent_by[transport] = (host, port)
-            sent_host, sent_port = self._sent_by[transport]
+                self._sent_by[key] = (host, port)
+            sent_host, sent_port = self._sent_by[key]
             self._sent_by_text.add("%s:%d" % (sent_host, sent_port))
-            self._record_route[transport] = self._sent_by[transport]
+            self._record_route[key] = self._sent_by[key]
 
     def stop(self):
         """Close listeners and connections; a Deferred fires when done."""
@@ -167,12 +173,20 @@ class TransportLayer:
 
     # -- addresses ----------------------------------------------------------
 
-    def sent_by(self, transport):
-        """(host, port) for the Via we add when sending over C{transport}."""
-        return self._sent_by.get(transport) or next(iter(self._sent_by.values()))
+    def sent_by(self, transport, v6=None):
+        """
+        (host, port) for the Via we add when sending over C{transport}, to
+        an IPv6 next hop when C{v6} (None: not known).
+        """
+        sent_by = self._sent_by
+        if v6 is not None:
+            found = sent_by.get(transport + ("6" if v6 else "4"))
+            if found is not None:
+                return found
+        return sent_by.get(transport) or next(iter(sent_by.values()))
 
-    def make_via(self, transport, branch):
-        host, port = self.sent_by(transport)
+    def make_via(self, transport, branch, v6=None):
+        host, port = self.sent_by(transport, v6)
         via_transport = transport.upper()
         if host.count(":") > 1 and not host.startswith("["):
             host = "[%s]" % host
@@ -190,12 +204,17 @@ class TransportLayer:
 
     cluster_name = None
 
-    def record_route_uri(self, transport):
-        """Our URI for Record-Route when facing C{transport} (lr, RFC 3261 16.6 step 4)."""
+    def record_route_uri(self, transport, v6=None):
+        """
+        Our URI for Record-Route when facing C{transport} (lr, RFC 3261
+        16.6 step 4), on the IPv6 side when C{v6}.
+        """
         if self.cluster_name is not None:
             host, port = self.cluster_name
         else:
-            host, port = self._record_route.get(transport) or self.sent_by(transport)
+            key = transport if v6 is None else transport + ("6" if v6 else "4")
+            host, port = self._record_route.get(key) or self._record_route.get(transport) or \
+                self.sent_by(transport, v6)
         if host.count(":") > 1 and not host.startswith("["):
             host = "[%s]" % host
         params = {"lr": None}
@@ -401,6 +420,11 @@ class TransportLayer:
             "tx={branch}", direction=direction, what=what,
             call_id=_or_dash(lambda: message.call_id), cseq=cseq, source=str(source),
             destination=str(destination), branch=_or_dash(lambda: via.branch))
+
+
+def _side(transport, host):
+    """The key of C{transport} for the address family of C{host}: "udp4", "tcp6"..."""
+    return transport + ("6" if ":" in host else "4")
 
 
 def _or_dash(read):

@@ -227,9 +227,6 @@ def test_request_over_max_message_size_is_not_forwarded_and_one_at_the_limit_is(
         caller.close()
 
 
-@pytest.mark.xfail(strict=True, reason="an oversized datagram is refused before its headers are "
-                   "read (sip/message.py parse_message checks max_size first), so no 513 can be "
-                   "sent: the message is dropped")
 def test_request_over_max_message_size_is_answered_513(net):
     net.node("--config", config(net, "[sip]\nmax_message_size = 1024\n"))
     caller = UDPAgent(net.host)
@@ -287,9 +284,6 @@ def test_ipv6_node_answers_and_forwards_over_ipv6(tmp_path):
 
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="::1 is not configured on this machine")
-@pytest.mark.xfail(strict=True, reason="the Via and Record-Route of a dual-stack node name the "
-                   "first UDP listen address whatever the next hop's family "
-                   "(transport/layer.py keys sent-by by transport only)")
 def test_dual_stack_node_forwards_to_ipv6_with_its_ipv6_address_in_via(net):
     port = free_port("::1", socket.AF_INET6)
     net.node("--listen", "udp:[::1]:%d" % port)
@@ -335,8 +329,6 @@ def test_bad_config_file_stops_the_node_with_a_line_naming_file_key_and_expectat
         'config error: %s: timers.t1_ms: expected an integer from 10 to 60000, got "fast"' % path)
 
 
-@pytest.mark.xfail(strict=True, reason="twistd prints its whole usage text before the error "
-                   "line (sipcluster/tap.py raises usage.UsageError); README promises one line")
 def test_bad_config_file_prints_nothing_but_that_line(tmp_path):
     _, code, out, err = _bad_config_node(tmp_path)
     assert code != 0 and len((out + err).strip().splitlines()) == 1, out + err
