@@ -157,8 +157,10 @@ def test_no_response_at_all_gives_408(net):
     nominal = [0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
     assert len(gaps) == len(nominal), gaps
     for gap, want in zip(gaps, nominal):
-        # Never early; late by a loaded machine's scheduling at most.
-        assert want - 0.005 <= gap <= want * 1.5 + 0.1, (gaps, nominal)
+        # Never early (beyond the jitter of receiving the previous copy:
+        # a copy read late makes the next gap look short); late by a
+        # loaded machine's scheduling at most.
+        assert want - 0.015 <= gap <= want * 1.5 + 0.1, (gaps, nominal)
     finals = [(t, m.status) for t, agent, m in got if agent is caller and m.status >= 200]
     assert finals and {status for _, status in finals} == {408}
     waited = finals[0][0] - times[0]
