@@ -496,3 +496,16 @@ def test_from_config(clock):
     assert resolver.negative_ttl == 7 and resolver.cache.max_entries == 5
     assert resolver.resolver.servers == [("127.0.0.9", 5399)]
     assert sorted(CONFIG.keys) == ["max_cache_entries", "negative_ttl_s", "servers", "timeout_s"]
+
+
+@pytest.mark.parametrize("host, numeric", [
+    ("192.0.2.1", True), ("2001:db8::1", True), ("::ffff:192.0.2.1", True),
+    ("example.test", False), ("n1", False), ("1.2.3", False), ("999.0.0.1", False), ("", False),
+])
+def test_is_address(host, numeric):
+    assert rfc3263._is_address(host) is numeric
+
+
+def test_transports_may_be_a_list(clock):
+    peers = result(make(FakeDNS(), clock).resolve(uri("sip:192.0.2.1"), ["tcp"]))
+    assert peers == [Peer("tcp", "192.0.2.1", 5060)]

@@ -195,6 +195,12 @@ def order_srv(records, random):
 
 
 def _is_address(host):
+    """Whether C{host} (no brackets) is an IPv4 or IPv6 address rather than a name."""
+    # On the hot path for every name: a domain name ends in a letter
+    # (RFC 1123 2.1: top-level labels are alphabetic), and only an IPv6
+    # address has a colon; only those go to the slower ipaddress parse.
+    if ":" not in host and (not host or host[-1] not in "0123456789"):
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -260,6 +266,8 @@ class SIPResolver:
         # Questions sent and not yet answered: requests for the same name
         # share one (no burst of queries on a cold cache).
         self._inflight = {}
+        # (secure, node transports) -> (usable RFC 3263 transports, Peer names)
+        self._transport_sets = {}
 
     @classmethod
     def from_config(cls, section, reactor):
@@ -416,11 +424,18 @@ class SIPResolver:
         # RFC 3263 4: TARGET is the maddr parameter if present, else the host.
         target = bare_host(uri.param("maddr") or uri.host)
         secure = uri.scheme == "sips"
-        available = _transports_for(secure, transports)
+        if type(transports) is not tuple:
+            transports = tuple(transports)
+        key = (secure, transports)
+        try:
+            available, wire = self._transport_sets[key]
+        except KeyError:
+            available = _transports_for(secure, transports)
+            wire = _wire_names(transports)
+            self._transport_sets[key] = available, wire
         if not available:
             raise ResolutionFailed(target, "none of the transports %s can carry a %s URI"
                                    % ("/".join(transports), uri.scheme))
-        wire = _wire_names(transports)
         transport = _explicit_transport(uri, secure, transports, target)
         default = transport or _default_transport(secure, available)
 
