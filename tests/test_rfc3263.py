@@ -195,6 +195,8 @@ def naptr_zone():
     fake.naptr("example.test", 10, 20, "SIP+D2T", "_sip._tcp.example.test")
     fake.naptr("example.test", 5, 1, "SIPS+D2T", "_sips._tcp.example.test")
     fake.naptr("example.test", 1, 1, "E2U+sip", "_whatever.example.test")
+    # Not a terminal SRV rule: "u" is a URI, not an SRV name to look up.
+    fake.naptr("example.test", 1, 1, "SIP+D2T", "_sip._udp.example.test", flags=b"u")
     fake.srv("_sip._udp.example.test", 0, 0, 5060, "u.example.test")
     fake.srv("_sip._udp.alt.example.test", 0, 0, 5060, "alt.example.test")
     fake.srv("_sip._tcp.example.test", 0, 0, 5060, "t.example.test")
@@ -207,7 +209,8 @@ def naptr_zone():
 def test_naptr_order_then_preference_over_the_node_transports(clock):
     fake = naptr_zone()
     peers = result(make(fake, clock).resolve(uri("sip:bob@example.test")))
-    # SIPS+D2T (order 5) needs TLS the node lacks; E2U is not SIP; then
+    # SIPS+D2T (order 5) needs TLS the node lacks; E2U is not SIP, the
+    # "u" flag is not an SRV rule; then
     # order 10 by preference (tcp 20, udp 50), then order 20.
     assert peers == [Peer("tcp", "192.0.2.3", 5060), Peer("udp", "192.0.2.2", 5060),
                      Peer("udp", "192.0.2.1", 5060)]
@@ -292,6 +295,8 @@ def test_srv_dot_target_means_not_available(clock):
     fake.srv("_sip._udp.example.test", 0, 0, 0, ".")
     with pytest.raises(ResolutionFailed):
         result(make(fake, clock).resolve(uri("sip:example.test"), ("udp",)))
+    # Neither "." nor the domain's own A record is looked up.
+    assert fake.asked == [("example.test", NAPTR), ("_sip._udp.example.test", SRV)]
 
 
 def test_order_srv_weights_statistically():
