@@ -113,9 +113,9 @@ def zone(tmp_path_factory):
     """
     dnsmasq serving example.test:
 
-    - NAPTR example.test: SIP+D2T (order 10, preference 10) to
-      _sip._tcp.example.test, SIP+D2U (10, 20) to _sip._udp.example.test,
-      SIPS+D2T (10, 30) to _sips._tcp.example.test;
+    - NAPTR example.test: SIP+D2U (order 10, preference 50) to
+      _sip._udp.example.test, SIP+D2T (20, 10) to _sip._tcp.example.test,
+      SIPS+D2T (5, 1) to _sips._tcp.example.test;
     - _sip._tcp.example.test: dead.example.test (priority 0, no address at
       all), then alive.example.test:5062 (priority 10);
     - _sip._udp.example.test: down.example.test:5060 (an address nothing
@@ -127,9 +127,9 @@ def zone(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dnsmasq")
     alive, down, w60, w40 = next_host(), next_host(), next_host(), next_host()
     records = [
-        "--naptr-record=example.test,10,10,s,SIP+D2T,,_sip._tcp.example.test",
-        "--naptr-record=example.test,10,20,s,SIP+D2U,,_sip._udp.example.test",
-        "--naptr-record=example.test,10,30,s,SIPS+D2T,,_sips._tcp.example.test",
+        "--naptr-record=example.test,20,10,s,SIP+D2T,,_sip._tcp.example.test",
+        "--naptr-record=example.test,10,50,s,SIP+D2U,,_sip._udp.example.test",
+        "--naptr-record=example.test,5,1,s,SIPS+D2T,,_sips._tcp.example.test",
         "--srv-host=_sip._tcp.example.test,dead.example.test,5060,0,0",
         "--srv-host=_sip._tcp.example.test,alive.example.test,5062,10,0",
         "--srv-host=_sip._udp.example.test,down.example.test,5060,0,0",
@@ -153,11 +153,12 @@ def zone(tmp_path_factory):
 def test_naptr_srv_order_and_a_target_that_dies(zone):
     [step] = probe(zone, [{"resolve": "sip:bob@example.test"}])
     alive, down = zone.addresses["alive"], zone.addresses["down"]
-    # NAPTR: tcp (preference 10) before udp (20); SIPS+D2T needs TLS the
-    # node lacks.  _sip._tcp's first target has no address: only its
-    # second remains.  _sip._udp's first has an address nobody answers
-    # on: it stays in the list, and the caller must fail over past it.
-    assert step["attempts"] == [[["tcp", alive, 5062], ["udp", down, 5060], ["udp", alive, 5060]]]
+    # NAPTR: udp (order 10) before tcp (order 20, though of a better
+    # preference); SIPS+D2T (order 5) needs TLS the node lacks.
+    # _sip._udp's first target has an address nobody answers on: it stays
+    # in the list, and the caller must fail over past it.  _sip._tcp's
+    # first target has no address at all: only its second remains.
+    assert step["attempts"] == [[["udp", down, 5060], ["udp", alive, 5060], ["tcp", alive, 5062]]]
     asked = zone.questions()
     assert ("NAPTR", "example.test") in asked
     assert ("A", "dead.example.test") in asked
