@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from sipcluster.routing import rfc3263
 from sipcluster.routing.rfc3263 import (CONFIG, RecordCache, ResolutionFailed, SIPResolver,
                                         build_dns_resolver, order_srv, parse_server)
-from sipcluster.sip.uri import SipURI, parse_uri
+from sipcluster.sip.uri import parse_uri
 from sipcluster.transport.base import Peer
 
 A, AAAA, SRV, NAPTR = dns.A, dns.AAAA, dns.SRV, dns.NAPTR
@@ -166,9 +166,14 @@ def test_explicit_transport_asks_that_srv_only(clock):
 
 def test_maddr_name_is_looked_up_instead_of_the_host(clock):
     fake = FakeDNS().a("proxy.example.test", "192.0.2.4")
-    peers = result(make(fake, clock).resolve(uri("sip:bob@example.test;maddr=proxy.example.test")))
+    resolver = make(fake, clock)
+    peers = result(resolver.resolve(uri("sip:bob@example.test;maddr=proxy.example.test")))
     assert peers == [Peer("udp", "192.0.2.4", 5060)]
     assert all(name.endswith("proxy.example.test") for name, _ in fake.asked)
+    # Names are case-insensitive: the same cache entries.
+    asked = len(fake.asked)
+    assert result(resolver.resolve(uri("sip:bob@Example.TEST;maddr=Proxy.Example.Test"))) == peers
+    assert len(fake.asked) == asked
 
 
 def test_explicit_transport_the_node_lacks_fails(clock):

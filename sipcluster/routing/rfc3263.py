@@ -26,14 +26,11 @@ from collections import OrderedDict
 
 from twisted.internet import defer
 from twisted.internet.defer import TimeoutError as _DeferTimeoutError
-from twisted.logger import Logger
 from twisted.names import client, dns, error, hosts, resolve
 
 from sipcluster.schema import ConfigSection, Key, show
 from sipcluster.sip.uri import SipURI
 from sipcluster.transport.base import Peer, bare_host
-
-log = Logger()
 
 
 def _server_list(values):
@@ -209,7 +206,10 @@ def _is_address(host):
 
 
 def _records(rtype, answers):
-    """The payloads of C{answers} (twisted.names RRHeaders) of type C{rtype}, as plain tuples/strings."""
+    """
+    The payloads of C{answers} (twisted.names RRHeaders) of type C{rtype},
+    as plain tuples and strings: what the cache holds.
+    """
     out = []
     for rr in answers:
         if rr.type != rtype:
@@ -220,12 +220,13 @@ def _records(rtype, answers):
         elif rtype == dns.AAAA:
             out.append(socket.inet_ntop(socket.AF_INET6, p.address))
         elif rtype == dns.SRV:
-            out.append((p.priority, p.weight, p.port, p.target.name.decode("ascii").rstrip(".")))
+            out.append((p.priority, p.weight, p.port,
+                        p.target.name.decode("ascii").rstrip(".").lower()))
         elif rtype == dns.NAPTR:
             out.append((p.order, p.preference, p.flags.string.decode("ascii").lower(),
                         p.service.string.decode("ascii").upper(),
                         p.regexp.string.decode("ascii"),
-                        p.replacement.name.decode("ascii").rstrip(".")))
+                        p.replacement.name.decode("ascii").rstrip(".").lower()))
     return tuple(out)
 
 
@@ -422,7 +423,8 @@ class SIPResolver:
         if not isinstance(uri, SipURI):
             raise ResolutionFailed(str(uri), "not a sip or sips URI")
         # RFC 3263 4: TARGET is the maddr parameter if present, else the host.
-        target = bare_host(uri.param("maddr") or uri.host)
+        # DNS names compare case-insensitively (RFC 4343): one cache entry.
+        target = bare_host(uri.param("maddr") or uri.host).lower()
         secure = uri.scheme == "sips"
         if type(transports) is not tuple:
             transports = tuple(transports)
