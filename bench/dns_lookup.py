@@ -7,8 +7,9 @@ asks it anything (the goal: no DNS question on the hot path).
 
     .venv/bin/python bench/dns_lookup.py [--seconds N]
 
-Prints microseconds of CPU (best of three rounds) per resolve for each URI shape, through resolve() (an
-already fired Deferred) and cached_peers() (no Deferred).
+Prints microseconds of CPU (best of three rounds) per resolve for each URI
+shape, through resolve() (an already fired Deferred) and cached_peers() (no
+Deferred).
 """
 
 import argparse
