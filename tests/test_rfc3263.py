@@ -505,6 +505,8 @@ def test_from_config(clock):
     resolver = SIPResolver.from_config(Section, clock)
     assert resolver.negative_ttl == 7 and resolver.cache.max_entries == 5
     assert resolver.resolver.servers == [("127.0.0.9", 5399)]
+    assert resolver.address_types == (A, AAAA)
+    assert SIPResolver.from_config(Section, clock, ipv6=False).address_types == (A,)
     assert sorted(CONFIG.keys) == ["max_cache_entries", "negative_ttl_s", "servers", "timeout_s"]
 
 

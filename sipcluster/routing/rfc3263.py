@@ -271,10 +271,15 @@ class SIPResolver:
         self._transport_sets = {}
 
     @classmethod
-    def from_config(cls, section, reactor):
-        """The resolver of a node from its C{[dns]} section (L{CONFIG})."""
+    def from_config(cls, section, reactor, ipv6=True):
+        """
+        The resolver of a node from its C{[dns]} section (L{CONFIG});
+        C{ipv6} False for a node with no IPv6 listen address, which could
+        not send to the addresses of AAAA records.
+        """
         return cls(build_dns_resolver(section.servers, section.timeout_s, reactor), reactor,
-                   negative_ttl=section.negative_ttl_s, max_entries=section.max_cache_entries)
+                   negative_ttl=section.negative_ttl_s, max_entries=section.max_cache_entries,
+                   ipv6=ipv6)
 
     # -- the API ----------------------------------------------------------
 
