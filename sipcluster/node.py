@@ -33,6 +33,7 @@ from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.routing.clusterdns import ClusterDNSService, ClusterZone, parse_regions
 from sipcluster.routing.local import LocalRequests, RequestURITarget
 from sipcluster.routing.location import LocationTargets
+from sipcluster.routing.rfc3263 import SIPResolver
 from sipcluster.schema import ConfigError, ConfigSection, Key, domain_list, listen_list
 from sipcluster.services import Following, Lifecycle, OrderedServices, Repeating
 from sipcluster.transaction.layer import TransactionLayer
@@ -166,7 +167,9 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
 
     @param reactor: provides IReactorTime, IReactorUDP, IReactorTCP (and
         IReactorSocket with workers); tests pass a MemoryReactorClock.
-    @param resolver: what names next hops (getHostByName), or None.
+    @param resolver: what finds the addresses of next hops named by host
+        name (a L{SIPResolver}: C{resolve(uri, transports)}), or None for
+        the RFC 3263 resolver the [dns] section describes.
     @param location: a location service to use instead of the
         configured one (tests).
     @param worker: the index of this worker process, or None.
@@ -230,9 +233,15 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
             node.zone = ClusterZone(node.membership, host, config.cluster.dns_ttl_s,
                                     parse_regions(config.cluster.dns_regions))
     node.location = location = location or MemoryLocationService(reactor)
+    # UDP first: the order RFC 3263 4.1 tries SRV names in without NAPTR.
+    transports = tuple(t for t in ("udp", "tcp") if any(a.transport == t for a in sip.listen))
+    if resolver is None:
+        # RFC 3263 next hops, on twisted.names ([dns]).
+        resolver = SIPResolver.from_config(config.dns, reactor,
+                                           ipv6=any(":" in a.host for a in sip.listen))
     node.forwarder = forwarder = Forwarder(
         transport, sip.domains, record_route=sip.record_route, resolver=resolver,
-        server_header=sip.server_header)
+        server_header=sip.server_header, transports=transports)
     timers = TimerValues.from_config(config.timers)
     if stateful:
         node.transactions = TransactionLayer(transport, reactor, timers)

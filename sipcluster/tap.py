@@ -91,7 +91,7 @@ def makeService(options, reactor=None):
     level = config.log.level
     Lifecycle("process", lambda: (apply_log_level(level), tune_gc())).setServiceParent(top)
     try:
-        node = build_node(config, reactor, resolver=_resolver(reactor), worker=options["worker"])
+        node = build_node(config, reactor, worker=options["worker"])
     except configuration.ConfigError as e:
         # The one line an operator needs, not a traceback (twistd prints
         # what SystemExit carries and exits 1).
@@ -101,7 +101,3 @@ def makeService(options, reactor=None):
         WorkerPool(reactor, config.node.workers - 1, options.argv).setServiceParent(top)
     return top
 
-
-def _resolver(reactor):
-    from twisted.internet.base import ThreadedResolver
-    return ThreadedResolver(reactor)

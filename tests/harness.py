@@ -141,6 +141,13 @@ class NodeReactor(MemoryReactorClock):
         return sock
 
 
+class NoDNS:
+    """A resolver of next-hop names that knows none (tests send no DNS)."""
+
+    def resolve(self, uri, transports):
+        return defer.fail(LookupError(uri.host))
+
+
 class NodeHarness:
     """
     A node made by L{build_node} from C{settings} (a TOML-like dict of
@@ -148,7 +155,7 @@ class NodeHarness:
     by datagrams and a clock.
     """
 
-    def __init__(self, settings=None, location=None, host="127.0.0.1", port=5060):
+    def __init__(self, settings=None, location=None, host="127.0.0.1", port=5060, resolver=None):
         from sipcluster import config
         from sipcluster.node import build_node
         data = {"sip": {"listen": ["udp:%s:%d" % (host, port), "tcp:%s:%d" % (host, port)]}}
@@ -157,7 +164,8 @@ class NodeHarness:
         data.setdefault("node", {}).setdefault("id", "test-node")
         self.config = config.build(data, "test.toml")
         self.clock = self.reactor = NodeReactor()
-        self.node = build_node(self.config, self.reactor, location=location)
+        self.node = build_node(self.config, self.reactor, location=location,
+                               resolver=resolver or NoDNS())
         self.node.startService()
         self.layer = self.node.transport
         self.host, self.port = host, port

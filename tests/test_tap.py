@@ -1,7 +1,7 @@
 """Tests for start-up: the twistd options, makeService and the worker pool."""
 
 import pytest
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 
 from sipcluster.tap import Options, makeService
 from sipcluster.workers import WorkerPool, without_options

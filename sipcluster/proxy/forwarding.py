@@ -88,12 +88,14 @@ class Forwarder:
     """
 
     def __init__(self, transport, domains, record_route=True, resolver=None,
-                 server_header=""):
+                 server_header="", transports=("udp", "tcp")):
         self.transport = transport
         self.domains = frozenset(domains)
         self.record_route = record_route
         self.resolver = resolver
         self.server_header = server_header
+        # The transports this node has: what RFC 3263 may choose among.
+        self.transports = tuple(transports)
 
     # -- 16.3 ---------------------------------------------------------------
 
@@ -197,6 +199,38 @@ class Forwarder:
         out.push_via(self.transport.make_via(outbound, branch, out_v6))
         return out, next_uri, outbound
 
+    def for_peer(self, out, peer, branch=None, inbound=None):
+        """
+        C{out} (from L{prepare}) as it goes to C{peer}: when the resolver
+        chose another transport than the URI suggested (RFC 3263 NAPTR/SRV),
+        or another address family, or a new transaction asks for a new
+        C{branch}, a copy whose top Via says so -- and whose Record-Route,
+        when we record-route, names our side toward C{peer}; else C{out}
+        itself.  C{inbound}: the (transport, host) the request came from.
+        """
+        via = out.top_via
+        v6 = ":" in peer.host
+        moved = via.transport.lower() != peer.transport or (":" in via.host) != v6
+        if branch is None and not moved:
+            return out
+        out = out.copy()
+        out.pop_via()
+        out.push_via(self.transport.make_via(peer.transport, branch or via.branch, v6))
+        if moved and inbound is not None and self.record_route and \
+                out.method in DIALOG_CREATING and out.to_tag is None:
+            # Our one or two entries (16.6 step 4) on top, made again for
+            # the side the request now leaves by.
+            for value in out.values("record-route")[:2]:
+                if not self.is_own_uri(Address.parse(value).uri):
+                    break
+                out.pop_first("record-route")
+            inbound_uri = str(self.transport.record_route_uri(inbound[0], ":" in inbound[1]))
+            out.add("record-route", "<%s>" % inbound_uri, top=True)
+            outbound_uri = str(self.transport.record_route_uri(peer.transport, v6))
+            if outbound_uri != inbound_uri:
+                out.add("record-route", "<%s>" % outbound_uri, top=True)
+        return out
+
     def next_hop_uri(self, request):
         """
         RFC 3261 16.6 steps 6-7: the URI whose address we send to, fixing a
@@ -242,24 +276,36 @@ class Forwarder:
 
     def resolve(self, uri, transport, received=None):
         """
-        A Deferred firing with the L{Peer} to send to for C{uri}.  Numeric
-        hosts need no lookup; names go through the resolver (A records; RFC
-        3263 SRV/NAPTR selection is the job of a resolver plugged in here).
+        A Deferred firing with the L{Peer}s to try in turn for C{uri} (RFC
+        3263 4.3): one for a flow or a numeric host; for a name, what the
+        resolver's NAPTR, SRV and A/AAAA lookups give, in order.  Fails
+        with L{Respond} 502 when the name does not resolve.
         """
         try:
             peer = self.numeric_peer(uri, transport, received)
         except Respond:
             return defer.fail()
         if peer is not None:
-            return defer.succeed(peer)
+            return defer.succeed([peer])
         host = bare_host(uri.param("maddr") or uri.host)
-        port = uri.port or (5061 if uri.scheme == "sips" else 5060)
         if self.resolver is None:
             return defer.fail(Respond(502, "Cannot resolve %s" % host))
-        d = self.resolver.getHostByName(host)
-        d.addCallbacks(lambda ip: Peer(transport, ip, port),
-                       lambda f: _raise(Respond(502, "Cannot resolve %s" % host)))
+        d = self.resolver.resolve(uri, self.transports)
+        d.addErrback(lambda f: _raise(Respond(502, "Cannot resolve %s" % host)))
         return d
+
+    def cached_peers(self, uri):
+        """
+        The L{Peer}s of L{resolve} for a name when the resolver's cache has
+        them all (no Deferred, no DNS question: the hot path), else None.
+        """
+        cached = getattr(self.resolver, "cached_peers", None)
+        if cached is None:
+            return None
+        try:
+            return cached(uri, self.transports)
+        except Exception:
+            return None  # let resolve() say why
 
     # -- local answers --------------------------------------------------------
 

@@ -15,7 +15,7 @@ from sipcluster.proxy.context import ResponseContext, group_by_q
 from sipcluster.proxy.core import ProxyCore
 from sipcluster.proxy.pipeline import RequestContext, Respond, error_status
 from sipcluster.proxy.stateless import forward_response_stateless, forward_stateless
-from sipcluster.transaction.layer import ITransactionUser
+from sipcluster.transaction.layer import IClientTransactionOwner, ITransactionUser
 
 
 @implementer(ITransactionUser)
@@ -128,11 +128,13 @@ class StatefulProxy:
         target = branch.target
         if not self.pipeline.branch:
             # The usual case, without a Deferred: nothing edits the copy
-            # and the next hop is an address.
+            # and the next hop is an address, or a name the resolver's
+            # cache knows.
             try:
                 peer = self.forwarder.numeric_peer(next_uri, transport, target.received)
-                if peer is not None:
-                    self._send_branch(rc, branch, out, peer)
+                peers = [peer] if peer is not None else self.forwarder.cached_peers(next_uri)
+                if peers:
+                    self._send_branch(rc, branch, out, peers)
                     return
             except Exception as e:
                 self._branch_error(rc, branch, e)
@@ -141,18 +143,23 @@ class StatefulProxy:
         else:
             d = self.pipeline.run_branch(context, out, target)
             d.addCallback(lambda _: self.forwarder.resolve(next_uri, transport, target.received))
-        d.addCallback(lambda peer: self._send_branch(rc, branch, out, peer))
+        d.addCallback(lambda peers: self._send_branch(rc, branch, out, peers))
         d.addErrback(lambda f: self._branch_error(rc, branch, f.value, f))
 
-    def _send_branch(self, rc, branch, out, peer):
+    def _send_branch(self, rc, branch, out, peers):
+        """Send C{out} to the first of C{peers}; the others are its RFC 3263 4.3 fallbacks."""
         if rc.cancelled and rc.is_invite:
             rc.branch_failed(branch, 487)
             return
+        peer = peers[0]
         if self.transport.is_local(peer.host, peer.port):
             # The next hop is this node: the copy would come back to us
             # until Max-Forwards runs out.
             raise Respond(482, "Loop Detected (next hop is this node)")
-        tx = self.transactions.start_client(out, peer, rc)
+        source = rc.context.source
+        out = self.forwarder.for_peer(out, peer, inbound=(source.transport, source.host))
+        owner = rc if len(peers) == 1 else NextAddress(self, rc, branch, out, peers[1:])
+        tx = self.transactions.start_client(out, peer, owner)
         rc.branch_started(branch, tx)
 
     def _branch_error(self, rc, branch, error, failure=None):
@@ -206,4 +213,53 @@ class StatefulProxy:
             self.pipeline.dialog_event("dialog_ended", request, response)
 
 
-__all__ = ["StatefulProxy"]
+@implementer(IClientTransactionOwner)
+class NextAddress:
+    """
+    The owner of a branch's client transaction while the next hop has
+    further addresses (RFC 3263 4.3): a timeout, a transport error or a 503
+    from one address sends the request to the next, in a new transaction
+    (a new branch), before the response context hears of a failure; the
+    caller never sees the 503 of an address that was not the last.
+    """
+
+    def __init__(self, proxy, rc, branch, out, peers):
+        self.proxy = proxy
+        self.rc = rc
+        self.branch = branch
+        self.out = out
+        self.peers = list(peers)
+        self.tried = 1
+
+    def response_received(self, tx, response):
+        if response.status == 503 and self._next(tx):
+            return
+        self.rc.response_received(tx, response)
+
+    def timed_out(self, tx):
+        if not self._next(tx):
+            self.rc.timed_out(tx)
+
+    def transport_failed(self, tx):
+        if not self._next(tx):
+            self.rc.transport_failed(tx)
+
+    def _next(self, tx):
+        """Try the next address; False when none is left (or it is too late)."""
+        rc, branch = self.rc, self.branch
+        if not self.peers or branch.tx is not tx or branch.done or rc.final_sent:
+            return False
+        if rc.cancelled:
+            rc.branch_failed(branch, 487)
+            return True
+        peer = self.peers.pop(0)
+        self.tried += 1
+        # A new transaction: the same request with a new branch.
+        source = rc.context.source
+        out = self.proxy.forwarder.for_peer(self.out, peer, "%s.%d" % (
+            self.out.top_via.branch, self.tried), (source.transport, source.host))
+        branch.tx = self.proxy.transactions.start_client(out, peer, self)
+        return True
+
+
+__all__ = ["StatefulProxy", "NextAddress"]

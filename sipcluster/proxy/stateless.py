@@ -63,17 +63,22 @@ def forward_stateless(forwarder, pipeline, context, target, log):
         # the next hop is an address.  (Errors raised here are answered by
         # the pipeline's caller.)
         peer = forwarder.numeric_peer(next_uri, transport, target.received)
-        if peer is not None:
-            _send(peer, forwarder, out).addErrback(_failed, forwarder, context, log)
+        peers = [peer] if peer is not None else forwarder.cached_peers(next_uri)
+        if peers:
+            _send(peers, forwarder, out, context).addErrback(_failed, forwarder, context, log)
             return
         d = forwarder.resolve(next_uri, transport, target.received)
     else:
         d = pipeline.run_branch(context, out, target)
         d.addCallback(lambda _: forwarder.resolve(next_uri, transport, target.received))
-    d.addCallback(_send, forwarder, out).addErrback(_failed, forwarder, context, log)
+    d.addCallback(_send, forwarder, out, context).addErrback(_failed, forwarder, context, log)
 
 
-def _send(peer, forwarder, out):
+def _send(peers, forwarder, out, context):
+    # Without state there is no trying the next address (RFC 3263 4.3 is
+    # for transactions): the first one.
+    peer = peers[0]
+    out = forwarder.for_peer(out, peer, inbound=(context.source.transport, context.source.host))
     if forwarder.transport.is_local(peer.host, peer.port):
         # The next hop is this node: the request would only come back
         # until Max-Forwards runs out (16.3 step 4 finds it only when the
