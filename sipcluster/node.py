@@ -31,7 +31,10 @@ from sipcluster.proxy.stateless import StatelessProxy
 from sipcluster.registrar.registrar import Registrar
 from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.routing.local import LocalRequests, RequestURITarget
+from sipcluster.routing.destinations import CallCounter, DestinationFailover
 from sipcluster.routing.location import LocationTargets
+from sipcluster.routing.probes import DestinationProbes
+from sipcluster.routing.rules import RoutingRules
 from sipcluster.schema import ConfigError, ConfigSection, Key, domain_list, listen_list
 from sipcluster.services import Following, Lifecycle, OrderedServices, Repeating
 from sipcluster.transaction.layer import TransactionLayer
@@ -119,6 +122,7 @@ class SIPNode(OrderedServices):
         self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
         self.admission = None
+        self.routing = self.destinations = self.probes = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -262,6 +266,24 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     add(LocationTargets(location, forwarder, cluster_routing))
     add(RequestURITarget())
 
+    # -- routing: rules and destination sets, before the location service ------
+    routing = config.routing
+    if routing.rules or routing.sets:
+        node.destinations = routing.sets
+        calls = CallCounter() if stateful else None
+        for dset in routing.sets.values():
+            dset.calls = calls
+        node.routing = pipeline.add(
+            RoutingRules(routing.rules, routing.sets, pipeline.named("location")),
+            before="location")
+        if stateful:
+            add(DestinationFailover(calls))
+        probed = [dset for dset in routing.sets.values() if dset.probe_interval]
+        if probed:
+            node.probes = DestinationProbes(probed, forwarder, node.transactions, reactor,
+                                            node_id=config.node.id)
+    # -- end of routing ------------------------------------------------------------
+
     # -- services, in start order ------------------------------------------------
     if node.cdr_file is not None:
         Lifecycle("cdr-file", node.cdr_file.open, node.cdr_file.close).setServiceParent(node)
@@ -286,6 +308,8 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
             config.nat.keepalive_interval_s, config.nat.keepalive_method,
             config.nat.keepalive_remove, domain=sip.domains[0] if sip.domains else "localhost",
         ).setServiceParent(node)
+    if node.probes is not None:
+        node.probes.setServiceParent(node)
     Repeating("housekeeping", 30, node.housekeeping, reactor).setServiceParent(node)
     if node.membership is not None:
         Repeating("load", 5, node.publish_load, reactor).setServiceParent(node)
