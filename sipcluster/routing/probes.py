@@ -38,20 +38,29 @@ class DestinationProbes(service.Service):
         self.sent = 0
         self.pending = {}
         self._loops = []
+        self._starting = None
 
     def startService(self):
         service.Service.startService(self)
+        # The first round as soon as the node is up (its SIP listeners
+        # start after this service): it knows within one probe timeout
+        # which destinations are there.
+        self._starting = self.clock.callLater(0, self._start_loops)
+
+    def _start_loops(self):
+        self._starting = None
         for dset in self.sets:
             loop = LoopingCall(self.probe_set, dset)
             loop.clock = self.clock
-            # At once: a node starting knows within one probe timeout which
-            # destinations are there.
             loop.start(dset.probe_interval, now=True).addErrback(
                 lambda f: self.log.failure("probing failed", f))
             self._loops.append(loop)
 
     def stopService(self):
         service.Service.stopService(self)
+        if self._starting is not None and self._starting.active():
+            self._starting.cancel()
+        self._starting = None
         for loop in self._loops:
             if loop.running:
                 loop.stop()
