@@ -94,6 +94,12 @@ class ResponseContext:
 
     def branch_started(self, branch, tx):
         branch.tx = tx
+        if tx.state == "terminated" and tx.final is None:
+            # The first send failed inside start_client (a UDP socket
+            # error), before this branch knew its transaction: the
+            # transport_failed it reported found no branch.
+            self.transport_failed(tx)
+            return
         if self.is_invite and not branch.done:
             branch.timer_c = self.clock.callLater(self.timer_c, self._timer_c, branch)
         if branch.target.timeout and not branch.done:
@@ -198,7 +204,8 @@ class ResponseContext:
         still waits) rather than after Timer B/F's 64*T1.  An INVITE's
         client transaction is asked to cancel, which it does if a
         provisional response still comes (RFC 3261 9.1: no CANCEL before
-        one); any other request's transaction is ended.
+        one) and stops retransmitting; any other request's transaction is
+        ended.
         """
         branch.timer_fr = None
         if branch.done:
@@ -206,6 +213,9 @@ class ResponseContext:
         tx = branch.tx
         if tx is not None:
             if self.is_invite and hasattr(tx, "cancel"):
+                # No more retransmissions (as tm stops them on fr_timer);
+                # Timer B still ends the transaction.
+                tx.cancel_timer("A")
                 tx.cancel()
             else:
                 tx.terminate()
