@@ -234,6 +234,8 @@ def _check_config(args):
     if args.json:
         out = {name: dict(vars(getattr(cfg, name))) for name in configuration.SCHEMA}
         out["sip"]["listen"] = [str(a) for a in out["sip"]["listen"]]
+        out["routing"]["rules"] = [rule.table for rule in cfg.routing.rules]
+        out["routing"]["sets"] = {n: s.view() for n, s in cfg.routing.sets.items()}
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print("%s: OK" % args.config)

@@ -409,3 +409,23 @@ def test_set_errors_name_file_and_key(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as e:
         config.load(str(path))
     assert str(e.value).startswith(str(path) + ": ") and fragment in str(e.value), str(e.value)
+
+
+def test_a_probe_timeout_equal_to_the_interval_still_counts_every_round():
+    # The loadbalancer example: interval 1 s, timeout 1 s (the default).
+    node = lb(probe_interval_s=1, probe_failures=2)
+    d1 = node.h.node.destinations["lb"].destinations[0]
+    node.h.clock.advance(0)
+    for _ in range(2):
+        node.h.clock.advance(1.0)
+    assert not d1.up and d1.failures == 2
+
+
+def test_check_config_json_shows_rules_and_sets(tmp_path, capsys):
+    from sipcluster import cli
+    path = tmp_path / "lb.toml"
+    path.write_text('[[routing.rules]]\ndomain = "lb.test"\nset = "lb"\n'
+                    '[routing.sets.lb]\ndestinations = ["sip:127.0.0.51:5060"]\n')
+    assert cli.main(["check-config", str(path), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"set": "lb"' in out and '"uri": "sip:127.0.0.51:5060"' in out

@@ -71,8 +71,11 @@ class DestinationProbes(service.Service):
 
     def probe_set(self, dset):
         for destination in dset.destinations:
-            if id(destination) in self.pending:
-                continue  # the last one is still out: one at a time
+            pending = self.pending.get(id(destination))
+            if pending is not None:
+                # Still unanswered when the next one is due (a timeout
+                # equal to the interval): that one failed.
+                pending.failed()
             self.probe(destination)
 
     def probe(self, destination):

@@ -79,7 +79,8 @@ class Rule:
         table names).
     """
 
-    def __init__(self, name, tests, action, argument, prefixes=None):
+    def __init__(self, name, tests, action, argument, prefixes=None, table=None):
+        self.table = table if table is not None else {}
         self.name = name
         self.tests = tests
         self.action = action
@@ -213,7 +214,7 @@ def parse_rule(index, table):
         if actions:
             raise NestedKeyError(path(actions[0]), "a prefix table names the set itself: "
                                  "give no other action")
-        return Rule(get("name", "rule %d" % index), tests, "prefix", None, prefixes)
+        return Rule(get("name", "rule %d" % index), tests, "prefix", None, prefixes, table)
     if len(actions) != 1:
         raise NestedKeyError(base, "expected exactly one action of %s, got %s" % (
             ", ".join(ACTION_KEYS), ", ".join(actions) or "none"))
@@ -245,7 +246,7 @@ def parse_rule(index, table):
             raise NestedKeyError(path("status"), "expected a status from 300 to 399, got %s"
                                  % show(status))
         argument = (status, contacts)
-    return Rule(get("name", "rule %d" % index), tests, action, argument)
+    return Rule(get("name", "rule %d" % index), tests, action, argument, table=table)
 
 
 def _regex(value, path):
