@@ -32,6 +32,7 @@ from sipcluster.registrar.registrar import Registrar
 from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.routing.local import LocalRequests, RequestURITarget
 from sipcluster.routing.destinations import CallCounter, DestinationFailover
+from sipcluster.routing.hook import RoutingHook, load_hook
 from sipcluster.routing.location import LocationTargets
 from sipcluster.routing.probes import DestinationProbes
 from sipcluster.routing.rules import RoutingRules
@@ -268,13 +269,17 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
 
     # -- routing: rules and destination sets, before the location service ------
     routing = config.routing
-    if routing.rules or routing.sets:
+    if routing.rules or routing.sets or routing.hook:
         node.destinations = routing.sets
         calls = CallCounter() if stateful else None
         for dset in routing.sets.values():
             dset.calls = calls
+        hook = None
+        if routing.hook:
+            hook = RoutingHook(load_hook(routing.hook), reactor, routing.hook_timeout_s,
+                               routing.sets, routing.hook)
         node.routing = pipeline.add(
-            RoutingRules(routing.rules, routing.sets, pipeline.named("location")),
+            RoutingRules(routing.rules, routing.sets, pipeline.named("location"), hook),
             before="location")
         if stateful:
             add(DestinationFailover(calls))

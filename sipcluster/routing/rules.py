@@ -15,6 +15,7 @@ import re
 from sipcluster.proxy.forwarding import Target
 from sipcluster.proxy.pipeline import TARGETS, Respond, Stage
 from sipcluster.routing import destinations
+from sipcluster.routing.hook import load_hook
 from sipcluster.routing.prefix import PrefixTable, dialled_digits, read_prefix_file
 from sipcluster.schema import ConfigSection, CrossKeyError, Key, NestedKeyError, show
 from sipcluster.sip.errors import SIPError
@@ -273,6 +274,11 @@ def _in_networks(host, networks):
     return any(address in network for network in networks)
 
 
+def _hook_name(text):
+    load_hook(text)
+    return text
+
+
 def parse_rules(tables):
     return [parse_rule(i, table) for i, table in enumerate(tables)]
 
@@ -305,6 +311,12 @@ CONFIG = ConfigSection("routing", {
     "sets": Key(dict, {}, "Destination sets, one table per set ([routing.sets.NAME]) with its "
                 "destinations, algorithm, failover and probes. See \"Routing\".",
                 check=destinations.parse_sets),
+    "hook": Key(str, "", 'Programmable routing: "package.module:function" called with a read-only '
+                "view of the request and the candidate targets after the rules; it returns "
+                "targets, a set name, a rejection or None, maybe as a Deferred. Empty: none.",
+                check=_hook_name),
+    "hook_timeout_s": Key(float, 1.0, "Longest a routing hook's Deferred may take; then 500.",
+                          minimum=0.01, maximum=60),
 }, check=check_routing)
 
 
@@ -317,25 +329,32 @@ class RoutingRules(Stage):
     @ivar rules: the L{Rule}s, in order.
     @ivar sets: name -> L{DestinationSet}.
     @ivar location: the location stage, for the "location" action.
+    @ivar hook: a L{RoutingHook} or None.
     """
 
     name = "routing"
     points = (TARGETS,)
 
-    def __init__(self, rules, sets, location=None):
+    def __init__(self, rules, sets, location=None, hook=None):
         self.rules = rules
         self.sets = sets
         self.location = location
+        # A RoutingHook, asked after the rules (sipcluster.routing.hook).
+        self.hook = hook
         self.matched = {}
 
     def targets(self, context):
         request = context.request
         if request.to_tag is not None or request.has("route"):
             return None
+        result = None
         for rule in self.rules:
             if rule.matches(context):
-                return self.act(rule, context)
-        return None
+                result = self.act(rule, context)
+                break
+        if self.hook is not None:
+            return self.hook(context, result)
+        return result
 
     def decide(self, context):
         """The first matching rule, or None (for benchmarks and tests)."""
