@@ -32,6 +32,7 @@ from sipcluster.registrar.registrar import Registrar
 from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.routing.local import LocalRequests, RequestURITarget
 from sipcluster.routing.destinations import CallCounter, DestinationFailover
+from sipcluster.routing.emergency import EmergencyMark, EmergencyRouting
 from sipcluster.routing.hook import RoutingHook, load_hook
 from sipcluster.routing.location import LocationTargets
 from sipcluster.routing.probes import DestinationProbes
@@ -281,6 +282,15 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         node.routing = pipeline.add(
             RoutingRules(routing.rules, routing.sets, pipeline.named("location"), hook),
             before="location")
+        if routing.emergency_set:
+            # Marked before every request stage (admission and draining let
+            # it through), routed before every target stage.
+            first = pipeline.request[0].name if pipeline.request else None
+            mark = pipeline.add(EmergencyMark(routing.emergency_numbers), before=first)
+            pipeline.add(EmergencyRouting(routing.sets[routing.emergency_set]),
+                         before=pipeline.targets[0].name)
+            if node.dialogs is not None:
+                node.dialogs.on_end.insert(0, mark.mark_cdr)
         if stateful:
             add(DestinationFailover(calls))
         probed = [dset for dset in routing.sets.values() if dset.probe_interval]

@@ -297,6 +297,11 @@ def check_routing(values, sections):
                         raise CrossKeyError(
                             "routing.rules[%d].prefixes" % i, "prefix %s names set %s, which "
                             "is not in routing.sets" % (prefix, show(name)))
+    if values["emergency_set"] and values["emergency_set"] not in sets:
+        raise CrossKeyError("routing.emergency_set", "expected the name of a set of "
+                            "routing.sets, got %s" % show(values["emergency_set"]))
+    if values["emergency_numbers"] and not values["emergency_set"]:
+        raise CrossKeyError("routing.emergency_numbers", "needs routing.emergency_set")
     if sets and sections["node"]["mode"] != "stateful":
         for name, dset in sets.items():
             if dset.probe_interval:
@@ -315,6 +320,11 @@ CONFIG = ConfigSection("routing", {
                 "view of the request and the candidate targets after the rules; it returns "
                 "targets, a set name, a rejection or None, maybe as a Deferred. Empty: none.",
                 check=_hook_name),
+    "emergency_set": Key(str, "", "Destination set of emergency calls (RFC 5031 urn:service:sos, "
+                         "emergency_numbers): routed there before any rule, never refused by call "
+                         "admission or draining, marked in the CDR. Empty: no emergency routing."),
+    "emergency_numbers": Key(list, [], "Dialled numbers that are emergency calls (with "
+                             "emergency_set), e.g. [\"112\", \"911\"]."),
     "hook_timeout_s": Key(float, 1.0, "Longest a routing hook's Deferred may take; then 500.",
                           minimum=0.01, maximum=60),
 }, check=check_routing)
