@@ -31,7 +31,7 @@ from sipcluster.proxy.stateless import StatelessProxy
 from sipcluster.registrar.registrar import Registrar
 from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.routing.local import LocalRequests, RequestURITarget
-from sipcluster.routing.destinations import CallCounter, DestinationFailover
+from sipcluster.routing.destinations import CallCounter, DestinationFailover, PublishedView
 from sipcluster.routing.emergency import EmergencyMark, EmergencyRouting
 from sipcluster.routing.hook import RoutingHook, load_hook
 from sipcluster.routing.location import LocationTargets
@@ -124,7 +124,7 @@ class SIPNode(OrderedServices):
         self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
         self.admission = None
-        self.routing = self.destinations = self.probes = None
+        self.routing = self.destinations = self.probes = self.destination_view = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -293,6 +293,10 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
                 node.dialogs.on_end.insert(0, mark.mark_cdr)
         if stateful:
             add(DestinationFailover(calls))
+        if node.membership is not None and routing.sets:
+            node.destination_view = PublishedView(
+                node.etcd, node.membership, config.store.prefix, config.node.id, routing.sets,
+                reactor)
         probed = [dset for dset in routing.sets.values() if dset.probe_interval]
         if probed:
             node.probes = DestinationProbes(probed, forwarder, node.transactions, reactor,
@@ -325,6 +329,9 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         ).setServiceParent(node)
     if node.probes is not None:
         node.probes.setServiceParent(node)
+    if node.destination_view is not None:
+        Repeating("destination-view", 2, node.destination_view.publish,
+                  reactor).setServiceParent(node)
     Repeating("housekeeping", 30, node.housekeeping, reactor).setServiceParent(node)
     if node.membership is not None:
         Repeating("load", 5, node.publish_load, reactor).setServiceParent(node)

@@ -11,6 +11,7 @@ L{sipcluster.routing.probes} changes it.
 """
 
 import hashlib
+import json
 import math
 
 from twisted.logger import Logger
@@ -338,6 +339,36 @@ class DestinationFailover(Stage):
 
     def call_failed(self, request, response, started):
         self.calls.end(request)
+
+
+class PublishedView:
+    """
+    Publishes what this node sees of its sets (each destination's state,
+    active calls, last probe) at C{<prefix>/destinations/<node-id>}, under
+    the node's membership lease so that a dead node's view goes with it;
+    C{sipcluster destinations} reads every node's.
+    """
+
+    def __init__(self, store, membership, prefix, node_id, sets, clock):
+        self.store = store
+        self.membership = membership
+        self.key = "%s/destinations/%s" % (prefix, node_id)
+        self.node_id = node_id
+        self.sets = sets
+        self.clock = clock
+        self.published = 0
+
+    def record(self):
+        return {"node": self.node_id, "time": self.clock.seconds(),
+                "sets": [dset.view() for dset in self.sets.values()]}
+
+    def publish(self):
+        lease = self.membership.lease
+        if lease is None:
+            return None  # not a member yet: the view would outlive us
+        self.published += 1
+        value = json.dumps(self.record(), sort_keys=True).encode("utf-8")
+        return self.store.put(self.key, value, lease).addErrback(lambda f: None)
 
 
 # -- configuration ------------------------------------------------------------------
