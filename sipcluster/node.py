@@ -36,6 +36,7 @@ from sipcluster.routing.emergency import EmergencyMark, EmergencyRouting
 from sipcluster.routing.hook import RoutingHook, load_hook
 from sipcluster.routing.location import LocationTargets
 from sipcluster.routing.probes import DestinationProbes
+from sipcluster.routing.reload import RoutingReload
 from sipcluster.routing.rules import RoutingRules
 from sipcluster.schema import ConfigError, ConfigSection, Key, domain_list, listen_list
 from sipcluster.services import Following, Lifecycle, OrderedServices, Repeating
@@ -125,6 +126,7 @@ class SIPNode(OrderedServices):
         self.cdr_file = None
         self.admission = None
         self.routing = self.destinations = self.probes = self.destination_view = None
+        self.routing_reload = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -293,14 +295,17 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
                 node.dialogs.on_end.insert(0, mark.mark_cdr)
         if stateful:
             add(DestinationFailover(calls))
-        if node.membership is not None and routing.sets:
+        if node.membership is not None:
             node.destination_view = PublishedView(
                 node.etcd, node.membership, config.store.prefix, config.node.id, routing.sets,
                 reactor)
-        probed = [dset for dset in routing.sets.values() if dset.probe_interval]
-        if probed:
-            node.probes = DestinationProbes(probed, forwarder, node.transactions, reactor,
-                                            node_id=config.node.id)
+        if stateful:
+            # (Also with nothing to probe yet: a reload may bring probes.)
+            node.probes = DestinationProbes(
+                [dset for dset in routing.sets.values() if dset.probe_interval],
+                forwarder, node.transactions, reactor, node_id=config.node.id)
+        if config.source:
+            node.routing_reload = RoutingReload(node, config.source, reactor)
     # -- end of routing ------------------------------------------------------------
 
     # -- services, in start order ------------------------------------------------
@@ -329,6 +334,8 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         ).setServiceParent(node)
     if node.probes is not None:
         node.probes.setServiceParent(node)
+    if node.routing_reload is not None:
+        node.routing_reload.setServiceParent(node)
     if node.destination_view is not None:
         Repeating("destination-view", 2, node.destination_view.publish,
                   reactor).setServiceParent(node)

@@ -69,6 +69,15 @@ class DestinationProbes(service.Service):
             probe.abandon()
         self.pending.clear()
 
+    def replace(self, sets):
+        """Probe C{sets} from now on (a reload): the old rounds stop, new ones start."""
+        running = self.running
+        if running:
+            self.stopService()
+        self.sets = list(sets)
+        if running:
+            self.startService()
+
     def probe_set(self, dset):
         for destination in dset.destinations:
             pending = self.pending.get(id(destination))

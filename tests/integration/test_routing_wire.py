@@ -294,3 +294,31 @@ def test_prefix_gateways_example_routes_by_the_longest_prefix(net, destinations)
         assert standby[1] == [200] and standby[0] in dests[5].got("INVITE")
     finally:
         caller.close()
+
+
+def test_sighup_reloads_rules_and_a_faulty_file_keeps_the_old_ones(net, destinations):
+    import signal
+    (dest,) = destinations(1)
+    path = net.tmp / "reload.toml"
+    sets = '[routing.sets.lb]\ndestinations = ["sip:%s:5060"]\n' % dest.host
+    path.write_text('[[routing.rules]]\ndomain = "lb.test"\nset = "lb"\n' + sets)
+    node = net.node("--config", str(path))
+    caller = UDPAgent(net.host)
+    try:
+        call_id, statuses, _ = message(caller, node)
+        assert statuses == [200] and call_id in dest.got("MESSAGE")
+        path.write_text('[[routing.rules]]\ndomain = "lb.test"\nreject = 403\nreason = "Reloaded"\n'
+                        + sets)
+        node.process.send_signal(signal.SIGHUP)
+        node.wait_log("routing reloaded from %s" % path, timeout=5)
+        assert message(caller, node)[1] == [403]
+        path.write_text('[[routing.rules]]\ndomain = "lb.test"\nreject = 200\n' + sets)
+        node.process.send_signal(signal.SIGHUP)
+        node.wait_log("routing reload failed", timeout=5)
+        failed = [line for line in node.log(tail=None).splitlines() if "routing reload" in line
+                  and "failed" in line]
+        assert len(failed) == 1 and str(path) in failed[0] and "routing.rules[0].reject" in failed[0]
+        assert message(caller, node)[1] == [403]  # the old (reloaded) rules
+        assert node.process.poll() is None
+    finally:
+        caller.close()
