@@ -74,8 +74,10 @@ class Destination(threading.Thread):
         if mode == "ring" and method == "INVITE":
             self.ringing[request.call_id] = request
             return make_response(request, 180, to_tag="d1")
+        # RFC 3261 12.1.1: the 2xx copies the Record-Route of the request.
         return make_response(request, 200, to_tag="d1", extra=[
-            ("Contact", "<sip:bob@%s:5060>" % self.host)])
+            ("Contact", "<sip:bob@%s:5060>" % self.host)] + [
+            ("Record-Route", v) for v in request.values("record-route")])
 
     def got(self, method):
         """Call-IDs of the C{method}s received, each once."""
