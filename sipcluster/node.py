@@ -31,7 +31,8 @@ from sipcluster.proxy.stateless import StatelessProxy
 from sipcluster.registrar.registrar import Registrar
 from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.routing.local import LocalRequests, RequestURITarget
-from sipcluster.routing.destinations import CallCounter, DestinationFailover, PublishedView
+from sipcluster.routing.destinations import (
+    CallCounter, ClusterLoads, DestinationFailover, PublishedView)
 from sipcluster.routing.emergency import EmergencyMark, EmergencyRouting
 from sipcluster.routing.hook import RoutingHook, load_hook
 from sipcluster.routing.location import LocationTargets
@@ -126,7 +127,7 @@ class SIPNode(OrderedServices):
         self.cdr_file = None
         self.admission = None
         self.routing = self.destinations = self.probes = self.destination_view = None
-        self.routing_reload = None
+        self.routing_reload = self.destination_loads = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -296,6 +297,9 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         if stateful:
             add(DestinationFailover(calls))
         if node.membership is not None:
+            node.destination_loads = ClusterLoads(node.etcd, config.store.prefix, config.node.id)
+            for dset in routing.sets.values():
+                dset.loads = node.destination_loads
             node.destination_view = PublishedView(
                 node.etcd, node.membership, config.store.prefix, config.node.id, routing.sets,
                 reactor)
@@ -336,6 +340,9 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         node.probes.setServiceParent(node)
     if node.routing_reload is not None:
         node.routing_reload.setServiceParent(node)
+    if node.destination_loads is not None:
+        Following("destination-loads", node.destination_loads.start, node.destination_loads.stop,
+                  reactor).setServiceParent(node)
     if node.destination_view is not None:
         Repeating("destination-view", 2, node.destination_view.publish,
                   reactor).setServiceParent(node)

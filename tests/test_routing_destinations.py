@@ -429,3 +429,47 @@ def test_check_config_json_shows_rules_and_sets(tmp_path, capsys):
     assert cli.main(["check-config", str(path), "--json"]) == 0
     out = capsys.readouterr().out
     assert '"set": "lb"' in out and '"uri": "sip:127.0.0.51:5060"' in out
+
+
+def test_least_loaded_and_max_load_count_the_calls_other_nodes_published():
+    import json
+
+    from twisted.internet.task import Clock
+
+    from sipcluster.cluster.store import MemoryStore
+    from sipcluster.routing.destinations import ClusterLoads, PublishedView
+    clock = Clock()
+    store = MemoryStore(clock)
+    loads = ClusterLoads(store, "/sc", "node-a")
+    loads.start()
+    sets = parse_sets({"lb": {"algorithm": "least_loaded", "destinations": [
+        URIS[0], {"uri": URIS[1], "max_load": 3}]}})
+    dset = sets["lb"]
+    dset.loads = loads
+
+    def published(node, active):
+        record = {"node": node, "sets": [{"name": "lb", "destinations": [
+            {"uri": uri, "active": n} for uri, n in zip(URIS, active)]}]}
+        store.put("/sc/destinations/" + node, json.dumps(record).encode())
+        clock.advance(0)
+
+    published("node-b", [5, 1])
+    published("node-a", [0, 50])  # our own record: we count our calls live
+    assert dset.select(request_for()).uri.port == 5072
+    dset.destinations[1].active = 2  # 2 here + 1 on node-b = max_load 3
+    assert dset.select(request_for()).uri.port == 5071
+    store.delete("/sc/destinations/node-b")  # node-b left (its lease ended)
+    clock.advance(0)
+    dset.destinations[1].active = 0
+    # 0 and 0: round the set.
+    assert {dset.select(request_for()).uri.port for _ in range(2)} == {5071, 5072}
+
+    class Member:
+        lease = None
+    member = Member()
+    view = PublishedView(store, member, "/sc", "node-c", sets, clock)
+    assert view.publish() is None  # not a member yet
+    store.grant(10).addCallback(lambda lease: setattr(member, "lease", lease))
+    view.publish()
+    clock.advance(0)
+    assert loads.remote("lb", URIS[1]) == 0 and "node-c" in loads.others

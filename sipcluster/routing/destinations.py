@@ -64,8 +64,8 @@ class Destination:
         self.set = None
 
     @property
-    def available(self):
-        return self.up and (not self.max_load or self.active < self.max_load)
+    def key(self):
+        return str(self.uri)
 
     def answered(self, alive):
         """A probe got an answer; C{alive} says whether its status counts."""
@@ -130,7 +130,17 @@ class DestinationSet:
         self.fallback = fallback
         self.sets = {name: self}
         self.calls = None
+        self.loads = None
         self._next = 0
+
+    def load(self, destination):
+        """
+        Calls through C{destination}: this node's, plus those the other
+        nodes of the cluster published (L{ClusterLoads}), when it follows them.
+        """
+        if self.loads is None:
+            return destination.active
+        return destination.active + self.loads.remote(self.name, destination.key)
 
     def alive_status(self, status):
         """Whether a probe answered C{status} means the destination is alive."""
@@ -142,7 +152,8 @@ class DestinationSet:
 
     def select(self, request, exclude=()):
         """The destination for C{request}, or None when none is available."""
-        candidates = [d for d in self.destinations if d.available and d not in exclude]
+        candidates = [d for d in self.destinations
+                      if d.up and d not in exclude and (not d.max_load or self.load(d) < d.max_load)]
         if not candidates:
             return None
         best = min(d.priority for d in candidates)
@@ -203,12 +214,13 @@ class DestinationSet:
         return user_of(request.uri)
 
     def _least_loaded(self, request, candidates):
-        # Fewest calls per unit of weight; ties go round the set so that
-        # an idle set still spreads.
+        # Fewest calls per unit of weight (over the cluster when it
+        # follows the others' views); ties go round the set so that an
+        # idle set still spreads.
         n = len(self.destinations)
         start = self._next
         index = {id(d): i for i, d in enumerate(self.destinations)}
-        best = min(candidates, key=lambda d: (d.active / d.weight,
+        best = min(candidates, key=lambda d: (self.load(d) / d.weight,
                                               (index[id(d)] - start) % n))
         self._next = (index[id(best)] + 1) % n
         return best
@@ -369,6 +381,58 @@ class PublishedView:
         self.published += 1
         value = json.dumps(self.record(), sort_keys=True).encode("utf-8")
         return self.store.put(self.key, value, lease).addErrback(lambda f: None)
+
+
+class ClusterLoads:
+    """
+    The calls the other nodes of the cluster have through each destination,
+    from the views they publish (L{PublishedView}, every 2 s), so that
+    least_loaded and max_load count the whole cluster's calls.
+    """
+
+    def __init__(self, store, prefix, node_id):
+        self.store = store
+        self.prefix = "%s/destinations/" % prefix
+        self.node_id = node_id
+        self.others = {}
+        self._watch = None
+
+    def start(self):
+        d = self.store.follow(self.prefix, self._events, self._resync)
+        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
+
+    def stop(self):
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+
+    def _resync(self, items, revision):
+        self.others = {}
+        for key, value, mod in items:
+            self._put(key, value)
+
+    def _events(self, events):
+        for kind, key, value, mod in events:
+            if kind == "delete":
+                self.others.pop(key[len(self.prefix):], None)
+            else:
+                self._put(key, value)
+
+    def _put(self, key, value):
+        node = key[len(self.prefix):]
+        if node == self.node_id:
+            return
+        try:
+            record = json.loads(value)
+            self.others[node] = {(dset["name"], d["uri"]): int(d.get("active", 0))
+                                 for dset in record["sets"] for d in dset["destinations"]}
+        except (ValueError, KeyError, TypeError):
+            self.others.pop(node, None)
+
+    def remote(self, set_name, uri):
+        """The calls other nodes last published through C{uri} of C{set_name}."""
+        key = (set_name, uri)
+        return sum(loads.get(key, 0) for loads in self.others.values())
 
 
 # -- configuration ------------------------------------------------------------------

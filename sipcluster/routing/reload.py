@@ -102,6 +102,7 @@ class RoutingReload(service.Service):
         calls = next((d.calls for d in old_sets.values()), None)
         for dset in sets.values():
             dset.calls = calls
+            dset.loads = node.destination_loads
         stage.rules = routing.rules
         stage.sets = sets
         stage.hook = (RoutingHook(hook, self.reactor, routing.hook_timeout_s, sets, routing.hook)
