@@ -136,8 +136,8 @@ def parse_rule(index, table):
         users = frozenset(_strings(table["from_user"], path("from_user"), "users"))
         tests.append(lambda c: user_of(c.request.from_.uri) in users)
     if "from_domain" in table:
-        domains = frozenset(d.lower() for d in _strings(table["from_domain"], path("from_domain"),
-                                                          "domains"))
+        domains = _strings(table["from_domain"], path("from_domain"), "domains")
+        domains = frozenset(d.lower() for d in domains)
         tests.append(lambda c: isinstance(c.request.from_.uri, SipURI)
                      and c.request.from_.uri.host.lower() in domains)
     if "source" in table:
@@ -150,8 +150,8 @@ def parse_rule(index, table):
                                      '"10.0.0.0/8", got %s' % show(text)) from None
         tests.append(lambda c: _in_networks(c.source.host, networks))
     if "transport" in table:
-        transports = frozenset(t.lower() for t in _strings(table["transport"], path("transport"),
-                                                             "transports"))
+        transports = _strings(table["transport"], path("transport"), "transports")
+        transports = frozenset(t.lower() for t in transports)
         if not transports <= {"udp", "tcp", "tls", "ws", "wss"}:
             raise NestedKeyError(path("transport"), "expected udp, tcp, tls, ws or wss, got %s"
                                  % show(table["transport"]))

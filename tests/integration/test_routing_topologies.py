@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.integration.nodes import NodeProcess, UDPAgent, next_host
-from tests.integration.test_routing_wire import Destination, destinations, finals_of  # noqa: F401
+from tests.integration.test_routing_wire import destinations, finals_of  # noqa: F401 (fixture)
 
 
 @pytest.fixture

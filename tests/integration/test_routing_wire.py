@@ -324,3 +324,37 @@ def test_sighup_reloads_rules_and_a_faulty_file_keeps_the_old_ones(net, destinat
         assert node.process.poll() is None
     finally:
         caller.close()
+
+
+def test_emergency_calls_reach_their_set_on_a_full_node(net, destinations):
+    sos, other = destinations(2)
+    other.mode = "ring"  # a call that stays in set-up: the node is full
+    path = net.tmp / "sos.toml"
+    path.write_text('''
+[cluster]
+max_dialogs = 1
+[routing]
+emergency_set = "sos"
+emergency_numbers = ["112"]
+[[routing.rules]]
+domain = "lb.test"
+next_hop = "sip:%s:5060"
+[routing.sets.sos]
+destinations = ["sip:%s:5060"]
+''' % (other.host, sos.host))
+    node = net.node("--config", str(path))
+    caller = UDPAgent(net.host)
+    try:
+        ringing, data = request(caller, node, "INVITE", "sip:bob@lb.test")
+        caller.send(data, (node.host, 5060))
+        time.sleep(0.5)
+        refused, data = request(caller, node, "INVITE", "sip:carol@lb.test")
+        caller.send(data, (node.host, 5060))
+        assert [m.status for m in finals_of(caller, call_id=refused)] == [503]
+        for uri in ("urn:service:sos", "sip:112@lb.test"):
+            call_id, data = request(caller, node, "INVITE", uri)
+            caller.send(data, (node.host, 5060))
+            assert [m.status for m in finals_of(caller, call_id=call_id)] == [200], uri
+            assert call_id in sos.got("INVITE")
+    finally:
+        caller.close()
