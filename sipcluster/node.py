@@ -127,7 +127,7 @@ class SIPNode(OrderedServices):
         self.cdr_file = None
         self.admission = None
         self.routing = self.destinations = self.probes = self.destination_view = None
-        self.routing_reload = self.destination_loads = None
+        self.routing_reload = self.destination_loads = self.destination_calls = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -275,7 +275,7 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     routing = config.routing
     if routing.rules or routing.sets or routing.hook:
         node.destinations = routing.sets
-        calls = CallCounter() if stateful else None
+        calls = node.destination_calls = CallCounter(reactor) if stateful else None
         for dset in routing.sets.values():
             dset.calls = calls
         hook = None
@@ -340,6 +340,10 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         node.probes.setServiceParent(node)
     if node.routing_reload is not None:
         node.routing_reload.setServiceParent(node)
+    if node.destination_calls is not None:
+        Repeating("destination-calls", 60,
+                  lambda: node.destination_calls.sweep(config.cluster.dialog_max_s),
+                  reactor).setServiceParent(node)
     if node.destination_loads is not None:
         Following("destination-loads", node.destination_loads.start, node.destination_loads.stop,
                   reactor).setServiceParent(node)

@@ -473,3 +473,15 @@ def test_least_loaded_and_max_load_count_the_calls_other_nodes_published():
     view.publish()
     clock.advance(0)
     assert loads.remote("lb", URIS[1]) == 0 and "node-c" in loads.others
+
+
+def test_calls_whose_bye_never_came_are_forgotten_after_the_longest_call():
+    node = lb(algorithm="least_loaded")
+    dset = node.h.node.destinations["lb"]
+    call(node, 1)
+    ((_, fwd),) = where(node, node.out())
+    node.send(reply(fwd, 200), D1)
+    node.out()
+    assert dset.destinations[0].active == 1
+    node.h.clock.advance(14400 + 61)  # cluster.dialog_max_s, then a sweep
+    assert dset.destinations[0].active == 0

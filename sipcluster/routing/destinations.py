@@ -283,27 +283,43 @@ class CallCounter:
     max_load): counted from the INVITE sent to it until the call fails,
     moves to another destination, or its BYE is answered.
 
-    @ivar calls: (Call-ID, From tag) -> L{Destination}.
+    @ivar calls: (Call-ID, From tag) -> (L{Destination}, when it started).
     """
 
-    def __init__(self):
+    def __init__(self, clock=None):
+        self.clock = clock
         self.calls = {}
+
+    def _now(self):
+        return self.clock.seconds() if self.clock is not None else 0.0
 
     def start(self, request, destination):
         key = (request.call_id, request.from_tag)
         previous = self.calls.get(key)
         if previous is not None:
-            previous.active -= 1
-        self.calls[key] = destination
+            previous[0].active -= 1
+        self.calls[key] = (destination, self._now())
         destination.active += 1
 
     def end(self, request):
-        destination = self.calls.pop((request.call_id, request.from_tag), None)
-        if destination is None and request.method == "BYE":
+        entry = self.calls.pop((request.call_id, request.from_tag), None)
+        if entry is None and request.method == "BYE":
             # A BYE from the callee has the tags the other way round.
-            destination = self.calls.pop((request.call_id, request.to_tag), None)
-        if destination is not None:
-            destination.active -= 1
+            entry = self.calls.pop((request.call_id, request.to_tag), None)
+        if entry is not None:
+            entry[0].active -= 1
+
+    def sweep(self, max_age):
+        """
+        Forget calls older than C{max_age} seconds (cluster.dialog_max_s):
+        their BYE never came this way, and they would hold a destination's
+        count up for ever.
+        """
+        limit = self._now() - max_age
+        old = [key for key, (_, started) in self.calls.items() if started < limit]
+        for key in old:
+            self.calls.pop(key)[0].active -= 1
+        return len(old)
 
 
 class DestinationFailover(Stage):
