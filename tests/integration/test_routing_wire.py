@@ -358,3 +358,29 @@ destinations = ["sip:%s:5060"]
             assert call_id in sos.got("INVITE")
     finally:
         caller.close()
+
+
+def test_a_refused_tcp_connection_fails_over_at_once(net, destinations):
+    import socket
+    (alive,) = destinations(1)
+    closed = socket.socket()
+    closed.bind((next_host(), 0))  # bound, never listening: connections are refused
+    host, port = closed.getsockname()
+    path = net.tmp / "tcp.toml"
+    path.write_text('''
+[[routing.rules]]
+domain = "lb.test"
+set = "lb"
+[routing.sets.lb]
+algorithm = "priority"
+destinations = ["sip:%s:%d;transport=tcp", "sip:%s:5060"]
+''' % (host, port, alive.host))
+    node = net.node("--config", str(path))
+    caller = UDPAgent(net.host)
+    try:
+        call_id, statuses, took = message(caller, node)
+        assert statuses == [200] and call_id in alive.got("MESSAGE")
+        assert took < 1.5  # the transport error, not a timeout
+    finally:
+        caller.close()
+        closed.close()
