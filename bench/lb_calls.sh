@@ -49,9 +49,12 @@ run_step() {  # name pid rate
     local before after ok failed spread_before spread_after
     spread_before=($(uas_calls))
     before=$(ticks "$pid")
+    # Bounded in time: SIPp's own -timeout did not always end a step that
+    # lost calls; statistics every second so that the last line counts.
+    timeout -k 5 $((SECONDS_PER_STEP * 3 + 10)) \
     sipp -sf bench/sipp/uac_lb.xml "$HOST:5060" -s service -i "$HOST" -p $UAC_PORT \
         -r "$rate" -m "$calls" -l $((rate * 4)) -nostdin -timeout $((SECONDS_PER_STEP * 3)) \
-        -trace_stat -stf "$TMP/stat.csv" -fd 1000 >/dev/null 2>&1
+        -trace_stat -stf "$TMP/stat.csv" -fd 1 >/dev/null 2>&1
     after=$(ticks "$pid")
     spread_after=($(uas_calls))
     ok=$(tail -1 "$TMP/stat.csv" | awk -F';' '{print $16}')
