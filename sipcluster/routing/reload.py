@@ -65,6 +65,8 @@ class RoutingReload(service.Service):
         self.reloads = 0
         self.failures = 0
         self._previous = None
+        # A WorkerPool (node.workers > 1) whose processes get the signal too.
+        self.workers = None
 
     def startService(self):
         service.Service.startService(self)
@@ -80,6 +82,15 @@ class RoutingReload(service.Service):
     def _signalled(self, signum, frame):
         # Out of the signal handler, into the reactor.
         self.reactor.callFromThread(self.reload)
+        if self.workers is not None:
+            self.reactor.callFromThread(self._signal_workers)
+
+    def _signal_workers(self):
+        for process in list(self.workers.processes.values()):
+            try:
+                process.signalProcess("HUP")
+            except Exception:
+                pass  # (one that just ended is being restarted with the file as it is)
 
     def reload(self):
         """Read the file again and apply its routing; True when applied."""

@@ -384,3 +384,24 @@ destinations = ["sip:%s:%d;transport=tcp", "sip:%s:5060"]
     finally:
         caller.close()
         closed.close()
+
+
+def test_sighup_reloads_every_worker(net, destinations):
+    import signal
+    (dest,) = destinations(1)
+    path = net.tmp / "workers.toml"
+    sets = '[routing.sets.lb]\ndestinations = ["sip:%s:5060"]\n' % dest.host
+    path.write_text('[[routing.rules]]\ndomain = "lb.test"\nset = "lb"\n' + sets)
+    node = net.node("--config", str(path), "--workers", "2")
+    node.wait_log("(stateful) listening on", count=2)
+    path.write_text('[[routing.rules]]\ndomain = "lb.test"\nreject = 403\n' + sets)
+    node.process.send_signal(signal.SIGHUP)
+    node.wait_log("routing reloaded from %s" % path, count=2, timeout=10)
+    # One socket per request: SO_REUSEPORT spreads them over both workers.
+    statuses = []
+    for _ in range(12):
+        caller = UDPAgent(net.host)
+        statuses += message(caller, node)[1]
+        caller.close()
+    assert statuses == [403] * 12
+    assert node.process.poll() is None
