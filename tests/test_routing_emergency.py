@@ -104,3 +104,10 @@ def test_emergency_errors_name_the_key(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as e:
         config.load(str(path))
     assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_service_urn_no_stage_routes_is_still_416(stateless):
+    node = Node(stateless=stateless)
+    node.send(invite("urn:service:counseling"))
+    assert finals(node, node.out()) == [416]
