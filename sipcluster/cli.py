@@ -234,9 +234,44 @@ def _check_config(args):
     if args.json:
         out = {name: dict(vars(getattr(cfg, name))) for name in configuration.SCHEMA}
         out["sip"]["listen"] = [str(a) for a in out["sip"]["listen"]]
+        out["routing"]["rules"] = [rule.table for rule in cfg.routing.rules]
+        out["routing"]["sets"] = {n: s.view() for n, s in cfg.routing.sets.items()}
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print("%s: OK" % args.config)
+    return 0
+
+
+def _destinations(args):
+    """Every node's view of its destination sets (<prefix>/destinations/<node>)."""
+    client = _client(args)
+    prefix = _prefix(args) + "/destinations/"
+    now = time.time()
+    views = []
+    for key, value in _read_prefix(client, prefix):
+        try:
+            views.append(json.loads(value))
+        except ValueError:
+            continue
+    views.sort(key=lambda v: v.get("node", ""))
+    if args.json:
+        print(json.dumps(views, indent=2, sort_keys=True))
+        return 0
+    rows = []
+    for view in views:
+        for dset in view.get("sets", []):
+            for d in dset.get("destinations", []):
+                probe = d.get("last_probe")
+                if probe:
+                    when, status = probe
+                    probe = "%s, %ds ago" % (status or "no answer", max(0, now - when))
+                rows.append((dset.get("name"), d.get("uri"), view.get("node"), d.get("state"),
+                             d.get("active"), probe or "never"))
+    rows.sort(key=lambda r: (r[0] or "", r[1] or "", r[2] or ""))
+    if rows:
+        print(_table(rows, ["SET", "DESTINATION", "NODE", "STATE", "CALLS", "LAST PROBE"]))
+    else:
+        print("no destination sets published")
     return 0
 
 
@@ -252,6 +287,8 @@ def main(argv=None):
                             ("registrations", _registrations, "current bindings"),
                             ("leader", _leader, "the node holding leadership"),
                             ("calls", _calls, "dialogs in progress"),
+                            ("destinations", _destinations,
+                             "destination sets as each node sees them"),
                             ("drain", _drain, "stop a node taking new dialogs"),
                             ("undrain", lambda a: _drain(a, False), "let a drained node take dialogs again")):
         command = sub.add_parser(name, help=text)

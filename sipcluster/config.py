@@ -18,16 +18,17 @@ import tomllib
 from sipcluster import accounting, cluster, nat, node
 from sipcluster.cluster import store
 from sipcluster.registrar import registrar
-from sipcluster.routing import rfc3263
+from sipcluster.routing import rfc3263, rules
 from sipcluster.schema import (  # noqa: F401  (the vocabulary, for importers)
-    ConfigError, ConfigSection, CrossKeyError, Key, ListenAddress, parse_endpoint, show,
-    split_endpoints)
+    ConfigError, ConfigSection, CrossKeyError, Key, ListenAddress, NestedKeyError, parse_endpoint,
+    show, split_endpoints)
 from sipcluster.transaction import timers
 from sipcluster.transport import tcp
 
 # The sections, in the order README.rst documents them.
 SECTIONS = (node.NODE_CONFIG, node.SIP_CONFIG, registrar.CONFIG, nat.CONFIG, timers.CONFIG,
             tcp.CONFIG, store.CONFIG, cluster.CONFIG, rfc3263.CONFIG, accounting.CONFIG,
+            rules.CONFIG,
             node.LOG_CONFIG)
 SCHEMA = {section.name: section.keys for section in SECTIONS}
 
@@ -107,7 +108,8 @@ def build(data, source="<defaults>", overrides=None):
             try:
                 values[name] = key.convert(raw)
             except ValueError as e:
-                raise ConfigError("%s: %s: %s" % (where, dotted, e)) from None
+                raise ConfigError("%s: %s%s: %s" % (
+                    where, dotted, getattr(e, "path", ""), e)) from None
         sections[section] = values
     for section in SECTIONS:
         if section.check is None:

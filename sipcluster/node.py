@@ -31,9 +31,16 @@ from sipcluster.proxy.stateless import StatelessProxy
 from sipcluster.registrar.registrar import Registrar
 from sipcluster.routing.cluster import ClusterRouting
 from sipcluster.routing.clusterdns import ClusterDNSService, ClusterZone, parse_regions
+from sipcluster.routing.destinations import (
+    CallCounter, ClusterLoads, DestinationFailover, PublishedView)
+from sipcluster.routing.emergency import EmergencyMark, EmergencyRouting
+from sipcluster.routing.hook import RoutingHook, load_hook
 from sipcluster.routing.local import LocalRequests, RequestURITarget
 from sipcluster.routing.location import LocationTargets
+from sipcluster.routing.probes import DestinationProbes
+from sipcluster.routing.reload import RoutingReload
 from sipcluster.routing.rfc3263 import SIPResolver
+from sipcluster.routing.rules import RoutingRules
 from sipcluster.schema import ConfigError, ConfigSection, Key, domain_list, listen_list
 from sipcluster.services import Following, Lifecycle, OrderedServices, Repeating
 from sipcluster.transaction.layer import TransactionLayer
@@ -122,6 +129,8 @@ class SIPNode(OrderedServices):
         self.cdr_file = None
         self.admission = None
         self.zone = None
+        self.routing = self.destinations = self.probes = self.destination_view = None
+        self.routing_reload = self.destination_loads = self.destination_calls = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -278,6 +287,47 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     add(LocationTargets(location, forwarder, cluster_routing))
     add(RequestURITarget())
 
+    # -- routing: rules and destination sets, before the location service ------
+    routing = config.routing
+    if routing.rules or routing.sets or routing.hook:
+        node.destinations = routing.sets
+        calls = node.destination_calls = CallCounter(reactor) if stateful else None
+        for dset in routing.sets.values():
+            dset.calls = calls
+        hook = None
+        if routing.hook:
+            hook = RoutingHook(load_hook(routing.hook), reactor, routing.hook_timeout_s,
+                               routing.sets, routing.hook)
+        node.routing = pipeline.add(
+            RoutingRules(routing.rules, routing.sets, pipeline.named("location"), hook),
+            before="location")
+        if routing.emergency_set:
+            # Marked before every request stage (admission and draining let
+            # it through), routed before every target stage.
+            first = pipeline.request[0].name if pipeline.request else None
+            mark = pipeline.add(EmergencyMark(routing.emergency_numbers), before=first)
+            pipeline.add(EmergencyRouting(routing.sets[routing.emergency_set]),
+                         before=pipeline.targets[0].name)
+            if node.dialogs is not None:
+                node.dialogs.on_end.insert(0, mark.mark_cdr)
+        if stateful:
+            add(DestinationFailover(calls))
+        if node.membership is not None:
+            node.destination_loads = ClusterLoads(node.etcd, config.store.prefix, config.node.id)
+            for dset in routing.sets.values():
+                dset.loads = node.destination_loads
+            node.destination_view = PublishedView(
+                node.etcd, node.membership, config.store.prefix, config.node.id, routing.sets,
+                reactor)
+        if stateful:
+            # (Also with nothing to probe yet: a reload may bring probes.)
+            node.probes = DestinationProbes(
+                [dset for dset in routing.sets.values() if dset.probe_interval],
+                forwarder, node.transactions, reactor, node_id=config.node.id)
+        if config.source:
+            node.routing_reload = RoutingReload(node, config.source, reactor)
+    # -- end of routing ------------------------------------------------------------
+
     # -- services, in start order ------------------------------------------------
     if node.cdr_file is not None:
         Lifecycle("cdr-file", node.cdr_file.open, node.cdr_file.close).setServiceParent(node)
@@ -304,6 +354,20 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
             config.nat.keepalive_interval_s, config.nat.keepalive_method,
             config.nat.keepalive_remove, domain=sip.domains[0] if sip.domains else "localhost",
         ).setServiceParent(node)
+    if node.probes is not None:
+        node.probes.setServiceParent(node)
+    if node.routing_reload is not None:
+        node.routing_reload.setServiceParent(node)
+    if node.destination_calls is not None:
+        Repeating("destination-calls", 60,
+                  lambda: node.destination_calls.sweep(config.cluster.dialog_max_s),
+                  reactor).setServiceParent(node)
+    if node.destination_loads is not None:
+        Following("destination-loads", node.destination_loads.start, node.destination_loads.stop,
+                  reactor).setServiceParent(node)
+    if node.destination_view is not None:
+        Repeating("destination-view", 2, node.destination_view.publish,
+                  reactor).setServiceParent(node)
     Repeating("housekeeping", 30, node.housekeeping, reactor).setServiceParent(node)
     if node.membership is not None:
         Repeating("load", 5, node.publish_load, reactor).setServiceParent(node)

@@ -63,14 +63,19 @@ class Key:
     """
     The schema of one configuration key.
 
-    @ivar kind: C{str}, C{int}, C{float}, C{bool}, or C{list} (of strings).
+    @ivar kind: C{str}, C{int}, C{float}, C{bool}, C{list} (of C{item}),
+        or C{dict} (a TOML table, checked by C{check}).
+    @ivar item: what a list holds: C{str}, or C{dict} for an array of
+        tables (C{[[routing.rules]]}).
     @ivar check: optional callable converting/validating the value; raises
-        ValueError with what was expected.
+        ValueError with what was expected (L{NestedKeyError} to name a key
+        inside a table).
     """
 
     def __init__(self, kind, default, doc, choices=None, minimum=None,
-                 maximum=None, check=None):
+                 maximum=None, check=None, item=str):
         self.kind = kind
+        self.item = item
         self.default = default
         self.doc = doc
         self.choices = choices
@@ -82,7 +87,9 @@ class Key:
         if self.choices:
             return "one of %s" % ", ".join('"%s"' % c for c in self.choices)
         what = {str: "a string", int: "an integer", float: "a number",
-                bool: "true or false", list: "a list of strings"}[self.kind]
+                bool: "true or false", list: "a list of strings", dict: "a table"}[self.kind]
+        if self.kind is list and self.item is dict:
+            what = "an array of tables"
         if self.minimum is not None and self.maximum is not None:
             what += " from %s to %s" % (self.minimum, self.maximum)
         elif self.minimum is not None:
@@ -100,7 +107,9 @@ class Key:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             value = float(value) if ok else value
         elif kind is list:
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ok = isinstance(value, list) and all(isinstance(v, self.item) for v in value)
+        elif kind is dict:
+            ok = isinstance(value, dict)
         else:
             ok = isinstance(value, str)
         if not ok:
@@ -174,6 +183,27 @@ class ConfigSection:
         self.name = name
         self.keys = keys
         self.check = check
+
+
+class NestedKeyError(ValueError):
+    """
+    Raised by a key's check about a key inside its value (a table, an
+    array of tables): C{path} is appended to the key's dotted name
+    (C{"[2].user_regex"}, C{".gateways.algorithm"}), C{expected} says what
+    was wrong.
+    """
+
+    def __init__(self, path, expected):
+        ValueError.__init__(self, path, expected)
+        self.path = path
+        self.expected = expected
+
+    def __str__(self):
+        return self.expected
+
+    def inside(self, prefix):
+        """The same error, one level further out (C{prefix} before the path)."""
+        return NestedKeyError(prefix + self.path, self.expected)
 
 
 class CrossKeyError(ValueError):

@@ -98,6 +98,10 @@ def makeService(options, reactor=None):
         raise SystemExit("config error: %s" % e)
     node.setServiceParent(top)
     if config.node.workers > 1 and options["worker"] is None:
-        WorkerPool(reactor, config.node.workers - 1, options.argv).setServiceParent(top)
+        pool = WorkerPool(reactor, config.node.workers - 1, options.argv)
+        pool.setServiceParent(top)
+        if node.routing_reload is not None:
+            # SIGHUP to the node reloads its workers' routing too.
+            node.routing_reload.workers = pool
     return top
 

@@ -296,6 +296,10 @@ class DialogLimit(Stage):
         request = context.request
         if request.method != "INVITE" or request.to_tag is not None:
             return None
+        if context.vars.get("emergency"):
+            # Marked by sipcluster.routing.emergency: admission never
+            # refuses an emergency call.
+            return None
         if self.in_use() >= self.limit:
             self.refused += 1
             raise Respond(503, "Service Unavailable (call limit reached)")

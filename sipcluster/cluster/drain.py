@@ -77,6 +77,10 @@ class DrainGate(Stage):
         request = context.request
         if not self.draining or request.method != "INVITE" or request.to_tag is not None:
             return None
+        if context.vars.get("emergency"):
+            # Marked by sipcluster.routing.emergency: a draining node still
+            # takes emergency calls.
+            return None
         self.refused += 1
         if self.action == "redirect" and self.redirect_to is not None:
             target = self.redirect_to(getattr(request.uri, "user", None))

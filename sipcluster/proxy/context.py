@@ -18,7 +18,7 @@ CHALLENGE_HEADERS = ("www-authenticate", "proxy-authenticate")
 class Branch:
     """One forwarded copy of the request: its client transaction and outcome."""
 
-    __slots__ = ("target", "tx", "response", "done", "timer_c", "index")
+    __slots__ = ("target", "tx", "response", "done", "timer_c", "timer_fr", "index")
 
     def __init__(self, target, index):
         self.target = target
@@ -27,6 +27,8 @@ class Branch:
         self.response = None
         self.done = False
         self.timer_c = None
+        # The target's own timeout (Target.timeout): until any response.
+        self.timer_fr = None
 
 
 def group_by_q(targets):
@@ -92,8 +94,16 @@ class ResponseContext:
 
     def branch_started(self, branch, tx):
         branch.tx = tx
+        if tx.state == "terminated" and tx.final is None:
+            # The first send failed inside start_client (a UDP socket
+            # error), before this branch knew its transaction: the
+            # transport_failed it reported found no branch.
+            self.transport_failed(tx)
+            return
         if self.is_invite and not branch.done:
             branch.timer_c = self.clock.callLater(self.timer_c, self._timer_c, branch)
+        if branch.target.timeout and not branch.done:
+            branch.timer_fr = self.clock.callLater(branch.target.timeout, self._timer_fr, branch)
         if self.cancelled:
             tx.cancel()
 
@@ -112,8 +122,14 @@ class ResponseContext:
         if branch is None:
             return
         status = response.status
+        if branch.timer_fr is not None:
+            # Any answer, a 100 included, shows the next hop is there:
+            # from now on its transaction's timers and Timer C decide.
+            if branch.timer_fr.active():
+                branch.timer_fr.cancel()
+            branch.timer_fr = None
         if status < 200:
-            if status == 100:
+            if status == 100 or branch.done:
                 return
             if branch.timer_c is not None and branch.timer_c.active():
                 # RFC 3261 16.7 step 2: a provisional restarts Timer C.
@@ -145,11 +161,13 @@ class ResponseContext:
     def timed_out(self, tx):
         branch = self._branch_of(tx)
         if branch is not None:
+            self._tell_failed(branch, 408)
             self.branch_failed(branch, 408)
 
     def transport_failed(self, tx):
         branch = self._branch_of(tx)
         if branch is not None:
+            self._tell_failed(branch, 503)
             # RFC 3261 16.7 step 1 / 8.1.3.1: a transport error is a 503.
             self.branch_failed(branch, 503, "Service Unavailable (transport error)")
 
@@ -165,6 +183,44 @@ class ResponseContext:
         if branch.timer_c is not None and branch.timer_c.active():
             branch.timer_c.cancel()
         branch.timer_c = None
+        if branch.timer_fr is not None and branch.timer_fr.active():
+            branch.timer_fr.cancel()
+        branch.timer_fr = None
+
+    def _tell_failed(self, branch, status):
+        on_failed = branch.target.on_failed
+        if on_failed is not None and not branch.done:
+            try:
+                on_failed(branch.target, status)
+            except Exception:
+                self.proxy.log.failure("on_failed of {target} failed", target=branch.target)
+
+    # -- the target's own timeout (tm's fr_timer) ---------------------------------
+
+    def _timer_fr(self, branch):
+        """
+        The branch's target timed out before any response: fail it with
+        408 now (so failure stages may try another target while the caller
+        still waits) rather than after Timer B/F's 64*T1.  An INVITE's
+        client transaction is asked to cancel, which it does if a
+        provisional response still comes (RFC 3261 9.1: no CANCEL before
+        one) and stops retransmitting; any other request's transaction is
+        ended.
+        """
+        branch.timer_fr = None
+        if branch.done:
+            return
+        tx = branch.tx
+        if tx is not None:
+            if self.is_invite and hasattr(tx, "cancel"):
+                # No more retransmissions (as tm stops them on fr_timer);
+                # Timer B still ends the transaction.
+                tx.cancel_timer("A")
+                tx.cancel()
+            else:
+                tx.terminate()
+        self._tell_failed(branch, 408)
+        self.branch_failed(branch, 408, "Request Timeout (no answer from next hop)")
 
     # -- Timer C, CANCEL --------------------------------------------------------
 

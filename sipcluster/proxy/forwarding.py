@@ -31,18 +31,32 @@ class Target:
     """
     One element of the target set: the URI to put in the Request-URI, its
     q-value, and where to actually send it when that is not derived from the
-    URI (a NATed binding's source address, a Path route set).
+    URI (a NATed binding's source address, a Path route set, a next hop).
+
+    @ivar next_hop: a URI to send to instead of the Request-URI when the
+        request has no Route (Kamailio's destination URI, C{$du}): a
+        destination of a set, with the Request-URI left as it came.
+    @ivar timeout: seconds the branch may go without any response before
+        it fails with 408 (tm's fr_timer), or None for the transaction's
+        own timers; see L{sipcluster.proxy.context}.
+    @ivar on_failed: callable(target, status) told when this branch fails
+        without a response from downstream (its timeout, a transport
+        error), or None: passive health marking.
     """
 
-    __slots__ = ("uri", "q", "path", "received", "rank")
+    __slots__ = ("uri", "q", "path", "received", "rank", "next_hop", "timeout", "on_failed")
 
-    def __init__(self, uri, q=1.0, path=(), received=None, rank=0):
+    def __init__(self, uri, q=1.0, path=(), received=None, rank=0, next_hop=None,
+                 timeout=None, on_failed=None):
         self.uri = uri
         self.q = q
         self.path = list(path)
         self.received = received
         # Within one q, lower ranks are tried first (region preference).
         self.rank = rank
+        self.next_hop = next_hop
+        self.timeout = timeout
+        self.on_failed = on_failed
 
     def __repr__(self):
         return "<Target %s q=%s>" % (self.uri, self.q)
@@ -184,7 +198,10 @@ class Forwarder:
             # RFC 3327 5: the Path route set leads to the registered contact.
             for value in reversed(target.path):
                 out.add("route", value, top=True)
-        next_uri = self.next_hop_uri(out)
+        if target.next_hop is not None and not out.has("route"):
+            next_uri = target.next_hop
+        else:
+            next_uri = self.next_hop_uri(out)
         outbound = self.transport_for(next_uri, target.received)
         out_v6 = _is_v6(next_uri, target.received)
         if self.record_route and out.method in DIALOG_CREATING and out.to_tag is None:

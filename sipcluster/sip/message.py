@@ -21,7 +21,9 @@ from sipcluster.sip.via import CSeq, Via
 
 SIP_VERSION = "SIP/2.0"
 # Request-URI schemes a server handles; others get 416 (RFC 3261 8.2.2.1).
-SUPPORTED_SCHEMES = frozenset(["sip", "sips", "tel"])
+# urn: service URNs are Request-URIs a proxy routes (RFC 5031 9:
+# urn:service:sos); one that no stage routes is answered 416 later.
+SUPPORTED_SCHEMES = frozenset(["sip", "sips", "tel", "urn"])
 
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"  # undecodable bytes round-trip unchanged

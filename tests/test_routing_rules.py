@@ -1,0 +1,225 @@
+"""
+Routing rules (sipcluster.routing.rules) and prefix tables
+(sipcluster.routing.prefix): the [routing] section validated with one line
+naming file and key, every match and action, first match wins, the
+implicit last rule, on a whole node in memory.
+"""
+
+import pytest
+
+from sipcluster import config
+from sipcluster.config import ConfigError
+from sipcluster.routing.prefix import PrefixTable, dialled_digits, read_prefix_file
+from tests.test_proxy import FOREIGN, UAC, Node, invite, reply
+
+SET = {"lb": {"destinations": ["sip:127.0.0.51:5060", "sip:127.0.0.52:5060"]}}
+
+
+def routed(rules, sets=None, **kwargs):
+    return Node(settings={"routing": {"rules": rules, "sets": sets or {}}}, **kwargs)
+
+
+def final_to_caller(node, out=None):
+    out = node.out() if out is None else out
+    return [m for m in node.to(UAC, out) if m.status >= 200]
+
+
+def requests_to(node, addr, out):
+    return [m for m in node.to(addr, out) if hasattr(m, "method")]
+
+
+# -- configuration --------------------------------------------------------------
+
+def write(tmp_path, text):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('[[routing.rules]]\nuser_regex = "(("\nreject = 403\n',
+     "routing.rules[0].user_regex: expected a regular expression"),
+    ('[[routing.rules]]\nreject = 403\n[[routing.rules]]\nmethod = "INVITE"\nreject = 403\n',
+     "routing.rules[1].method: unknown key"),
+    ('[[routing.rules]]\nreject = 200\n', "routing.rules[0].reject: expected a status from 400"),
+    ('[[routing.rules]]\nuser = "a"\n', "routing.rules[0]: expected exactly one action"),
+    ('[[routing.rules]]\nreject = 403\nuri = "sip:a@b"\n', "expected exactly one action"),
+    ('[[routing.rules]]\nsource = "10.0.0.0/33"\nreject = 403\n', "routing.rules[0].source: expected a network"),
+    ('[[routing.rules]]\nuri = "mailto:a@b"\n', "routing.rules[0].uri: expected a sip: or sips: URI"),
+    ('[[routing.rules]]\nset = "nope"\n', 'routing.rules[0].set: expected the name of a set of routing.sets, got "nope"'),
+    ('[[routing.rules]]\nprefixes = {"44" = "uk"}\n', "routing.rules[0].prefixes: prefix 44 names set"),
+    ('[[routing.rules]]\nprefix_file = "/nonexistent.csv"\n', "routing.rules[0].prefix_file: /nonexistent.csv: cannot read"),
+    ('[[routing.rules]]\nlisten = "udp:1.2.3.4"\nreject = 403\n', "routing.rules[0].listen: expected"),
+    ('[[routing.rules]]\nheader_regex = "x"\nreject = 403\n', "routing.rules[0].header_regex: needs header"),
+    ('[routing]\nrules = ["x"]\n', "routing.rules: expected an array of tables"),
+])
+def test_rule_errors_name_file_and_key(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    message = str(e.value)
+    assert message.startswith(path + ": ") and "\n" not in message
+    assert fragment in message, message
+
+
+def test_a_valid_rule_file_loads(tmp_path):
+    prefixes = tmp_path / "prefixes.csv"
+    prefixes.write_text("# prefix,set\n44,lb\n+1-212,lb\n\n")
+    path = write(tmp_path, '''
+[[routing.rules]]
+methods = ["INVITE", "message"]
+domain = "LB.test"
+set = "lb"
+[[routing.rules]]
+prefix_file = "%s"
+[routing.sets.lb]
+destinations = ["sip:127.0.0.51:5060"]
+''' % prefixes)
+    cfg = config.load(path)
+    first, second = cfg.routing.rules
+    assert first.action == "set" and first.argument == "lb"
+    assert second.action == "prefix" and second.prefixes.longest("12125550100") == ("1212", "lb")
+
+
+# -- prefix tables ------------------------------------------------------------------
+
+def test_longest_prefix_wins():
+    table = PrefixTable([("4", "a"), ("44", "b"), ("4420", "c"), ("", "any")])
+    assert table.longest("442071234567") == ("4420", "c")
+    assert table.longest("441234") == ("44", "b")
+    assert table.longest("49") == ("4", "a")
+    assert table.longest("1") == ("", "any")
+    assert len(table) == 4
+    assert PrefixTable([("44", "b")]).longest("4") is None
+
+
+def test_dialled_digits_drop_plus_and_visual_separators():
+    assert dialled_digits("+44-20.7(123)") == "44207123"
+    assert dialled_digits("4420;phone-context=x") == "4420"
+    assert dialled_digits(None) == ""
+
+
+def test_prefix_file_errors_name_the_line(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("44,uk\nabc,uk\n")
+    with pytest.raises(ValueError) as e:
+        read_prefix_file(str(path))
+    assert "line 2" in str(e.value)
+
+
+# -- matches and actions on a node ----------------------------------------------------
+
+def test_next_hop_keeps_the_request_uri():
+    node = routed([{"domain": "lb.test", "next_hop": "sip:127.0.0.1:5071"}])
+    node.send(invite("sip:bob@lb.test"))
+    (fwd,) = requests_to(node, ("127.0.0.1", 5071), node.out())
+    assert str(fwd.uri) == "sip:bob@lb.test" and fwd.max_forwards == 69
+
+
+def test_uri_rewrites_the_request_uri():
+    node = routed([{"user": "bob", "uri": "sip:voicemail@127.0.0.1:5071"}])
+    node.send(invite("sip:bob@lb.test"))
+    (fwd,) = requests_to(node, ("127.0.0.1", 5071), node.out())
+    assert str(fwd.uri) == "sip:voicemail@127.0.0.1:5071"
+
+
+def test_reject_and_redirect_answer_the_request():
+    node = routed([
+        {"from_user": "mallory", "reject": 403, "reason": "Forbidden (rule)"},
+        {"user_prefix": "0900", "redirect": ["sip:premium@127.0.0.1:5071"], "status": 301},
+    ])
+    node.send(invite().replace(b"sip:alice@", b"sip:mallory@"))
+    (answer,) = final_to_caller(node)
+    assert (answer.status, answer.reason) == (403, "Forbidden (rule)")
+    node.send(invite("sip:0900123@lb.test", branch="z9hG4bKr2"))
+    (answer,) = final_to_caller(node)
+    assert answer.status == 301
+    assert [str(c.uri) for c in answer.contacts] == ["sip:premium@127.0.0.1:5071"]
+
+
+def test_first_match_wins_and_no_match_routes_as_before():
+    node = routed([
+        {"methods": ["MESSAGE"], "reject": 488},
+        {"user_regex": "^b.b$", "reject": 480},
+        {"user_regex": "^bob", "reject": 486},
+    ])
+    node.send(invite())  # bob: the second rule, not the third
+    assert [m.status for m in final_to_caller(node)] == [480]
+    node.send(invite("sip:carol@127.0.0.1:5070", branch="z9hG4bKr3"))
+    # No rule: the Request-URI as written (the implicit last rule).
+    assert requests_to(node, FOREIGN, node.out())
+
+
+@pytest.mark.parametrize("rule,matches", [
+    ({"source": ["127.0.0.0/8"]}, True),
+    ({"source": "10.0.0.0/8"}, False),
+    ({"transport": "udp"}, True),
+    ({"transport": ["tcp"]}, False),
+    ({"listen": "udp:127.0.0.1:5060"}, True),
+    ({"listen": "tcp:127.0.0.1:5060"}, False),
+    ({"header": "X-Gold"}, True),
+    ({"header": "X-Silver"}, False),
+    ({"header": "X-Gold", "header_regex": "^yes"}, True),
+    ({"header": "X-Gold", "header_regex": "^no"}, False),
+    ({"from_domain": "EXAMPLE.test"}, True),
+    ({"from_domain": "other.test"}, False),
+    ({"domain": "127.0.0.1"}, True),
+    ({"user": ["alice", "bob"]}, True),
+    ({"user": "carol"}, False),
+    ({"resource_priority": "ets.0"}, True),
+    ({"resource_priority": "wps.1"}, False),
+    ({"methods": "invite", "user_prefix": ["b", "c"], "source": "127.0.0.1/32"}, True),
+])
+def test_each_match(rule, matches):
+    node = routed([dict(rule, reject=499)])
+    node.send(invite(extra="X-Gold: yes please\nResource-Priority: wps.3, ets.0\n"))
+    statuses = [m.status for m in final_to_caller(node)]
+    assert statuses == ([499] if matches else []), statuses
+
+
+def test_prefix_rules_route_by_the_longest_prefix_and_pass_when_none(tmp_path):
+    sets = {"uk": {"destinations": ["sip:127.0.0.1:5071"]},
+            "london": {"destinations": ["sip:127.0.0.1:5072"]}}
+    node = routed([{"prefixes": {"44": "uk", "4420": "london"}},
+                   {"reject": 404, "reason": "No route"}], sets)
+    node.send(invite("sip:+442071234567@gw.test"))
+    assert requests_to(node, ("127.0.0.1", 5072), node.out())
+    node.send(invite("sip:441234@gw.test", branch="z9hG4bKp2"))
+    assert requests_to(node, ("127.0.0.1", 5071), node.out())
+    node.send(invite("sip:331234@gw.test", branch="z9hG4bKp3"))
+    # No prefix: the rule does not match, the next one does.
+    assert [(m.status, m.reason) for m in final_to_caller(node)] == [(404, "No route")]
+
+
+def test_in_dialog_requests_and_route_sets_bypass_the_rules():
+    node = routed([{"reject": 403}])
+    bye = invite("sip:bob@127.0.0.1:5070", method="BYE").replace(
+        b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1")
+    node.send(bye)
+    assert requests_to(node, FOREIGN, node.out())
+    node.send(invite(branch="z9hG4bKroute", extra="Route: <sip:127.0.0.1:5070;lr>\n"))
+    assert requests_to(node, FOREIGN, node.out())
+
+
+def test_the_location_action_delivers_to_registered_users():
+    node = routed([{"domain": "core.test", "location": True}])
+    # core.test is not a served domain: only the rule sends it to location.
+    node.bind("bob", (("127.0.0.1", 5071), 1.0))
+    node.send(invite("sip:bob@example.test"))
+    assert requests_to(node, ("127.0.0.1", 5071), node.out())
+    node.send(invite("sip:nobody@core.test", branch="z9hG4bKl2"))
+    assert [m.status for m in final_to_caller(node)] == [404]
+
+
+def test_the_rules_stage_sits_before_location():
+    node = routed([{"reject": 403}], SET)
+    names = [s.name for s in node.pipeline.targets]
+    assert names == ["registrar", "local", "routing", "location", "request-uri"]
+
+
+def test_the_stateless_mode_routes_by_rules_too():
+    node = routed([{"domain": "lb.test", "next_hop": "sip:127.0.0.1:5071"}], stateless=True)
+    node.send(invite("sip:bob@lb.test"))
+    (fwd,) = requests_to(node, ("127.0.0.1", 5071), node.out())
+    node.send(reply(fwd, 200), ("127.0.0.1", 5071))
+    assert [m.status for m in final_to_caller(node)] == [200]
