@@ -77,6 +77,11 @@ class SIPStreamProtocol(Protocol, TimeoutMixin):
         self.transport.loseConnection()
 
     def connectionLost(self, reason):
+        # makeConnection set `connected` and nothing in Twisted clears it
+        # on the protocol: without this, send() went on writing into the
+        # dead transport and a response meant for this connection was lost
+        # instead of going by its Via (RFC 3261 18.2.2).
+        self.connected = False
         self.setTimeout(None)
         self.table.connection_lost(self)
 
