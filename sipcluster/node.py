@@ -190,6 +190,11 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     stateful = config.node.mode == "stateful"
     sip = config.sip
     shares_port = config.node.workers > 1 or worker is not None
+    if resolver is None:
+        # RFC 3263 next hops (and responses to named Vias), on
+        # twisted.names ([dns]).
+        resolver = SIPResolver.from_config(config.dns, reactor,
+                                           ipv6=any(":" in a.host for a in sip.listen))
     node.transport = transport = TransportLayer(
         reactor, sip.listen, sip.advertise,
         max_message_size=sip.max_message_size,
@@ -202,7 +207,8 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         listen_tcp=worker is None,
         stun=config.nat.stun,
         cluster_name=config.cluster.name or None,
-        trace=config.log.level == "debug")
+        trace=config.log.level == "debug",
+        resolver=resolver)
     node.pipeline = pipeline = Pipeline(stateful)
 
     def add(stage):
@@ -244,10 +250,6 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     node.location = location = location or MemoryLocationService(reactor)
     # UDP first: the order RFC 3263 4.1 tries SRV names in without NAPTR.
     transports = tuple(t for t in ("udp", "tcp") if any(a.transport == t for a in sip.listen))
-    if resolver is None:
-        # RFC 3263 next hops, on twisted.names ([dns]).
-        resolver = SIPResolver.from_config(config.dns, reactor,
-                                           ipv6=any(":" in a.host for a in sip.listen))
     node.forwarder = forwarder = Forwarder(
         transport, sip.domains, record_route=sip.record_route, resolver=resolver,
         server_header=sip.server_header, transports=transports)

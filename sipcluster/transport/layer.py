@@ -62,7 +62,7 @@ class TransportLayer:
     def __init__(self, reactor, listen, advertise="", max_message_size=65535,
                  idle_timeout=600, max_connections=10000, server_header="",
                  reuse_port=False, private_port=False, listen_tcp=True, stun=False,
-                 cluster_name=None, trace=False):
+                 cluster_name=None, trace=False, resolver=None):
         self.reactor = reactor
         self.listen_addresses = list(listen)
         self.advertise = advertise
@@ -79,6 +79,9 @@ class TransportLayer:
         # One debug line per message in and out (log.level = "debug"); a
         # flag, so that nothing is formatted at other levels.
         self.trace = trace
+        # What finds the addresses of a Via sent-by named by host name (RFC
+        # 3263 5): a SIPResolver, or None.
+        self.resolver = resolver
         self.udp = []
         self.tcp = []
         self.ports = []
@@ -382,7 +385,16 @@ class TransportLayer:
             return defer.succeed(False)
         if peer.transport not in ("udp", "tcp"):
             peer = Peer("tcp" if peer.transport in ("tls", "sctp") else "udp", peer.host, peer.port)
-        d = self._send_data(data, peer)
+        if is_name(peer.host):
+            # A sent-by that is a name, with no received to say where the
+            # request came from: RFC 3263 5 finds it.
+            d = self._by_sent_by(data, response, None)
+        else:
+            d = self._send_data(data, peer)
+            if peer.transport != "udp":
+                # RFC 3261 18.2.2: the connection is gone and a new one to
+                # the received address failed: RFC 3263 5, from the sent-by.
+                d.addErrback(lambda f: self._by_sent_by(data, response, f))
 
         def failed(failure):
             self.stats["send_errors"] += 1
@@ -390,6 +402,29 @@ class TransportLayer:
                           why=failure.getErrorMessage())
             return False
         return d.addErrback(failed)
+
+    def _by_sent_by(self, data, response, failure):
+        """
+        Send a response the way RFC 3263 5 says: to the addresses its top
+        Via's sent-by name resolves to (SRV for the Via's transport when it
+        has no port, else A/AAAA), each in turn until one takes it.
+        """
+        via = response.top_via
+        host = bare_host(via.host)
+        if self.resolver is None or not is_name(host):
+            return failure if failure is not None else defer.fail(
+                TransportError("cannot resolve %s" % host))
+        transport = via.transport.lower()
+        uri = SipURI(host, port=via.port, params={"transport": transport})
+        d = self.resolver.resolve(uri, (transport,))
+
+        def next_peer(peers):
+            if not peers:
+                raise TransportError("no address of %s took the response" % host)
+            d = self._send_data(data, peers[0])
+            d.addErrback(lambda f: next_peer(peers[1:]))
+            return d
+        return d.addCallback(next_peer)
 
 
     # -- the debug trace ---------------------------------------------------
@@ -420,6 +455,14 @@ class TransportLayer:
             "tx={branch}", direction=direction, what=what,
             call_id=_or_dash(lambda: message.call_id), cseq=cseq, source=str(source),
             destination=str(destination), branch=_or_dash(lambda: via.branch))
+
+
+def is_name(host):
+    """Whether C{host} (no brackets) is a host name rather than an address."""
+    if ":" in host:
+        return False
+    parts = host.split(".")
+    return not (len(parts) == 4 and all(p.isdigit() for p in parts))
 
 
 def _side(transport, host):

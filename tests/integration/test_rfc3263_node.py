@@ -144,3 +144,49 @@ def test_a_name_that_does_not_resolve_is_502(gateways):
     node, caller, _, _, _ = gateways
     caller.send(request(caller, "INVITE", "sip:bob@nowhere.example.test"), (node.host, 5060))
     assert final(caller).status == 502
+
+
+def test_a_response_whose_connection_is_gone_reaches_the_via_name(net, tmp_path):
+    # RFC 3261 18.2.2 then RFC 3263 5: the caller's TCP connection closed
+    # before the answer; the received address does not take a new one; the
+    # Via's sent-by name, resolved, leads to where it listens.
+    from tests.integration.test_pipeline_wire import TCPAgent
+    listening = next_host()
+    listener = socket.socket()
+    listener.bind((listening, 0))
+    listener.listen(2)
+    listener.settimeout(6)
+    port = listener.getsockname()[1]
+    dns_host = next_host()
+    server = Dnsmasq(dns_host, ["--host-record=ua.example.test,%s" % listening],
+                     str(tmp_path / "dnsmasq.log"))
+    config = tmp_path / "node.toml"
+    config.write_text('[dns]\nservers = ["%s:%d"]\n' % (dns_host, PORT))
+    node = net.node("--config", str(config))
+    callee = UDPAgent(net.host)
+    caller = TCPAgent(net.host, node)
+    try:
+        caller.send(("INVITE sip:bob@%s:%d SIP/2.0\r\n"
+                     "Via: SIP/2.0/TCP ua.example.test:%d;branch=z9hG4bK%s\r\n"
+                     "Max-Forwards: 70\r\nFrom: <sip:alice@example.test>;tag=a\r\n"
+                     "To: <sip:bob@example.test>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
+                     "Content-Length: 0\r\n\r\n" % (callee.host, callee.port, port,
+                                                   uuid.uuid4().hex[:10], uuid.uuid4().hex)).encode())
+        assert caller.recv(3).status == 100
+        invite = invites(callee, 1.0)[0]
+        assert invite.vias[1].received == net.host  # where it came from
+        caller.close()  # the connection is gone
+        time.sleep(0.2)
+        answer(callee, invite, 486, node)
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65535)
+        from sipcluster.sip.message import parse_message
+        assert parse_message(data).status == 486
+        conn.close()
+    finally:
+        listener.close()
+        callee.close()
+        server.stop()
