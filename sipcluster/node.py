@@ -24,6 +24,7 @@ from sipcluster.cluster.store import MemoryStore
 from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
+from sipcluster.policy.acl import AccessList
 from sipcluster.proxy.forwarding import Forwarder
 from sipcluster.proxy.pipeline import Pipeline, StageNotAllowed
 from sipcluster.proxy.stateful import StatefulProxy
@@ -119,6 +120,7 @@ class SIPNode(OrderedServices):
         self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
         self.admission = None
+        self.acl = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -232,6 +234,14 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         node.proxy = StatefulProxy(node.transactions, forwarder, reactor, timers, pipeline)
     else:
         node.proxy = StatelessProxy(transport, forwarder, pipeline, reactor)
+
+    # -- policy: acl, auth ------------------------------------------------------
+    # First of the request stages: a refused source costs nothing further,
+    # and a trusted one is known before authentication asks.
+    a = config.acl
+    if a.allow or a.deny or a.trusted:
+        node.acl = add(AccessList(a.allow, a.deny, a.trusted, a.deny_action))
+    # -- end of policy -------------------------------------------------------------
 
     # -- request stages: admission ---------------------------------------------
     if node.store is not None and (stateful or wants_dialogs):
