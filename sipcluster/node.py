@@ -25,6 +25,8 @@ from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
 from sipcluster.policy.acl import AccessList
+from sipcluster.policy.auth import ClusterSecret, DigestAuthentication
+from sipcluster.policy.users import FileUsers, StoreUsers
 from sipcluster.proxy.forwarding import Forwarder
 from sipcluster.proxy.pipeline import Pipeline, StageNotAllowed
 from sipcluster.proxy.stateful import StatefulProxy
@@ -120,7 +122,7 @@ class SIPNode(OrderedServices):
         self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
         self.admission = None
-        self.acl = None
+        self.acl = self.auth = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -241,6 +243,31 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     a = config.acl
     if a.allow or a.deny or a.trusted:
         node.acl = add(AccessList(a.allow, a.deny, a.trusted, a.deny_action))
+    auth = config.auth
+    policy_services = []
+    if auth.enabled:
+        if auth.users_file:
+            # A relative path is beside the configuration file.
+            path = os.path.join(os.path.dirname(config.source or ""), auth.users_file)
+            try:
+                users = FileUsers(path, reactor)
+            except (OSError, ValueError) as e:
+                raise config.error("auth.users_file", "cannot read %s: %s" % (
+                    path, getattr(e, "strerror", None) or e)) from None
+            policy_services.append(Lifecycle("auth-users", users.start, users.stop))
+        else:
+            users = StoreUsers(node.etcd, config.store.prefix)
+            policy_services.append(Following("auth-users", users.start, users.stop, reactor))
+        if node.etcd is not None:
+            # One key for the cluster, so any node verifies any node's nonces.
+            secret = ClusterSecret(store=node.etcd, prefix=config.store.prefix)
+            policy_services.append(Following("auth-secret", secret.start, secret.stop, reactor))
+        else:
+            secret = ClusterSecret(auth.secret or None)
+        node.auth = add(DigestAuthentication(
+            users, secret, reactor, auth.realm or (sip.domains[0] if sip.domains else "localhost"),
+            sip.domains, auth.algorithms, auth.methods, auth.nonce_expires_s,
+            auth.check_identity))
     # -- end of policy -------------------------------------------------------------
 
     # -- request stages: admission ---------------------------------------------
@@ -278,6 +305,8 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     if node.store is not None:
         # The gRPC client must be created after twistd forked: at start.
         Lifecycle("store", node.store.start, node.store.stop).setServiceParent(node)
+    for policy_service in policy_services:  # of "policy: acl, auth" above
+        policy_service.setServiceParent(node)
     if node.etcd is not None:
         Following("location", location.start, location.stop, reactor,
                   ready=lambda: location.ready).setServiceParent(node)
