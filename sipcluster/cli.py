@@ -236,6 +236,8 @@ def _check_config(args):
     if args.json:
         out = {name: dict(vars(getattr(cfg, name))) for name in configuration.SCHEMA}
         out["sip"]["listen"] = [str(a) for a in out["sip"]["listen"]]
+        if out["auth"]["secret"]:
+            out["auth"]["secret"] = "(set)"  # a key, not for the terminal
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print("%s: OK" % args.config)

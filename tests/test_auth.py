@@ -320,3 +320,34 @@ def test_config_needs_a_source_of_users_and_known_algorithms():
     with pytest.raises(ConfigError) as e:
         NodeHarness({"auth": {"enabled": True, "users_file": "/nonexistent/users.json"}})
     assert "auth.users_file: cannot read /nonexistent/users.json" in str(e.value)
+
+
+def test_the_shipped_example_is_what_the_issue_asks_for():
+    import os
+    from sipcluster.policy import digest
+    from sipcluster.policy.users import read_users_file
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = config.load(os.path.join(root, "ops", "examples", "auth.toml"))
+    assert cfg.node.mode == "stateful"
+    assert [str(a) for a in cfg.sip.listen] == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    assert cfg.sip.domains == ["example.test"] and cfg.auth.realm == "example.test"
+    assert cfg.auth.enabled and cfg.auth.algorithms == ["SHA-256", "MD5"]
+    assert cfg.auth.methods == ["INVITE", "MESSAGE"]
+    path = os.path.join(root, "ops", "examples", cfg.auth.users_file)
+    users = read_users_file(path)
+    assert sorted(users) == ["alice", "bob"]
+    for name, record in users.items():
+        assert record["ha1"] == {a: digest.ha1(a, name, "example.test", PASSWORDS[name])
+                                 for a in ("SHA-256", "MD5")}
+    with open(path) as f:
+        text = f.read()
+    assert not any(p in text for p in PASSWORDS.values())
+
+
+def test_check_config_json_does_not_print_the_nonce_secret(tmp_path, capsys):
+    from sipcluster import cli
+    path = tmp_path / "n.toml"
+    path.write_text('[auth]\nsecret = "hunter2-but-longer"\n')
+    assert cli.main(["check-config", str(path), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and '"secret": "(set)"' in out
