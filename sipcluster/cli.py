@@ -478,6 +478,23 @@ def _user_list(args):
     return 0
 
 
+def _user_import(args):
+    """Copy every user of a users file (HA1s as they are) to the target, e.g. etcd."""
+    from sipcluster.policy.users import read_users_file
+    try:
+        users = read_users_file(args.source)
+    except (OSError, ValueError) as e:
+        raise CLIError("%s: %s" % (args.source, getattr(e, "strerror", None) or e))
+    target = _users_target(args)
+    for name, record in sorted(users.items()):
+        target.put(name, record)
+    if args.json:
+        print(json.dumps({"imported": sorted(users), "to": target.where()}))
+    else:
+        print("%d users imported into %s" % (len(users), target.where()))
+    return 0
+
+
 def _add_user_commands(sub):
     user = sub.add_parser("user", help="users of digest authentication (HA1s, never passwords)",
                           allow_abbrev=False)
@@ -486,11 +503,14 @@ def _add_user_commands(sub):
             ("add", lambda a: _user_set(a, False), "add a user (password prompted, or --password-file)"),
             ("passwd", lambda a: _user_set(a, True), "change a user's password"),
             ("del", _user_del, "remove a user"),
-            ("list", _user_list, "list users, their realm and algorithms")):
+            ("list", _user_list, "list users, their realm and algorithms"),
+            ("import", _user_import, "copy the users of a users file (their HA1s) to etcd")):
         # No abbreviations: "--password" must not be taken for
         # "--password-file" (a password on the command line).
         command = commands.add_parser(name, help=text, allow_abbrev=False)
-        if name != "list":
+        if name == "import":
+            command.add_argument("source", help="the users file to copy from")
+        elif name != "list":
             command.add_argument("name", help="user name (the user part of the AOR)")
         command.add_argument("--file", help="the users file of a single node (auth.users_file)")
         command.add_argument("--etcd", help="etcd URL(s) of a cluster, comma-separated")

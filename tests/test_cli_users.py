@@ -124,3 +124,12 @@ def test_config_gives_the_file_realm_and_algorithms(tmp_path, capsys):
 def test_nowhere_to_put_users_is_one_line(capsys):
     code, _, err = run(capsys, "user", "list")
     assert code == 1 and err.startswith("sipcluster: say where the users are")
+
+
+def test_import_copies_the_hashes_as_they_are(tmp_path, users, capsys):
+    run(capsys, "user", "add", "alice", "--file", users, "--realm", "example.test",
+        "--password-file", password_file(tmp_path, GOOD))
+    other = str(tmp_path / "other.json")
+    code, out, _ = run(capsys, "user", "import", users, "--file", other)
+    assert code == 0 and out.startswith("1 users imported into")
+    assert read_users_file(other) == read_users_file(users)

@@ -66,6 +66,15 @@ def test_cli_user_registers_at_another_node_within_a_second_and_nonces_cross_nod
         assert answer.status == 200
         # And the count is tracked there too: the same nc again is a replay.
         assert b_phone.register(challenge=challenge)[0].status == 401
+
+        # The single node's users file moved to etcd as it is (README).
+        result = subprocess.run(
+            [sys.executable, "-m", "sipcluster.cli", "user", "import",
+             os.path.join(ROOT, "ops", "examples", "auth-users.json"), "--etcd", etcd.endpoint],
+            capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+        assert result.returncode == 0, result.stderr
+        time.sleep(0.5)
+        assert at_a.register(user="bob", aor="sip:bob@example.test")[0].status == 200
     finally:
         at_a.close()
         at_b.close()
