@@ -17,7 +17,7 @@ import tomllib
 
 from sipcluster import accounting, cluster, nat, node
 from sipcluster.cluster import store
-from sipcluster.policy import acl, auth
+from sipcluster.policy import acl, auth, radius
 from sipcluster.registrar import registrar
 from sipcluster.schema import (  # noqa: F401  (the vocabulary, for importers)
     ConfigError, ConfigSection, CrossKeyError, Key, ListenAddress, parse_endpoint, show,
@@ -28,7 +28,7 @@ from sipcluster.transport import tcp
 # The sections, in the order README.rst documents them.
 SECTIONS = (node.NODE_CONFIG, node.SIP_CONFIG, registrar.CONFIG, nat.CONFIG, timers.CONFIG,
             tcp.CONFIG, store.CONFIG, cluster.CONFIG, accounting.CONFIG, acl.CONFIG,
-            auth.CONFIG,            node.LOG_CONFIG)
+            auth.CONFIG, radius.CONFIG,            node.LOG_CONFIG)
 SCHEMA = {section.name: section.keys for section in SECTIONS}
 
 

@@ -26,6 +26,7 @@ from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
 from sipcluster.policy.acl import AccessList
 from sipcluster.policy.auth import ClusterSecret, DigestAuthentication
+from sipcluster.policy.radius import RadiusClient, RadiusDigest, parse_server
 from sipcluster.policy.users import FileUsers, StoreUsers
 from sipcluster.proxy.forwarding import Forwarder
 from sipcluster.proxy.pipeline import Pipeline, StageNotAllowed
@@ -122,7 +123,7 @@ class SIPNode(OrderedServices):
         self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
         self.admission = None
-        self.acl = self.auth = None
+        self.acl = self.auth = self.radius = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -245,8 +246,15 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         node.acl = add(AccessList(a.allow, a.deny, a.trusted, a.deny_action))
     auth = config.auth
     policy_services = []
+    verifier = None
     if auth.enabled:
-        if auth.users_file:
+        if auth.verify == "radius":
+            r = config.radius
+            node.radius = RadiusClient(reactor, [parse_server(s) for s in r.servers], r.secret,
+                                       r.timeout_s, r.retries)
+            policy_services.append(Lifecycle("radius", node.radius.start, node.radius.stop))
+            users = verifier = RadiusDigest(node.radius, r.nas_identifier or config.node.id)
+        elif auth.users_file:
             # A relative path is beside the configuration file.
             path = os.path.join(os.path.dirname(config.source or ""), auth.users_file)
             try:
@@ -267,7 +275,7 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         node.auth = add(DigestAuthentication(
             users, secret, reactor, auth.realm or (sip.domains[0] if sip.domains else "localhost"),
             sip.domains, auth.algorithms, auth.methods, auth.nonce_expires_s,
-            auth.check_identity))
+            auth.check_identity, verifier=verifier))
     # -- end of policy -------------------------------------------------------------
 
     # -- request stages: admission ---------------------------------------------

@@ -351,3 +351,44 @@ def test_check_config_json_does_not_print_the_nonce_secret(tmp_path, capsys):
     assert cli.main(["check-config", str(path), "--json"]) == 0
     out = capsys.readouterr().out
     assert "hunter2" not in out and '"secret": "(set)"' in out
+
+
+class FakeVerifier:
+    """Stands in for RADIUS: answers are given by the test."""
+
+    ready = True
+
+    def __init__(self):
+        from twisted.internet import defer
+        self.defer = defer
+        self.asked = []
+
+    def lookup(self, name):
+        return None
+
+    def verify(self, params, method):
+        d = self.defer.Deferred()
+        self.asked.append((params["username"], method, d))
+        return d
+
+
+def test_a_remote_verifier_is_waited_for_and_its_outage_is_503(node):
+    from sipcluster.policy.radius import RadiusUnavailable
+    verifier = node.stage.verifier = FakeVerifier()
+    node.stage.algorithms = ["MD5"]
+    challenge = node.challenge()
+    value = challenge.values("www-authenticate")[0]
+    creds = credentials(value, "REGISTER", "sip:example.test", "alice", "anything-at-all")
+    assert node.send(message(extra=[("Authorization", creds)])) == []  # waiting
+    (_, method, d), = verifier.asked
+    d.callback(True)
+    (answer,) = [m for m, a in node.h.sent() if a == PHONE]
+    assert answer.status == 200 and method == "REGISTER"
+    creds = credentials(value, "REGISTER", "sip:example.test", "alice", "anything", nc=2)
+    node.send(message(extra=[("Authorization", creds)]))
+    verifier.asked[-1][2].callback(False)
+    assert [m.status for m, a in node.h.sent() if a == PHONE] == [401]
+    creds = credentials(value, "REGISTER", "sip:example.test", "alice", "anything", nc=3)
+    node.send(message(extra=[("Authorization", creds)]))
+    verifier.asked[-1][2].errback(RadiusUnavailable())
+    assert [m.status for m, a in node.h.sent() if a == PHONE] == [503]

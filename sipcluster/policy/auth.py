@@ -27,6 +27,7 @@ import struct
 from collections import deque
 from hashlib import sha256
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from sipcluster.policy import digest
@@ -57,6 +58,13 @@ def method_list(values):
 
 
 def _check(values, sections):
+    if values["verify"] == "radius":
+        if not sections["radius"]["servers"]:
+            raise CrossKeyError("radius.servers", 'expected at least one server with auth.verify = "radius"')
+        if values["algorithms"] != ["MD5"]:
+            raise CrossKeyError("auth.algorithms", 'expected ["MD5"] with auth.verify = "radius" '
+                                                   "(FreeRADIUS's digest module computes MD5 only)")
+        return
     if values["enabled"] and not values["users_file"] and sections["store"]["backend"] != "etcd":
         raise CrossKeyError("auth.users_file", 'expected a users file, or store.backend = "etcd" '
                                                '(users in the cluster store)')
@@ -72,6 +80,8 @@ CONFIG = ConfigSection("auth", {
     "users_file": Key(str, "", "JSON file of users (HA1s, never passwords; written by sipcluster user --file), re-read within a second of a change. Empty: users from the cluster store (<prefix>/users/, store.backend = etcd)."),
     "nonce_expires_s": Key(int, 300, "Life of a nonce: an answer to an older one gets a new challenge with stale=true.", minimum=10, maximum=86400),
     "secret": Key(str, "", "Key signing the nonces of a single node (keep it secret); empty: a random one at start. In a cluster the key is kept in the store (<prefix>/auth/secret) and this is not used."),
+    "verify": Key(str, "local", "Who checks the answers: local (the users of auth.users_file or the store) or radius (the [radius] servers, as Kamailio's auth_radius; MD5 only). Nonces stay this node's either way.",
+                  choices=("local", "radius")),
     "check_identity": Key(bool, True, "A user may register only their own AOR and send only as their own From identity (403 otherwise)."),
 }, check=_check)
 
@@ -246,7 +256,8 @@ class DigestAuthentication(Stage):
     points = (REQUEST,)
 
     def __init__(self, users, secret, clock, realm, domains, algorithms=("SHA-256", "MD5"),
-                 methods=(), nonce_expires=300, check_identity=True, requires=None):
+                 methods=(), nonce_expires=300, check_identity=True, requires=None,
+                 verifier=None):
         self.users = users
         self.secret = secret
         self.clock = clock
@@ -257,10 +268,13 @@ class DigestAuthentication(Stage):
         self.nonce_expires = nonce_expires
         self.check_identity = check_identity
         self.nonce_counts = NonceCounts(nonce_expires)
+        # Something answering verify(params, method) with a Deferred of a
+        # bool (RADIUS) instead of the local users' HA1s, or None.
+        self.verifier = verifier
         if requires is not None:
             self.requires = requires
         self.stats = dict.fromkeys(("challenged", "stale", "forged", "replayed", "wrong",
-                                    "accepted", "forbidden"), 0)
+                                    "accepted", "forbidden", "unavailable"), 0)
 
     def requires(self, context):
         return requires_authentication(context, self.domains, self.methods)
@@ -279,7 +293,18 @@ class DigestAuthentication(Stage):
         ours, others = self._credentials(request, header)
         if ours is None:
             raise self._challenge(registrar)
-        user = self._verify(context, ours, registrar)
+        if self.verifier is not None:
+            d = self._verify_remotely(context, ours, registrar)
+            return d.addCallback(lambda _: self._accept(context, ours, registrar, header, others))
+        self._verify(context, ours, registrar)
+        self._accept(context, ours, registrar, header, others)
+        return None
+
+    def _accept(self, context, params, registrar, header, others):
+        """The answer was right: the nonce's age and count, the identity, then on."""
+        request = context.request
+        user = params["username"]
+        self._check_nonce_use(context, params, registrar)
         self._check_identity(request, user, registrar)
         # Our credentials end here (RFC 3261 22.3: a proxy removes those
         # for its realm); those for other realms go on.
@@ -289,7 +314,6 @@ class DigestAuthentication(Stage):
         context.vars["user"] = user
         context.vars["realm"] = self.realm
         self.stats["accepted"] += 1
-        return None
 
     def _credentials(self, request, header):
         """(our credentials' params or None, the other header values as written)."""
@@ -317,53 +341,91 @@ class DigestAuthentication(Stage):
             return Respond(401, "Unauthorized", headers)
         return Respond(407, "Proxy Authentication Required", headers)
 
-    def _verify(self, context, params, registrar):
-        """The authenticated user name, or raise the new challenge."""
+    def _precheck(self, context, params, registrar):
+        """The algorithm and the nonce's signature; raise a new challenge if not ours."""
         request = context.request
         algorithm = digest.canonical_algorithm(params.get("algorithm"))
-        username = params.get("username")
-        nonce = params.get("nonce", "")
-        qop = params.get("qop")
-        if algorithm not in self.algorithms or not username or "response" not in params \
-                or "uri" not in params or qop not in ("auth", "auth-int"):
+        if algorithm not in self.algorithms or not params.get("username") \
+                or "response" not in params or "uri" not in params \
+                or params.get("qop") not in ("auth", "auth-int"):
             # RFC 7616 3.4: qop is required (it carries the nonce count
             # replays are detected by).
             raise self._challenge(registrar)
-        issued = nonce_issued(self.secret.key, self.realm, nonce)
-        now = self.clock.seconds()
-        if issued is None or issued > now + 5:
+        try:
+            int(params.get("nc", ""), 16)
+        except ValueError:
+            raise self._challenge(registrar) from None
+        issued = nonce_issued(self.secret.key, self.realm, params.get("nonce", ""))
+        if issued is None or issued > self.clock.seconds() + 5:
             self.stats["forged"] += 1
             self.log.info("{method} from {source}: nonce not ours (forged or tampered)",
                           method=request.method, source=context.source.host)
             raise self._challenge(registrar)
-        record = self.users.lookup(username)
+        return algorithm
+
+    def _wrong(self, context, params, registrar):
+        self.stats["wrong"] += 1
+        self.log.info("{method} from {source}: wrong credentials for {user}",
+                      method=context.request.method, source=context.source.host,
+                      user=params.get("username"))
+        return self._challenge(registrar)
+
+    def _verify(self, context, params, registrar):
+        """Check the response against the user's HA1, or raise the new challenge."""
+        request = context.request
+        algorithm = self._precheck(context, params, registrar)
+        record = self.users.lookup(params["username"])
         ha1 = None
         if record is not None and record.get("realm") == self.realm:
             ha1 = record["ha1"].get(algorithm)
-        expected = None
-        if ha1 is not None:
-            try:
-                nc_value = int(params.get("nc", ""), 16)
-            except ValueError:
-                raise self._challenge(registrar) from None
-            expected = digest.request_digest(
-                algorithm, ha1, nonce, request.method, params["uri"], qop, params.get("nc"),
-                params.get("cnonce", ""), request.body)
-        if expected is None or not hmac.compare_digest(expected, params["response"].lower()):
-            self.stats["wrong"] += 1
-            self.log.info("{method} from {source}: wrong credentials for {user}",
-                          method=request.method, source=context.source.host, user=username)
-            raise self._challenge(registrar)
+        if ha1 is None:
+            raise self._wrong(context, params, registrar)
+        expected = digest.request_digest(
+            algorithm, ha1, params["nonce"], request.method, params["uri"], params["qop"],
+            params.get("nc"), params.get("cnonce", ""), request.body)
+        if not hmac.compare_digest(expected, params["response"].lower()):
+            raise self._wrong(context, params, registrar)
+
+    def _verify_remotely(self, context, params, registrar):
+        """
+        The same through the AAA server (L{sipcluster.policy.radius}): a
+        Deferred failing with the new challenge, or 503 when no server
+        answers (never a pass).
+        """
+        from sipcluster.policy.radius import RadiusUnavailable
+        try:
+            self._precheck(context, params, registrar)
+        except Respond as e:
+            return defer.fail(e)
+
+        def answered(accepted):
+            if not accepted:
+                raise self._wrong(context, params, registrar)
+
+        def unavailable(failure):
+            failure.trap(RadiusUnavailable)
+            self.stats["unavailable"] += 1
+            raise Respond(503, "Service Unavailable (authentication server)",
+                          [("Retry-After", "5")])
+        d = self.verifier.verify(params, context.request.method)
+        return d.addCallbacks(answered, unavailable)
+
+    def _check_nonce_use(self, context, params, registrar):
+        """The answer was right: is its nonce still fresh, its count new?"""
+        request = context.request
+        now = self.clock.seconds()
+        issued = nonce_issued(self.secret.key, self.realm, params["nonce"])
         if now - issued > self.nonce_expires:
             # The password was right; the nonce is only old (RFC 7616 3.3).
             self.stats["stale"] += 1
             raise self._challenge(registrar, stale=True)
-        if not self.nonce_counts.fresh(nonce, nc_value, request.top_via.branch, now):
+        if not self.nonce_counts.fresh(params["nonce"], int(params["nc"], 16),
+                                       request.top_via.branch, now):
             self.stats["replayed"] += 1
             self.log.info("{method} from {source}: replayed nonce count for {user}",
-                          method=request.method, source=context.source.host, user=username)
+                          method=request.method, source=context.source.host,
+                          user=params["username"])
             raise self._challenge(registrar)
-        return username
 
     def _check_identity(self, request, user, registrar):
         if not self.check_identity:
