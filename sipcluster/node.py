@@ -26,7 +26,8 @@ from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
 from sipcluster.policy.acl import AccessList
 from sipcluster.policy.auth import ClusterSecret, DigestAuthentication
-from sipcluster.policy.radius import RadiusClient, RadiusDigest, parse_server
+from sipcluster.policy.radius import (
+    AccountingSpool, RadiusAccounting, RadiusClient, RadiusDigest, parse_server)
 from sipcluster.policy.users import FileUsers, StoreUsers
 from sipcluster.proxy.forwarding import Forwarder
 from sipcluster.proxy.pipeline import Pipeline, StageNotAllowed
@@ -123,7 +124,7 @@ class SIPNode(OrderedServices):
         self.store = self.etcd = self.membership = self.dialogs = self.drain = None
         self.cdr_file = None
         self.admission = None
-        self.acl = self.auth = self.radius = None
+        self.acl = self.auth = self.radius = self.radius_accounting = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -276,6 +277,20 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
             users, secret, reactor, auth.realm or (sip.domains[0] if sip.domains else "localhost"),
             sip.domains, auth.algorithms, auth.methods, auth.nonce_expires_s,
             auth.check_identity, verifier=verifier))
+    r = config.radius
+    if r.accounting_servers:
+        accounting_client = RadiusClient(
+            reactor, [parse_server(s) for s in r.accounting_servers], r.secret, r.timeout_s,
+            r.retries)
+        node.radius_accounting = add(RadiusAccounting(
+            accounting_client, AccountingSpool(r.accounting_spool, reactor), reactor,
+            r.nas_identifier or config.node.id, config.accounting.failed_calls,
+            dialogs=lambda: node.dialogs, retry=r.accounting_retry_s,
+            max_duration=config.cluster.dialog_max_s))
+        policy_services += [
+            Lifecycle("radius-accounting-client", accounting_client.start, accounting_client.stop),
+            Lifecycle("radius-accounting", node.radius_accounting.start,
+                      node.radius_accounting.stop)]
     # -- end of policy -------------------------------------------------------------
 
     # -- request stages: admission ---------------------------------------------

@@ -1,5 +1,7 @@
 """sipcluster.policy.radius: the RADIUS client on a Clock and a fake socket, and digest requests."""
 
+import os
+
 import pytest
 from pyrad import packet
 from twisted.internet.testing import MemoryReactorClock
@@ -123,3 +125,120 @@ def test_identifiers_run_out_rather_than_collide():
 def test_long_values_are_refused():
     with pytest.raises(ValueError):
         digest_attributes({"uri": "x" * 300}, "INVITE")
+
+
+# -- accounting ----------------------------------------------------------------
+
+def acct_answer(data, secret=SECRET):
+    request = packet.AcctPacket(packet=data, secret=secret, dict=dictionary())
+    return request.CreateReply().ReplyPacket(), request
+
+
+def accounting(tmp_path, reactor=None, c=None):
+    from sipcluster.policy.radius import AccountingSpool, RadiusAccounting
+    if c is None:
+        reactor, c = client(servers=(PRIMARY,), retries=0)
+    spool = AccountingSpool(str(tmp_path), reactor, in_thread=lambda f, *a: _done(f(*a)))
+    stage = RadiusAccounting(c, spool, reactor, "node-a", failed_calls=True, retry=5.0)
+    stage.start()
+    return reactor, c, stage
+
+
+def _done(value):
+    from twisted.internet import defer
+    return defer.succeed(value)
+
+
+def call(n=1):
+    from sipcluster.sip.message import parse_message
+    from tests.sipdata import crlf
+    invite = parse_message(crlf("""\
+INVITE sip:bob@example.test SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.5:5090;branch=z9hG4bKc{n}
+Max-Forwards: 70
+From: <sip:alice@example.test>;tag=a{n}
+To: <sip:bob@example.test>
+Call-ID: call-{n}
+CSeq: 1 INVITE
+Content-Length: 0
+
+""".format(n=n)))
+    ok = parse_message(crlf("""\
+SIP/2.0 200 OK
+Via: SIP/2.0/UDP 10.0.0.5:5090;branch=z9hG4bKc{n}
+From: <sip:alice@example.test>;tag=a{n}
+To: <sip:bob@example.test>;tag=b{n}
+Call-ID: call-{n}
+CSeq: 1 INVITE
+Content-Length: 0
+
+""".format(n=n)))
+    bye = parse_message(crlf("""\
+BYE sip:bob@10.0.0.6 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.6:5090;branch=z9hG4bKb{n}
+Max-Forwards: 70
+From: <sip:bob@example.test>;tag=b{n}
+To: <sip:alice@example.test>;tag=a{n}
+Call-ID: call-{n}
+CSeq: 1 BYE
+Content-Length: 0
+
+""".format(n=n)))
+    return invite, ok, bye
+
+
+def test_start_then_stop_with_the_duration_acknowledged_records_leave_the_spool(tmp_path):
+    reactor, c, stage = accounting(tmp_path)
+    invite, ok, bye = call()
+    stage.dialog_confirmed(invite, ok)
+    (data, _), = sent(reactor)
+    reply, start = acct_answer(data)
+    assert start["Acct-Status-Type"] == ["Start"] and start["Acct-Session-Id"] == ["call-1"]
+    assert start["Calling-Station-Id"] == ["sip:alice@example.test"]
+    assert len(os.listdir(tmp_path)) == 1
+    c.datagramReceived(reply, PRIMARY)
+    assert os.listdir(tmp_path) == []
+    reactor.advance(42)
+    stage.dialog_ended(bye, ok)  # the callee hangs up: tags the other way round
+    (data, _), = sent(reactor)
+    reply, stop = acct_answer(data)
+    assert stop["Acct-Status-Type"] == ["Stop"] and stop["Acct-Session-Time"] == [42]
+    assert stop["Acct-Terminate-Cause"] == [1] and stop["Sip-Response-Code"] == [200]
+
+
+def test_an_outage_keeps_every_record_and_a_restart_resends_them_in_order(tmp_path):
+    reactor, c, stage = accounting(tmp_path)
+    for n in (1, 2, 3):
+        invite, ok, _ = call(n)
+        stage.dialog_confirmed(invite, ok)
+    assert len(sent(reactor)) == 3
+    reactor.advance(1.0)  # no answer, no retries: unavailable
+    assert len(os.listdir(tmp_path)) == 3 and stage._paused
+    reactor.advance(5.0)  # one try of the oldest
+    (data, _), = sent(reactor)
+    assert acct_answer(data)[1]["Acct-Session-Id"] == ["call-1"]
+    stage.stop()
+    c.stop()
+    # A new node on the same spool (after a restart): all three, oldest first.
+    reactor2, c2 = client(servers=(PRIMARY,), retries=0)
+    _, c2, stage2 = accounting(tmp_path, reactor2, c2)
+    out = sent(reactor2)
+    ids = [acct_answer(d)[1]["Acct-Session-Id"][0] for d, _ in out]
+    assert ids == ["call-1", "call-2", "call-3"]
+    assert all(acct_answer(d)[1]["Acct-Delay-Time"] == [0] for d, _ in out)  # same clock origin
+    for d, _ in out:
+        c2.datagramReceived(acct_answer(d)[0], PRIMARY)
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_attempts_only_when_asked(tmp_path):
+    reactor, c, stage = accounting(tmp_path)
+    invite, ok, _ = call()
+    from sipcluster.sip.message import make_response
+    stage.call_failed(invite, make_response(invite, 486), 0.0)
+    (data, _), = sent(reactor)
+    record = acct_answer(data)[1]
+    assert record["Acct-Status-Type"] == ["Failed"] and record["Sip-Response-Code"] == [486]
+    stage.failed_calls = False
+    stage.call_failed(invite, make_response(invite, 486), 0.0)
+    assert sent(reactor) == []
