@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.test_config,tests.test_cli_users -*-
 """
 The sipcluster command: check a configuration, inspect and steer a
 cluster through its etcd (status, registrations, calls, leader, drain),

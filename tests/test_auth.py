@@ -392,3 +392,40 @@ def test_a_remote_verifier_is_waited_for_and_its_outage_is_503(node):
     node.send(message(extra=[("Authorization", creds)]))
     verifier.asked[-1][2].errback(RadiusUnavailable())
     assert [m.status for m, a in node.h.sent() if a == PHONE] == [503]
+
+
+def test_the_requires_seam_decides_what_is_challenged(tmp_path):
+    # What the routing rules will do: a rule saying "no authentication".
+    node = Node(tmp_path)
+    asked = []
+
+    def requires(context):
+        asked.append(context.request.method)
+        return False
+    node.stage.requires = requires
+    assert node.final(message()).status == 200
+    assert asked == ["REGISTER"]
+
+    class Stricter(authmod.DigestAuthentication):
+        def requires(self, context):
+            return True  # even OPTIONS for the node itself
+    stage = Stricter(node.stage.users, node.stage.secret, node.h.clock, "example.test",
+                     ["example.test"])
+    node.h.node.pipeline.request[node.h.node.pipeline.request.index(node.stage)] = stage
+    assert node.final(message("OPTIONS", uri="sip:127.0.0.1:5060")).status == 407
+
+
+def test_every_policy_stage_provides_its_points(tmp_path):
+    from zope.interface.verify import verifyObject
+    from sipcluster.proxy.pipeline import POINT_INTERFACES
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    h = NodeHarness({"sip": {"domains": ["example.test"]}, "acl": {"deny": ["192.0.2.0/24"]},
+                     "auth": {"enabled": True, "users_file": users_file(tmp_path)},
+                     "radius": {"accounting_servers": ["127.0.0.1:1813"], "secret": "s",
+                                "accounting_spool": str(spool)}})
+    names = [s.name for s in h.node.pipeline.stages]
+    assert names[:3] == ["acl", "auth", "radius-accounting"]
+    for stage in h.node.pipeline.stages:
+        for point in stage.points:
+            assert verifyObject(POINT_INTERFACES[point], stage), (stage.name, point)

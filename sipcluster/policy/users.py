@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_users -*-
+# -*- test-case-name: tests.test_auth -*-
 """
 The users digest authentication checks against: per user, the realm and
 one HA1 per algorithm (RFC 7616 3.4.2), never the password.  They live in
