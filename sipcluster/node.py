@@ -279,6 +279,10 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
             auth.check_identity, verifier=verifier))
     r = config.radius
     if r.accounting_servers:
+        if node.store is None:
+            # The dialog registry (made below when there is a store) ends
+            # the calls whose BYE never comes: their Stop comes from it.
+            node.store = MemoryStore(reactor)
         accounting_client = RadiusClient(
             reactor, [parse_server(s) for s in r.accounting_servers], r.secret, r.timeout_s,
             r.retries)

@@ -242,3 +242,34 @@ def test_failed_attempts_only_when_asked(tmp_path):
     stage.failed_calls = False
     stage.call_failed(invite, make_response(invite, 486), 0.0)
     assert sent(reactor) == []
+
+
+def test_a_dialog_that_expired_without_bye_gets_a_session_timeout_stop(tmp_path):
+    class Registry:
+        on_end = []
+    registry = Registry()
+    reactor, c = client(servers=(PRIMARY,), retries=0)
+    from sipcluster.policy.radius import AccountingSpool, RadiusAccounting
+    stage = RadiusAccounting(c, AccountingSpool(str(tmp_path), reactor, lambda f, *a: _done(f(*a))),
+                             reactor, "node-a", dialogs=lambda: registry)
+    stage.start()
+    stage.start()
+    assert registry.on_end == [stage.dialog_expired]  # hooked once
+    stage.dialog_expired({"state": "terminated", "call_id": "x"})
+    assert sent(reactor) == []  # its BYE already made the Stop
+    stage.dialog_expired({"state": "expired", "call_id": "c9", "from": "sip:a@x", "to": "sip:b@x",
+                          "duration": 14400.2})
+    (data, _), = sent(reactor)
+    stop = acct_answer(data)[1]
+    assert stop["Acct-Status-Type"] == ["Stop"] and stop["Acct-Session-Time"] == [14400]
+    assert stop["Acct-Terminate-Cause"] == [5] and "Sip-Response-Code" not in stop
+
+
+def test_a_single_node_with_accounting_follows_its_dialogs_for_their_expiry(tmp_path):
+    from tests.harness import NodeHarness
+    h = NodeHarness({"radius": {"accounting_servers": ["127.0.0.1:1813"], "secret": "s",
+                                "accounting_spool": str(tmp_path)}})
+    assert h.node.dialogs is not None
+    assert h.node.radius_accounting.dialog_expired in h.node.dialogs.on_end
+    names = [s.name for s in h.node.pipeline.dialog]
+    assert names.index("radius-accounting") < names.index("dialogs")  # sees records before they go

@@ -308,6 +308,7 @@ class RadiusDigest:
 
 # RFC 2866 5.10.
 TERMINATE_USER_REQUEST = 1
+TERMINATE_SESSION_TIMEOUT = 5
 
 
 class AccountingSpool:
@@ -424,6 +425,10 @@ class RadiusAccounting(Stage):
 
     def start(self):
         self.running = True
+        registry = self.dialogs() if self.dialogs is not None else None
+        if registry is not None and self.dialog_expired not in registry.on_end:
+            # Calls whose BYE never came: the registry ends them.
+            registry.on_end.append(self.dialog_expired)
         self._queue = self.spool.waiting()
         if self._queue:
             self.log.info("{count} accounting records waiting in the spool", count=len(self._queue))
@@ -470,6 +475,22 @@ class RadiusAccounting(Stage):
                       "duration": int(round(now - started)) if started is not None else 0,
                       "cause": TERMINATE_USER_REQUEST})
 
+    def dialog_expired(self, record):
+        """
+        A dialog-end hook of the dialog registry: a call whose BYE never
+        came within cluster.dialog_max_s gets its Stop (Session-Timeout).
+        Every other end is seen as a BYE or a failure above.
+        """
+        if record.get("state") != "expired":
+            return
+        for key in [k for k in self._started if k.startswith(record.get("call_id", "") + ";")]:
+            del self._started[key]
+        self._record({"status": "Stop", "call_id": record.get("call_id"),
+                      "from": record.get("from"), "to": record.get("to"),
+                      "time": self.clock.seconds(), "sip_status": 0,
+                      "duration": int(round(record.get("duration") or 0)),
+                      "cause": TERMINATE_SESSION_TIMEOUT})
+
     def call_failed(self, request, response, started):
         if not self.failed_calls:
             return
@@ -509,7 +530,8 @@ class RadiusAccounting(Stage):
         # RFC 2866 5.2: how long it waited (an outage, the spool).
         request["Acct-Delay-Time"] = max(0, int(self.clock.seconds() - record["time"]))
         request["NAS-Identifier"] = self.nas_identifier
-        request["Sip-Response-Code"] = int(record["sip_status"])
+        if record["sip_status"]:
+            request["Sip-Response-Code"] = int(record["sip_status"])
         if record["status"] == "Stop":
             request["Acct-Session-Time"] = int(record["duration"])
             request["Acct-Terminate-Cause"] = int(record["cause"])
