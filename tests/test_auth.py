@@ -429,3 +429,23 @@ def test_every_policy_stage_provides_its_points(tmp_path):
     for stage in h.node.pipeline.stages:
         for point in stage.points:
             assert verifyObject(POINT_INTERFACES[point], stage), (stage.name, point)
+
+
+def test_auth_int_answers_cover_the_body(node):
+    from sipcluster.policy import digest
+    challenge = node.challenge()
+    nonce = challenge_params(challenge.values("www-authenticate")[1])["nonce"]
+    body = "v=0\r\n"
+    ha1 = digest.ha1("SHA-256", "alice", "example.test", PASSWORDS["alice"])
+
+    def register(signed_body, sent_body, nc):
+        response = digest.request_digest("SHA-256", ha1, nonce, "REGISTER", "sip:example.test",
+                                         "auth-int", "%08x" % nc, "cn", signed_body.encode())
+        creds = digest.format_credentials("alice", "example.test", nonce, "sip:example.test",
+                                          response, "SHA-256", "auth-int", "%08x" % nc, "cn")
+        data = message(extra=[("Authorization", creds), ("Content-Type", "application/sdp")])
+        data = data.replace(b"Content-Length: 0\r\n\r\n",
+                            b"Content-Length: %d\r\n\r\n%s" % (len(sent_body), sent_body.encode()))
+        return node.final(data).status
+    assert register(body, body, 1) == 200
+    assert register(body, "v=1\r\n", 2) == 401  # the body changed on the way
