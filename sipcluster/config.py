@@ -17,6 +17,7 @@ import tomllib
 
 from sipcluster import accounting, cluster, nat, node
 from sipcluster.cluster import store
+from sipcluster.policy import acl, auth, radius
 from sipcluster.registrar import registrar
 from sipcluster.routing import rfc3263, rules
 from sipcluster.schema import (  # noqa: F401  (the vocabulary, for importers)
@@ -28,8 +29,7 @@ from sipcluster.transport import tcp
 # The sections, in the order README.rst documents them.
 SECTIONS = (node.NODE_CONFIG, node.SIP_CONFIG, registrar.CONFIG, nat.CONFIG, timers.CONFIG,
             tcp.CONFIG, store.CONFIG, cluster.CONFIG, rfc3263.CONFIG, accounting.CONFIG,
-            rules.CONFIG,
-            node.LOG_CONFIG)
+            rules.CONFIG, acl.CONFIG, auth.CONFIG, radius.CONFIG, node.LOG_CONFIG)
 SCHEMA = {section.name: section.keys for section in SECTIONS}
 
 

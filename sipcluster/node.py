@@ -24,6 +24,11 @@ from sipcluster.cluster.store import MemoryStore
 from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
+from sipcluster.policy.acl import AccessList
+from sipcluster.policy.auth import ClusterSecret, DigestAuthentication
+from sipcluster.policy.radius import (
+    AccountingSpool, RadiusAccounting, RadiusClient, RadiusDigest, parse_server)
+from sipcluster.policy.users import FileUsers, StoreUsers
 from sipcluster.proxy.forwarding import Forwarder
 from sipcluster.proxy.pipeline import Pipeline, StageNotAllowed
 from sipcluster.proxy.stateful import StatefulProxy
@@ -131,6 +136,7 @@ class SIPNode(OrderedServices):
         self.zone = None
         self.routing = self.destinations = self.probes = self.destination_view = None
         self.routing_reload = self.destination_loads = self.destination_calls = None
+        self.acl = self.auth = self.radius = self.radius_accounting = None
 
     def startService(self):
         OrderedServices.startService(self)
@@ -260,6 +266,64 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     else:
         node.proxy = StatelessProxy(transport, forwarder, pipeline, reactor)
 
+    # -- policy: acl, auth ------------------------------------------------------
+    # First of the request stages: a refused source costs nothing further,
+    # and a trusted one is known before authentication asks.
+    a = config.acl
+    if a.allow or a.deny or a.trusted:
+        node.acl = add(AccessList(a.allow, a.deny, a.trusted, a.deny_action))
+    auth = config.auth
+    policy_services = []
+    verifier = None
+    if auth.enabled:
+        if auth.verify == "radius":
+            r = config.radius
+            node.radius = RadiusClient(reactor, [parse_server(s) for s in r.servers], r.secret,
+                                       r.timeout_s, r.retries)
+            policy_services.append(Lifecycle("radius", node.radius.start, node.radius.stop))
+            users = verifier = RadiusDigest(node.radius, r.nas_identifier or config.node.id)
+        elif auth.users_file:
+            # A relative path is beside the configuration file.
+            path = os.path.join(os.path.dirname(config.source or ""), auth.users_file)
+            try:
+                users = FileUsers(path, reactor)
+            except (OSError, ValueError) as e:
+                raise config.error("auth.users_file", "cannot read %s: %s" % (
+                    path, getattr(e, "strerror", None) or e)) from None
+            policy_services.append(Lifecycle("auth-users", users.start, users.stop))
+        else:
+            users = StoreUsers(node.etcd, config.store.prefix)
+            policy_services.append(Following("auth-users", users.start, users.stop, reactor))
+        if node.etcd is not None:
+            # One key for the cluster, so any node verifies any node's nonces.
+            secret = ClusterSecret(store=node.etcd, prefix=config.store.prefix)
+            policy_services.append(Following("auth-secret", secret.start, secret.stop, reactor))
+        else:
+            secret = ClusterSecret(auth.secret or None)
+        node.auth = add(DigestAuthentication(
+            users, secret, reactor, auth.realm or (sip.domains[0] if sip.domains else "localhost"),
+            sip.domains, auth.algorithms, auth.methods, auth.nonce_expires_s,
+            auth.check_identity, verifier=verifier))
+    r = config.radius
+    if r.accounting_servers:
+        if node.store is None:
+            # The dialog registry (made below when there is a store) ends
+            # the calls whose BYE never comes: their Stop comes from it.
+            node.store = MemoryStore(reactor)
+        accounting_client = RadiusClient(
+            reactor, [parse_server(s) for s in r.accounting_servers], r.secret, r.timeout_s,
+            r.retries)
+        node.radius_accounting = add(RadiusAccounting(
+            accounting_client, AccountingSpool(r.accounting_spool, reactor), reactor,
+            r.nas_identifier or config.node.id, config.accounting.failed_calls,
+            dialogs=lambda: node.dialogs, retry=r.accounting_retry_s,
+            max_duration=config.cluster.dialog_max_s))
+        policy_services += [
+            Lifecycle("radius-accounting-client", accounting_client.start, accounting_client.stop),
+            Lifecycle("radius-accounting", node.radius_accounting.start,
+                      node.radius_accounting.stop)]
+    # -- end of policy -------------------------------------------------------------
+
     # -- request stages: admission ---------------------------------------------
     if node.store is not None and (stateful or wants_dialogs):
         node.dialogs = DialogRegistry(
@@ -336,6 +400,8 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
     if node.store is not None:
         # The gRPC client must be created after twistd forked: at start.
         Lifecycle("store", node.store.start, node.store.stop).setServiceParent(node)
+    for policy_service in policy_services:  # of "policy: acl, auth" above
+        policy_service.setServiceParent(node)
     if node.etcd is not None:
         Following("location", location.start, location.stop, reactor,
                   ready=lambda: location.ready).setServiceParent(node)
