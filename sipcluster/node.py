@@ -25,7 +25,8 @@ from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.memory import MemoryLocationService
 from sipcluster.nat.keepalive import KeepaliveService
 from sipcluster.policy.acl import AccessList
-from sipcluster.policy.auth import ClusterSecret, DigestAuthentication
+from sipcluster.policy.auth import (
+    ClusterSecret, DigestAuthentication, requires_authentication, rule_requires)
 from sipcluster.policy.radius import (
     AccountingSpool, RadiusAccounting, RadiusClient, RadiusDigest, parse_server)
 from sipcluster.policy.users import FileUsers, StoreUsers
@@ -300,10 +301,15 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
             policy_services.append(Following("auth-secret", secret.start, secret.stop, reactor))
         else:
             secret = ClusterSecret(auth.secret or None)
+        # Which requests need credentials: a routing rule's authenticate
+        # when the first matching rule has one, else the default policy.
+        domains, methods = frozenset(d.lower() for d in sip.domains), frozenset(auth.methods)
+        requires = rule_requires(lambda: node.routing,
+                                 lambda context: requires_authentication(context, domains, methods))
         node.auth = add(DigestAuthentication(
             users, secret, reactor, auth.realm or (sip.domains[0] if sip.domains else "localhost"),
             sip.domains, auth.algorithms, auth.methods, auth.nonce_expires_s,
-            auth.check_identity, verifier=verifier))
+            auth.check_identity, requires=requires, verifier=verifier))
     r = config.radius
     if r.accounting_servers:
         if node.store is None:

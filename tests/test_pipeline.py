@@ -305,3 +305,29 @@ def test_the_readme_example_stage_works_as_written():
     node.pipeline.add(namespace["Blocklist"](["mallory"]), before="registrar")
     node.send(invite().replace(b"sip:alice@", b"sip:mallory@"))
     assert [m.status for m, a in node.out() if a == UAC] == [403]
+
+
+def test_a_routing_rule_decides_whether_a_request_needs_credentials(tmp_path):
+    # Issue 11: "which requests need authentication is part of the routing
+    # rules (per rule: required, or not)".
+    users = tmp_path / "users.json"
+    from sipcluster.policy.users import write_users_file
+    write_users_file(str(users), {})
+    node = Node(settings={
+        "auth": {"enabled": True, "realm": "example.test", "users_file": str(users)},
+        "routing": {"rules": [
+            {"name": "trunk", "from_domain": "trunk.test", "authenticate": False,
+             "uri": "sip:bob@127.0.0.1:5070"},
+            {"name": "strict", "user": "secret", "authenticate": True,
+             "uri": "sip:secret@127.0.0.1:5070"}]}})
+    # To a served domain: the default would challenge it; the rule says no.
+    node.send(invite(uri="sip:bob@example.test").replace(
+        b"sip:alice@example.test>;tag=a1", b"sip:gw@trunk.test>;tag=a1"))
+    assert node.to(FOREIGN, node.out())  # forwarded, no challenge
+    foreign = invite(uri="sip:secret@elsewhere.test", branch="z9hG4bKs2").replace(
+        b"sip:alice@example.test>;tag=a1", b"sip:gw@other.test>;tag=a1")
+    node.send(foreign)
+    # From and To another domain: the default would let it pass; the rule says no.
+    assert [m.status for m, a in node.out() if a == UAC] == [407]
+    node.send(invite(branch="z9hG4bKs3"))
+    assert [m.status for m, a in node.out() if a == UAC] == [407]  # no rule: the default

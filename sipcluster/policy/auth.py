@@ -206,6 +206,29 @@ def _host(uri):
     return uri.host.lower() if isinstance(uri, SipURI) else None
 
 
+def rule_requires(rules, default):
+    """
+    A C{requires} for L{DigestAuthentication} that lets the routing rules
+    decide (C{authenticate = true/false} on a rule, first match wins, as
+    the routing itself), and C{default(context)} when the matching rule
+    says nothing or none matches.  C{rules()} gives the routing stage (a
+    L{RoutingRules}, read at each call: a reload replaces its rules), or
+    None.
+    """
+    def requires(context):
+        request = context.request
+        if request.method in ("ACK", "CANCEL") or request.to_tag is not None or \
+                context.vars.get("trusted"):
+            return False
+        routing = rules()
+        if routing is not None and not request.has("route"):
+            rule = routing.decide(context)
+            if rule is not None and rule.authenticate is not None:
+                return rule.authenticate
+        return default(context)
+    return requires
+
+
 def requires_authentication(context, domains, methods=()):
     """
     Whether the request of C{context} must carry our credentials.  The

@@ -25,7 +25,7 @@ MATCH_KEYS = ("methods", "user", "user_prefix", "user_regex", "domain", "from_us
               "from_domain", "source", "transport", "listen", "header", "header_regex",
               "resource_priority", "prefixes", "prefix_file")
 ACTION_KEYS = ("set", "uri", "next_hop", "location", "reject", "redirect")
-OTHER_KEYS = ("name", "reason", "contacts", "status")
+OTHER_KEYS = ("name", "reason", "contacts", "status", "authenticate")
 
 
 def _strings(value, path, what):
@@ -82,6 +82,9 @@ class Rule:
 
     def __init__(self, name, tests, action, argument, prefixes=None, table=None):
         self.table = table if table is not None else {}
+        # Whether requests this rule matches need our credentials (True,
+        # False), or None: the authentication stage's default decides.
+        self.authenticate = self.table.get("authenticate")
         self.name = name
         self.tests = tests
         self.action = action
@@ -114,6 +117,9 @@ def parse_rule(index, table):
         if key not in MATCH_KEYS + ACTION_KEYS + OTHER_KEYS:
             raise NestedKeyError(path(key), "unknown key (matches: %s; actions: %s)" % (
                 ", ".join(MATCH_KEYS), ", ".join(ACTION_KEYS)))
+    if "authenticate" in table and not isinstance(table["authenticate"], bool):
+        raise NestedKeyError(path("authenticate"), "expected true or false, got %s" % show(
+            table["authenticate"]))
     tests = []
     get = table.get
     if "methods" in table:
@@ -367,7 +373,7 @@ class RoutingRules(Stage):
         return result
 
     def decide(self, context):
-        """The first matching rule, or None (for benchmarks and tests)."""
+        """The first matching rule, or None (the authentication seam, benchmarks, tests)."""
         for rule in self.rules:
             if rule.matches(context):
                 return rule
