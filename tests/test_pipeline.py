@@ -331,3 +331,20 @@ def test_a_routing_rule_decides_whether_a_request_needs_credentials(tmp_path):
     assert [m.status for m, a in node.out() if a == UAC] == [407]
     node.send(invite(branch="z9hG4bKs3"))
     assert [m.status for m, a in node.out() if a == UAC] == [407]  # no rule: the default
+
+
+def test_a_rules_access_list_refuses_sources_it_does_not_allow():
+    # Issue 11: "allow and deny lists (CIDR, IPv4 and IPv6) globally and per rule".
+    node = Node(settings={"routing": {"rules": [
+        {"name": "trunk-only", "user_prefix": "00", "allow": ["127.0.0.0/24", "::1/128"],
+         "deny": ["127.0.0.9/32"], "uri": "sip:gw@127.0.0.1:5070"}]}})
+    node.send(invite(uri="sip:0044123@example.test"), ("127.0.0.1", 5080))
+    assert node.to(FOREIGN, node.out())  # allowed
+    node.send(invite(uri="sip:0044123@example.test", branch="z9hG4bKd2"), ("127.0.1.5", 5080))
+    assert [(m.status, m.reason) for m, a in node.out() if a == ("127.0.1.5", 5080)
+            and m.status >= 200] == [(403, "Forbidden (trunk-only)")]
+    node.send(invite(uri="sip:0044123@example.test", branch="z9hG4bKd3"), ("127.0.0.9", 5080))
+    assert [m.status for m, a in node.out() if a == ("127.0.0.9", 5080) and m.status >= 200] == [403]
+    # Requests the rule does not match are not its business.
+    node.send(invite(branch="z9hG4bKd4"), ("127.0.1.5", 5080))
+    assert node.to(FOREIGN, node.out())

@@ -25,7 +25,7 @@ MATCH_KEYS = ("methods", "user", "user_prefix", "user_regex", "domain", "from_us
               "from_domain", "source", "transport", "listen", "header", "header_regex",
               "resource_priority", "prefixes", "prefix_file")
 ACTION_KEYS = ("set", "uri", "next_hop", "location", "reject", "redirect")
-OTHER_KEYS = ("name", "reason", "contacts", "status", "authenticate")
+OTHER_KEYS = ("name", "reason", "contacts", "status", "authenticate", "allow", "deny")
 
 
 def _strings(value, path, what):
@@ -79,6 +79,10 @@ class Rule:
     @ivar action: one of L{ACTION_KEYS}, or "prefix" (the set a prefix
         table names).
     """
+
+    # Networks allowed to use the rule (None: any) and denied it (None:
+    # none): a matching request from elsewhere is refused with 403.
+    allow = deny = None
 
     def __init__(self, name, tests, action, argument, prefixes=None, table=None):
         self.table = table if table is not None else {}
@@ -146,15 +150,22 @@ def parse_rule(index, table):
         domains = frozenset(d.lower() for d in domains)
         tests.append(lambda c: isinstance(c.request.from_.uri, SipURI)
                      and c.request.from_.uri.host.lower() in domains)
-    if "source" in table:
+    def networks_of(key):
         networks = []
-        for text in _strings(table["source"], path("source"), "networks"):
+        for text in _strings(table[key], path(key), "networks"):
             try:
                 networks.append(ipaddress.ip_network(text, strict=False))
             except ValueError:
-                raise NestedKeyError(path("source"), "expected a network like "
+                raise NestedKeyError(path(key), "expected a network like "
                                      '"10.0.0.0/8", got %s' % show(text)) from None
-        tests.append(lambda c: _in_networks(c.source.host, networks))
+        return networks
+
+    if "source" in table:
+        source_networks = networks_of("source")
+        tests.append(lambda c: _in_networks(c.source.host, source_networks))
+    # The rule's own access list: who may use what it routes to.
+    table_allow = networks_of("allow") if "allow" in table else None
+    table_deny = networks_of("deny") if "deny" in table else None
     if "transport" in table:
         transports = _strings(table["transport"], path("transport"), "transports")
         transports = frozenset(t.lower() for t in transports)
@@ -221,7 +232,8 @@ def parse_rule(index, table):
         if actions:
             raise NestedKeyError(path(actions[0]), "a prefix table names the set itself: "
                                  "give no other action")
-        return Rule(get("name", "rule %d" % index), tests, "prefix", None, prefixes, table)
+        return _with_access(Rule(get("name", "rule %d" % index), tests, "prefix", None, prefixes,
+                                 table), table_allow, table_deny)
     if len(actions) != 1:
         raise NestedKeyError(base, "expected exactly one action of %s, got %s" % (
             ", ".join(ACTION_KEYS), ", ".join(actions) or "none"))
@@ -253,7 +265,13 @@ def parse_rule(index, table):
             raise NestedKeyError(path("status"), "expected a status from 300 to 399, got %s"
                                  % show(status))
         argument = (status, contacts)
-    return Rule(get("name", "rule %d" % index), tests, action, argument, table=table)
+    return _with_access(Rule(get("name", "rule %d" % index), tests, action, argument, table=table),
+                        table_allow, table_deny)
+
+
+def _with_access(rule, allow, deny):
+    rule.allow, rule.deny = allow, deny
+    return rule
 
 
 def _regex(value, path):
@@ -381,6 +399,11 @@ class RoutingRules(Stage):
 
     def act(self, rule, context):
         self.matched[rule.name] = self.matched.get(rule.name, 0) + 1
+        if rule.allow is not None or rule.deny is not None:
+            host = context.source.host
+            if (rule.allow is not None and not _in_networks(host, rule.allow)) or \
+                    (rule.deny is not None and _in_networks(host, rule.deny)):
+                raise Respond(403, "Forbidden (%s)" % rule.name)
         action = rule.action
         request = context.request
         if action == "prefix":
