@@ -340,3 +340,14 @@ def test_tcp_registration_from_behind_a_nat_is_reached_over_its_connection(net):
     assert message is not None and message.method == "INVITE"
     phone.close()
     caller.close()
+
+
+def test_the_example_configuration_starts_a_node(net):
+    # ops/node.example.toml (every key at its default), started for real;
+    # only the listen addresses move to this test's own (options win).
+    node = net.node("--config", os.path.join(ROOT, "ops", "node.example.toml"))
+    caller = UDPAgent(net.host)
+    caller.send(request((caller.host, caller.port), node, "OPTIONS", "sip:%s:5060" % node.host),
+                (node.host, 5060))
+    assert final(caller).status == 200
+    caller.close()
