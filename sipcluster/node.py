@@ -305,11 +305,13 @@ def build_node(config, reactor, resolver=None, location=None, worker=None):
         # when the first matching rule has one, else the default policy.
         domains, methods = frozenset(d.lower() for d in sip.domains), frozenset(auth.methods)
         requires = rule_requires(lambda: node.routing,
-                                 lambda context: requires_authentication(context, domains, methods))
+                                 lambda context: requires_authentication(
+                                     context, domains, methods, forwarder.is_our_domain))
         node.auth = add(DigestAuthentication(
             users, secret, reactor, auth.realm or (sip.domains[0] if sip.domains else "localhost"),
             sip.domains, auth.algorithms, auth.methods, auth.nonce_expires_s,
-            auth.check_identity, requires=requires, verifier=verifier))
+            auth.check_identity, requires=requires, verifier=verifier,
+            strongest_first=auth.strongest_first))
     r = config.radius
     if r.accounting_servers:
         if node.store is None:

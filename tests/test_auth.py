@@ -449,3 +449,27 @@ def test_auth_int_answers_cover_the_body(node):
         return node.final(data).status
     assert register(body, body, 1) == 200
     assert register(body, "v=1\r\n", 2) == 401  # the body changed on the way
+
+
+def test_a_register_for_the_nodes_own_address_is_challenged_too(node):
+    # Found by trying the shipped example with sipsak: the registrar takes
+    # a REGISTER for sip:bob@<the node's address>, and authentication
+    # looked at sip.domains by name only, so a binding for anybody was
+    # stored without credentials (and authenticated calls to that address
+    # then went to it).
+    for uri, to in (("sip:127.0.0.1", "sip:bob@127.0.0.1"),
+                    ("sip:127.0.0.1:5060", "sip:bob@127.0.0.1:5060")):
+        answer = node.final(message(uri=uri, frm=to, to=to))
+        assert answer.status == 401, (uri, answer)
+    assert node.h.node.location.lookup("sip:bob@127.0.0.1") == []
+    # And a call to a user at the node's address from elsewhere is challenged.
+    answer = node.final(message("INVITE", uri="sip:bob@127.0.0.1", frm="sip:x@elsewhere.test"))
+    assert answer.status == 407
+
+
+def test_challenges_in_the_listed_order_for_clients_that_stop_at_the_first(tmp_path):
+    node = Node(tmp_path, algorithms=["MD5", "SHA-256"], strongest_first=False)
+    params = [challenge_params(v) for v in node.challenge().values("www-authenticate")]
+    assert [p["algorithm"] for p in params] == ["MD5", "SHA-256"]
+    answer, _ = node.register(algorithm="MD5")
+    assert answer.status == 200

@@ -83,6 +83,7 @@ CONFIG = ConfigSection("auth", {
     "verify": Key(str, "local", "Who checks the answers: local (the users of auth.users_file or the store) or radius (the [radius] servers, as Kamailio's auth_radius; MD5 only). Nonces stay this node's either way.",
                   choices=("local", "radius")),
     "check_identity": Key(bool, True, "A user may register only their own AOR and send only as their own From identity (403 otherwise)."),
+    "strongest_first": Key(bool, True, "Order the challenges strongest algorithm first (RFC 8760 7). false: in the order of auth.algorithms, for clients that give up at the first algorithm they do not know (baresip 1.0 / libre 1.1 with SHA-256 before MD5)."),
 }, check=_check)
 
 
@@ -229,7 +230,7 @@ def rule_requires(rules, default):
     return requires
 
 
-def requires_authentication(context, domains, methods=()):
+def requires_authentication(context, domains, methods=(), is_ours=None):
     """
     Whether the request of C{context} must carry our credentials.  The
     one place this is decided: override it (pass C{requires=} to
@@ -242,25 +243,31 @@ def requires_authentication(context, domains, methods=()):
         trusted peer (C{context.vars["trusted"]}, L{sipcluster.policy.acl}),
         nor an OPTIONS for the node itself (keepalives of trunks and load
         balancers);
-      - always a REGISTER for one of C{domains};
+      - always a REGISTER the node's registrar takes (for one of
+        C{domains}, or for the node's own address);
       - otherwise, when its method is among C{methods} (empty: any), a
-        request from or to one of C{domains} (From or Request-URI host).
+        request to us (as for the REGISTER) or from one of C{domains}
+        (From host).
 
-    @param domains: the served domains, lower case (sip.domains), by
-        name only: a node's own address is not a domain here.
+    @param domains: the served domains, lower case (sip.domains), by name.
+    @param is_ours: callable(uri): whether a Request-URI is served here
+        (the Forwarder's is_our_domain: the domains and the node's own
+        addresses, as the registrar and the location service see it);
+        None: its host among C{domains}.  Without it, a REGISTER for
+        sip:bob@NODE-ADDRESS would be stored unauthenticated.
     """
     request = context.request
     method = request.method
     if method in ("ACK", "CANCEL") or request.to_tag is not None or context.vars.get("trusted"):
         return False
-    uri_host = _host(request.uri)
+    ours = is_ours(request.uri) if is_ours is not None else _host(request.uri) in domains
     if method == "REGISTER":
-        return uri_host in domains
+        return ours
     if methods and method not in methods:
         return False
     if method == "OPTIONS" and isinstance(request.uri, SipURI) and request.uri.user is None:
         return False
-    return uri_host in domains or _host(request.from_.uri) in domains
+    return ours or _host(request.from_.uri) in domains
 
 
 class DigestAuthentication(Stage):
@@ -280,13 +287,14 @@ class DigestAuthentication(Stage):
 
     def __init__(self, users, secret, clock, realm, domains, algorithms=("SHA-256", "MD5"),
                  methods=(), nonce_expires=300, check_identity=True, requires=None,
-                 verifier=None):
+                 verifier=None, strongest_first=True):
         self.users = users
         self.secret = secret
         self.clock = clock
         self.realm = realm
         self.domains = frozenset(d.lower() for d in domains)
-        self.algorithms = digest.strongest_first(algorithms)
+        self.algorithms = digest.strongest_first(algorithms) if strongest_first else \
+            list(algorithms)
         self.methods = frozenset(methods)
         self.nonce_expires = nonce_expires
         self.check_identity = check_identity
