@@ -1086,3 +1086,59 @@ def test_timer_values_from_every_config_key():
     assert isinstance(timers.timer_c, float)
     assert timers.timer_d == 32.0
     assert TimerValues(t1=1.0).timer_d == 64.0
+
+
+# -- transport errors (RFC 3261 17.1.4) ----------------------------------------
+
+
+def break_socket(h):
+    def write(data, addr):
+        raise OSError("network is unreachable")
+    h.socket.write = write
+
+
+def test_transport_error_on_the_first_send_is_reported():
+    # RFC 3261 17.1.4: the TU hears of it (and treats it as a 503).
+    for method in ("INVITE", "OPTIONS"):
+        h = make_harness()
+        break_socket(h)
+        owner = Owner()
+        tx = h.tl.start_client(outgoing(method), Peer("udp", *UAS), owner)
+        assert owner.events == [("failed", tx)]
+        assert h.tl.clients == {}
+        assert pending(h) == []  # no timer left for a transaction that ended
+
+
+def test_transport_error_on_a_retransmission_is_reported():
+    h = make_harness()
+    owner = Owner()
+    tx = h.tl.start_client(outgoing(), Peer("udp", *UAS), owner)
+    break_socket(h)
+    at(h, 0.5)  # Timer A
+    assert owner.events == [("failed", tx)]
+    assert pending(h) == []
+
+
+@pytest.mark.parametrize("status", [200, 486])
+def test_transport_error_after_a_final_is_not_reported(status):
+    # A connection that fails only once the response has come (TCP).
+    h = make_harness()
+    sending = defer.Deferred()
+    h.layer.send_data = lambda data, peer: sending if data.startswith(b"INVITE") else defer.succeed(True)
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("tcp", *UAS), owner)
+    h.receive(answer(req, status), UAS)
+    sending.errback(OSError("connection reset"))
+    assert owner.events == [("response", tx, status)]
+
+
+def test_transport_error_after_a_timeout_is_not_reported():
+    h = make_harness()
+    sending = defer.Deferred()
+    h.layer.send_data = lambda data, peer: sending
+    owner = Owner()
+    tx = h.tl.start_client(outgoing(), Peer("tcp", *UAS), owner)
+    at(h, 32)  # Timer B
+    sending.errback(OSError("connection timed out"))
+    assert owner.events == [("timeout", tx)]
