@@ -465,6 +465,7 @@ def test_timer_k_bounds(t4):
     tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
     ok = answer(req, 200)
     h.receive(ok, UAS)
+    assert tx.state == "completed"
     assert pending(h) == [t4]  # Timers E and F stopped: K alone runs
     at(h, t4 - EARLY)
     h.receive(ok, UAS)  # absorbed by the completed transaction
@@ -1025,6 +1026,7 @@ def test_ack_and_stray_go_to_the_tu_with_their_source():
     h.receive(request("ACK", branch="z9hG4bKnewack"))
     h.receive(make_response(outgoing(branch="z9hG4bKnobody"), 200, to_tag="x"), UAS)
     assert h.tu.sources == [("ack", Peer("udp", *UAC)), ("stray", Peer("udp", *UAS))]
+    assert [(a.method, a.top_via.branch) for a in h.tu.acks] == [("ACK", "z9hG4bKnewack")]
 
 
 def test_response_without_cseq_is_a_stray():
@@ -1119,14 +1121,14 @@ def test_transport_error_on_a_retransmission_is_reported():
     assert pending(h) == []
 
 
-@pytest.mark.parametrize("status", [200, 486])
-def test_transport_error_after_a_final_is_not_reported(status):
+@pytest.mark.parametrize("method, status", [("INVITE", 200), ("INVITE", 486), ("OPTIONS", 200)])
+def test_transport_error_after_a_final_is_not_reported(method, status):
     # A connection that fails only once the response has come (TCP).
     h = make_harness()
     sending = defer.Deferred()
-    h.layer.send_data = lambda data, peer: sending if data.startswith(b"INVITE") else defer.succeed(True)
+    h.layer.send_data = lambda data, peer: sending if data.startswith(method.encode()) else defer.succeed(True)
     owner = Owner()
-    req = outgoing()
+    req = outgoing(method)
     tx = h.tl.start_client(req, Peer("tcp", *UAS), owner)
     h.receive(answer(req, status), UAS)
     sending.errback(OSError("connection reset"))
@@ -1142,3 +1144,24 @@ def test_transport_error_after_a_timeout_is_not_reported():
     at(h, 32)  # Timer B
     sending.errback(OSError("connection timed out"))
     assert owner.events == [("timeout", tx)]
+
+
+def test_a_failed_ack_send_is_absorbed():
+    import gc
+    from twisted.logger import globalLogPublisher
+    h = make_harness()
+    req = outgoing()
+    h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    break_socket(h)
+    logged = []
+
+    def observer(event):
+        if event.get("log_failure") is not None:
+            logged.append(event)
+    globalLogPublisher.addObserver(observer)
+    try:
+        h.receive(answer(req, 486), UAS)  # the ACK cannot be sent
+        gc.collect()  # an unhandled failure in a Deferred is logged here
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert logged == []
