@@ -54,3 +54,46 @@ def test_parse_params_rejects(bad):
 def test_quote_roundtrip():
     for text in ['plain', 'with "quotes"', 'back\\slash']:
         assert unquote(quote(text)) == text
+
+
+# -- edges found by mutation testing (bench/MUTATION.md) ------------------------
+
+
+def test_split_commas_empty_and_blank():
+    assert split_commas("") == []
+    assert split_commas("   ") == []
+    assert split_commas(' "" ') == ['""']
+
+
+def test_split_commas_slow_path_without_spaces():
+    assert split_commas("<sip:a@b>,<sip:c@d>,x") == ["<sip:a@b>", "<sip:c@d>", "x"]
+    assert split_commas('"a,b",c') == ['"a,b"', "c"]
+
+
+def test_split_commas_escapes_inside_quotes():
+    assert split_commas(r'"x\\", <sip:a@b>') == [r'"x\\"', "<sip:a@b>"]
+    assert split_commas(r'"\"", y') == [r'"\""', "y"]
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ('"unterminated, x', "Unterminated quoted string"),
+    ("<sip:a@b, c", "Unterminated <"),
+])
+def test_split_commas_unterminated_names_the_fault(bad, reason):
+    with pytest.raises(ParseError, match="^%s$" % reason):
+        split_commas(bad)
+
+
+def test_unquote_edges():
+    assert unquote('""') == ""
+    assert unquote('"') == '"'
+    assert unquote('ab"') == 'ab"'
+    assert unquote('"ab') == '"ab'
+    assert unquote(r'"a\"b"') == 'a"b'
+    assert unquote(r'"a\\b\"c"') == 'a\\b"c'
+    assert unquote('"a\\"') == "a\\"  # a lone trailing backslash is kept
+
+
+def test_quote_escapes():
+    assert quote('say "hi"') == r'"say \"hi\""'
+    assert quote("a\\b") == r'"a\\b"'

@@ -287,3 +287,57 @@ def test_a_via_of_commas_only_is_a_parse_error(value):
                                        b"Via: " + value))
     with pytest.raises(ParseError):
         msg.validate()
+
+
+# -- edges found by mutation testing (bench/MUTATION.md) ------------------------
+
+
+def test_sip_error_carries_reason_and_status():
+    from sipcluster.sip.errors import SIPError
+    e = SIPError("Bad thing", 488)
+    assert (str(e), e.reason, e.status, e.message) == ("Bad thing", "Bad thing", 488, None)
+    assert (ParseError("x").status, VersionNotSupported("x").status,
+            UnsupportedURIScheme("x").status, MessageTooLarge("x").status) == (400, 505, 416, 513)
+    assert SIPError("x").status == 400
+
+
+def test_reason_for_unknown_codes_uses_the_class():
+    from sipcluster.sip.status import reason_for
+    assert reason_for(486) == "Busy Here"
+    assert reason_for(299) == "OK"
+    assert reason_for(499) == "Bad Request"
+    assert reason_for(599) == "Server Internal Error"
+    assert reason_for(699) == "Busy Everywhere"
+    assert reason_for(198) == "Trying"
+    assert reason_for(399) == "Multiple Choices"
+    assert reason_for(799) == "Unknown"
+    assert Response(477).start_line() == "SIP/2.0 477 Bad Request"
+
+
+def status_line(line):
+    return OK.replace(b"SIP/2.0 200 OK", line)
+
+
+@pytest.mark.parametrize("line", [b"SIP/2.0 099 Odd", b"SIP/2.0 700 Odd", b"SIP/2.0 1000 Odd",
+                                  b"SIP/2.0 2x0 Odd", b"SIP/2.0 \xd9\xa2\xd9\xa0\xd9\xa0 Odd"])
+def test_bad_status_codes(line):
+    with pytest.raises(ParseError, match="^Bad status code$"):
+        parse_message(status_line(line))
+
+
+def test_status_code_range_edges():
+    assert parse_message(status_line(b"SIP/2.0 699 Odd")).status == 699
+    assert parse_message(status_line(b"SIP/2.0 100 Trying")).status == 100
+
+
+def test_response_version_fault_names_the_version_cut_to_20():
+    with pytest.raises(VersionNotSupported, match="^Version SIP/3.0 not supported$"):
+        parse_message(status_line(b"SIP/3.0 200 OK"))
+    with pytest.raises(VersionNotSupported, match="^Version SIP/%s not supported$" % ("X" * 16)):
+        parse_message(status_line(b"SIP/" + b"X" * 26 + b" 200 OK"))
+
+
+def test_response_version_is_normalized():
+    resp = parse_message(status_line(b"sip/2.0 200 OK"))
+    assert resp.version == "SIP/2.0"
+    assert resp.to_bytes().startswith(b"SIP/2.0 200 OK\r\n")
