@@ -341,3 +341,152 @@ def test_response_version_is_normalized():
     resp = parse_message(status_line(b"sip/2.0 200 OK"))
     assert resp.version == "SIP/2.0"
     assert resp.to_bytes().startswith(b"SIP/2.0 200 OK\r\n")
+
+
+SMALL = crlf("""\
+OPTIONS sip:a@b SIP/2.0
+Via: SIP/2.0/UDP a:5060;branch=z9hG4bK1, SIP/2.0/UDP b:5070;branch=z9hG4bK2, SIP/2.0/UDP c;branch=z9hG4bK3
+Route : <sip:p1:5060;lr>, <sip:p2:5060;lr>
+From: <sip:x@y>;tag=1
+To: <sip:a@b>
+Call-ID: abc
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+""")
+
+
+def names(msg):
+    return [name for name, _ in msg.items()]
+
+
+def test_compact_names_for_values_and_has():
+    msg = parse_message(SMALL)
+    assert msg.values("v") == msg.values("Via") == [
+        "SIP/2.0/UDP a:5060;branch=z9hG4bK1", "SIP/2.0/UDP b:5070;branch=z9hG4bK2",
+        "SIP/2.0/UDP c;branch=z9hG4bK3"]
+    assert msg.has("i") and msg.has("CALL-ID") and msg.has("f")
+    assert not msg.has("m")
+
+
+@pytest.mark.parametrize("value", ["a\rb", "a\nb", "a\r\nb"])
+def test_every_writer_refuses_line_breaks(value):
+    msg = parse_message(SMALL)
+    for write in (msg.add, msg.set, msg.replace_first):
+        with pytest.raises(ValueError, match="^Header value with a line break$"):
+            write("Subject", value)
+    assert msg.to_bytes() == SMALL
+
+
+def test_writers_refuse_bad_names():
+    msg = parse_message(SMALL)
+    with pytest.raises(ValueError, match="^Not a header name: 'bad name'$"):
+        msg.add("bad name", "x")
+
+
+def test_add_goes_after_the_last_line_of_its_header():
+    msg = parse_message(SMALL)
+    msg.add("Route", "<sip:p3;lr>")
+    assert names(msg) == ["Via", "Route", "Route", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+    msg.add("Route", "<sip:p0;lr>", top=True)
+    assert [str(r.uri) for r in msg.routes] == [
+        "sip:p0;lr", "sip:p1:5060;lr", "sip:p2:5060;lr", "sip:p3;lr"]
+
+
+def test_set_keeps_the_position_of_the_first_line_and_every_other_header():
+    msg = parse_message(SMALL)
+    msg.add("Route", "<sip:p3;lr>")
+    msg.set("Route", "<sip:only;lr>")
+    assert msg.items() == [
+        ("Via", "SIP/2.0/UDP a:5060;branch=z9hG4bK1, SIP/2.0/UDP b:5070;branch=z9hG4bK2, SIP/2.0/UDP c;branch=z9hG4bK3"),
+        ("Route", "<sip:only;lr>"), ("From", "<sip:x@y>;tag=1"), ("To", "<sip:a@b>"),
+        ("Call-ID", "abc"), ("CSeq", "1 OPTIONS"), ("Content-Length", "0")]
+    msg.set("From", "<sip:z@y>;tag=2")
+    assert names(msg) == ["Via", "Route", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+
+
+def test_pop_first_and_replace_first_keep_the_name_and_other_values():
+    msg = parse_message(SMALL)
+    assert msg.pop_first("route") == "<sip:p1:5060;lr>"
+    assert msg.items()[1] == ("Route", "<sip:p2:5060;lr>")
+    assert msg.to_bytes().split(b"\r\n")[2] == b"Route: <sip:p2:5060;lr>"
+    assert msg.pop_first("route") == "<sip:p2:5060;lr>"
+    assert not msg.has("route")  # the emptied line went
+    assert msg.pop_first("route") is None
+    assert msg.pop_first("via") == "SIP/2.0/UDP a:5060;branch=z9hG4bK1"
+    assert msg.items()[0] == ("Via", "SIP/2.0/UDP b:5070;branch=z9hG4bK2, SIP/2.0/UDP c;branch=z9hG4bK3")
+    msg = parse_message(SMALL)
+    msg.replace_first("route", "<sip:new;lr>")
+    assert msg.to_bytes().split(b"\r\n")[2] == b"Route: <sip:new;lr>, <sip:p2:5060;lr>"
+    msg.replace_first("Record-Route", "<sip:rr;lr>")  # absent: added
+    assert msg.values("record-route") == ["<sip:rr;lr>"]
+
+
+def test_top_via_follows_push_set_and_pop():
+    msg = parse_message(SMALL)
+    assert msg.top_via.host == "a"
+    new = Via("UDP", "proxy", 5060, {"branch": "z9hG4bKp"})
+    msg.push_via(new)
+    assert msg.top_via.host == "proxy"
+    msg.set_top_via(Via("TCP", "other", None, {"branch": "z9hG4bKo"}))
+    assert msg.top_via.host == "other"
+    assert msg.pop_via() == "SIP/2.0/TCP other;branch=z9hG4bKo"
+    assert msg.top_via.host == "a"
+    assert msg.pop_via() == "SIP/2.0/UDP a:5060;branch=z9hG4bK1"
+    assert msg.top_via.host == "b"
+
+
+def test_set_body_and_content_type():
+    msg = parse_message(INVITE)
+    msg.set_body(b"v=1\r\n")  # no type given: the existing one stays
+    assert msg.header("content-type") == "application/sdp"
+    msg.set_body(b"")  # no body: no type
+    assert not msg.has("content-type")
+    assert msg.header("content-length") == "0"
+
+
+def test_copy_of_an_untouched_request_serializes_the_same():
+    req = parse_message(INVITE)
+    assert req.copy().to_bytes() == INVITE
+    req.uri  # parsed
+    assert req.copy().to_bytes() == INVITE
+    resp = parse_message(OK)
+    copy = resp.copy()
+    assert (copy.status, copy.reason, copy.version) == (200, "OK", "SIP/2.0")
+    assert copy.to_bytes() == OK
+
+
+def test_new_response_defaults():
+    resp = Response(200)
+    assert resp.body == b""
+    assert resp.reason == "OK"
+    assert Response(200, "Fine").reason == "Fine"
+    assert Response(200, "").start_line() == "SIP/2.0 200 "
+
+
+def test_make_response_reason_and_timestamp():
+    req = parse_message(INVITE)
+    assert make_response(req, 400, "Bad CSeq").start_line() == "SIP/2.0 400 Bad CSeq"
+    req.add("Timestamp", "54")
+    assert not make_response(req, 180).has("timestamp")  # RFC 3261 8.2.6.1: 100 only
+    assert not make_response(parse_message(INVITE), 100).has("timestamp")
+
+
+def test_make_response_tag_after_trailing_space():
+    req = parse_message(INVITE.replace(b"To: Bob <sip:bob@biloxi.example.com>\r\n",
+                                       b"To: Bob <sip:bob@biloxi.example.com>  \r\n"))
+    resp = make_response(req, 486, to_tag="t1")
+    assert b"\r\nTo: Bob <sip:bob@biloxi.example.com>;tag=t1\r\n" in resp.to_bytes()
+
+
+def test_reprs():
+    assert repr(parse_message(INVITE)) == "<Request INVITE sip:bob@biloxi.example.com>"
+    assert repr(Response(486)) == "<Response 486 Busy Here>"
+    assert repr(Address.parse("<sip:a@b>;tag=1")) == "<Address <sip:a@b>;tag=1>"
+    assert repr(Via.parse("SIP/2.0/UDP h;branch=z9hG4bK1")) == "<Via SIP/2.0/UDP h;branch=z9hG4bK1>"
+    from sipcluster.sip.via import CSeq
+    assert repr(CSeq(4, "BYE")) == "<CSeq 4 BYE>"
+    from sipcluster.sip.uri import AbsoluteURI, TelURI, parse_uri
+    assert repr(parse_uri("sip:a@b")) == "<SipURI sip:a@b>"
+    assert repr(TelURI("+1")) == "<TelURI tel:+1>"
+    assert repr(AbsoluteURI("http", "http://x/")) == "<AbsoluteURI http://x/>"
