@@ -422,6 +422,13 @@ def test_pop_first_and_replace_first_keep_the_name_and_other_values():
     assert msg.values("record-route") == ["<sip:rr;lr>"]
 
 
+def test_pop_first_skips_an_empty_list_line():
+    msg = parse_message(SMALL.replace(b"Route : <sip:p1:5060;lr>, <sip:p2:5060;lr>",
+                                      b"Route: ,\r\nRoute: <sip:p9;lr>"))
+    assert msg.pop_first("route") == "<sip:p9;lr>"
+    assert not msg.has("route")
+
+
 def test_top_via_follows_push_set_and_pop():
     msg = parse_message(SMALL)
     assert msg.top_via.host == "a"
