@@ -497,3 +497,8 @@ def test_reprs():
     assert repr(parse_uri("sip:a@b")) == "<SipURI sip:a@b>"
     assert repr(TelURI("+1")) == "<TelURI tel:+1>"
     assert repr(AbsoluteURI("http", "http://x/")) == "<AbsoluteURI http://x/>"
+
+
+def test_absent_from_and_to_are_none():
+    msg = parse_message(SMALL.replace(b"To: <sip:a@b>\r\n", b"").replace(b"From: <sip:x@y>;tag=1\r\n", b""))
+    assert (msg.to, msg.to_tag, msg.from_, msg.from_tag) == (None, None, None, None)
