@@ -502,3 +502,11 @@ def test_reprs():
 def test_absent_from_and_to_are_none():
     msg = parse_message(SMALL.replace(b"To: <sip:a@b>\r\n", b"").replace(b"From: <sip:x@y>;tag=1\r\n", b""))
     assert (msg.to, msg.to_tag, msg.from_, msg.from_tag) == (None, None, None, None)
+
+
+def test_validate_fault_carries_the_message():
+    msg = parse_message(INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: 314159 BYE"))
+    with pytest.raises(ParseError) as e:
+        msg.validate()
+    assert e.value.message is msg
+    assert e.value.reason == "CSeq method does not match request method"
