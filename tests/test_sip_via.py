@@ -133,3 +133,17 @@ def test_cseq_limits():
     assert CSeq.parse("0000000001 INVITE").number == 1
     assert CSeq.parse("2147483647 INVITE").number == 2 ** 31 - 1
     assert len({CSeq(1, "INVITE"), CSeq(1, "INVITE"), CSeq(2, "INVITE")}) == 2
+
+
+@pytest.mark.parametrize("text", ["SIP/2.0/UDP h h2", "SIP/2.0/UDP 192.0.2.1 5060",
+                                  "SIP/2.0/FOO h h2", "SIP / 2.0 / UDP h\th2:5060"])
+def test_via_sent_by_with_inner_space_is_bad(text):
+    # Was read as the host "hh2" (or "192.0.2.15060"): all LWS was removed.
+    with pytest.raises(ParseError) as e:
+        Via.parse(text)
+    assert e.value.reason == "Bad Via sent-by"
+
+
+def test_via_sent_by_lws_around_the_colon():
+    assert Via.parse("SIP/2.0/UDP h : 5060").sent_by == ("h", 5060)
+    assert Via.parse("SIP / 2.0 / UDP [::1]\t:\t5070").sent_by == ("[::1]", 5070)
