@@ -196,3 +196,14 @@ def test_tel_uri_built_and_parsed():
     assert str(TelURI("+1", {"ext": "5"})) == "tel:+1;ext=5"
     text = "TEL:+1-201;Ext=5"
     assert str(parse_uri(text)) == text  # as received, not rebuilt
+
+
+def test_tel_and_other_uris_compare():
+    assert parse_uri("tel:+1-201-555") == parse_uri("tel:+1201555")  # visual separators
+    assert parse_uri("tel:+1201;ext=1") != parse_uri("tel:+1201;ext=2")
+    assert parse_uri("tel:+1201") != parse_uri("sip:+1201@b")
+    assert parse_uri("http://a/x") == AbsoluteURI("http", "http://a/x")
+    assert parse_uri("http://a/x") != parse_uri("http://a/y")
+    assert parse_uri("http://a/x") != parse_uri("sip:a@x")
+    assert len({parse_uri("tel:+1-201"), parse_uri("tel:+1201"), parse_uri("http://a/x"),
+                parse_uri("http://a/x"), parse_uri("sip:a@B"), parse_uri("sip:a@b")}) == 3
