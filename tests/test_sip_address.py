@@ -103,3 +103,22 @@ def test_param_without_params_and_make_display():
     assert make_display(None) is None
     assert make_display('Bob "B"') == '"Bob \\"B\\""'
     assert str(Address(addr.uri, make_display("Bob"))) == '"Bob" <sip:a@b>'
+
+
+def test_unchanged_address_serializes_exactly_as_received():
+    for text in ("Bob   <sip:a@b> ;tag=1", "sip:a@b;TAG=1", '"A"<sip:a@b>'):
+        assert str(Address.parse(text)) == text
+
+
+def test_angle_brackets_and_quotes_in_parameters():
+    # The URI is between the first "<" and the first ">" after it.
+    addr = Address.parse('<sip:a@b>;p=">";q="<"')
+    assert str(addr.uri) == "sip:a@b"
+    assert addr.params == {"p": '">"', "q": '"<"'}
+    assert Address.parse("A<sip:a@b>").display == "A"
+
+
+def test_addr_spec_with_comma_needs_angle_brackets():
+    with pytest.raises(ParseError) as e:
+        Address.parse("sip:a@b,c")
+    assert e.value.reason == "addr-spec needs <> around this URI"

@@ -97,3 +97,24 @@ def test_unquote_edges():
 def test_quote_escapes():
     assert quote('say "hi"') == r'"say \"hi\""'
     assert quote("a\\b") == r'"a\\b"'
+
+
+def test_split_semicolons_with_quotes():
+    from sipcluster.sip.grammar import split_semicolons
+    assert split_semicolons('a;b="x;y";c') == ["a", 'b="x;y"', "c"]
+    assert split_semicolons(';"a"') == ["", '"a"']
+    assert split_semicolons(r'"a\";b";c') == [r'"a\";b"', "c"]
+    assert split_semicolons(r'"\\";x') == [r'"\\"', "x"]
+    assert split_semicolons(r'x="\a;b";y') == [r'x="\a;b"', "y"]
+    with pytest.raises(ParseError) as e:
+        split_semicolons('x;"open')
+    assert e.value.reason == "Unterminated quoted string"
+
+
+def test_parse_params_fault_names_the_parameter_cut_to_40():
+    with pytest.raises(ParseError) as e:
+        parse_params("=x")
+    assert e.value.reason == "Bad parameter name ''"
+    with pytest.raises(ParseError) as e:
+        parse_params("a b" * 20)
+    assert e.value.reason == "Bad parameter name %r" % ("a b" * 20)[:40]

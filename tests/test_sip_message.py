@@ -510,3 +510,43 @@ def test_validate_fault_carries_the_message():
         msg.validate()
     assert e.value.message is msg
     assert e.value.reason == "CSeq method does not match request method"
+
+
+@pytest.mark.parametrize("uri, status, reason", [
+    ("1ab:x", 400, "Bad Request-URI"),
+    ("a_b:x", 400, "Bad Request-URI"),
+    (":x", 400, "Bad Request-URI"),
+    ("\u00e9a:x", 400, "Bad Request-URI"),
+    ("nocolon", 400, "Bad Request-URI"),
+    ("a+b-c.d:x", 416, "Unsupported URI scheme a+b-c.d"),
+    ("a:x", 416, "Unsupported URI scheme a"),
+    ("a1:x", 416, "Unsupported URI scheme a1"),
+    ("a" * 30 + ":x", 416, "Unsupported URI scheme " + "a" * 20),
+])
+def test_request_uri_scheme_faults(uri, status, reason):
+    # RFC 3261 8.2.2.1: a scheme we do not handle is 416; no scheme at all, 400.
+    with pytest.raises(SIPError) as e:
+        parse_message(INVITE.replace(b"INVITE sip:bob@biloxi.example.com", b"INVITE " + uri.encode()))
+    assert (e.value.status, e.value.reason) == (status, reason)
+
+
+def test_request_version_fault_cut_to_20():
+    with pytest.raises(VersionNotSupported) as e:
+        parse_message(INVITE.replace(b" SIP/2.0\r\nVia", b" SIP/" + b"9" * 30 + b"\r\nVia", 1))
+    assert e.value.reason == "Version SIP/%s not supported" % ("9" * 16)
+
+
+def test_fresh_header_names_are_read_and_written():
+    # Header names are cached as they are seen; these were seen by no test.
+    import uuid
+    from sipcluster.sip.headers import canonical, spelling
+    name = "X-Fresh-%s" % uuid.uuid4().hex
+    assert canonical(name) == name.lower()
+    assert canonical(name) == name.lower()  # and again, from the cache
+    msg = parse_message(SMALL.replace(b"Content-Length: 0", ("%s: 1\r\nContent-Length: 0" % name).encode()))
+    assert msg.header(name.upper()) == "1"
+    key = "x-other-%s" % uuid.uuid4().hex
+    assert spelling(key) == "X-Other-" + key[8:].capitalize()
+    assert spelling(key) == "X-Other-" + key[8:].capitalize()
+    msg.add(key, "2")
+    assert msg.items()[-1] == ("X-Other-" + key[8:].capitalize(), "2")

@@ -207,3 +207,20 @@ def test_tel_and_other_uris_compare():
     assert parse_uri("http://a/x") != parse_uri("sip:a@x")
     assert len({parse_uri("tel:+1-201"), parse_uri("tel:+1201"), parse_uri("http://a/x"),
                 parse_uri("http://a/x"), parse_uri("sip:a@B"), parse_uri("sip:a@b")}) == 3
+
+
+def test_host_and_port_faults():
+    from sipcluster.sip.uri import parse_host
+    for bad, reason in [("[::1", "Bad IPv6 reference"), ("", "Empty host"),
+                        ("h" * 70 + "!", "Bad host %r" % ("h" * 60))]:
+        with pytest.raises(ParseError) as e:
+            parse_host(bad)
+        assert e.value.reason == reason
+    for bad, reason in [("h:000005", "Bad port '000005'"), ("h:65536", "Bad port '65536'"),
+                        ("[::1]:5]", "Bad port '5]'"),
+                        ("h:12345678901234", "Bad port '1234567890'")]:
+        with pytest.raises(ParseError) as e:
+            split_hostport(bad)
+        assert e.value.reason == reason
+    assert split_hostport("h:65535") == ("h", 65535)
+    assert split_hostport("h:00005") == ("h", 5)

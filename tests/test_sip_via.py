@@ -147,3 +147,17 @@ def test_via_sent_by_with_inner_space_is_bad(text):
 def test_via_sent_by_lws_around_the_colon():
     assert Via.parse("SIP/2.0/UDP h : 5060").sent_by == ("h", 5060)
     assert Via.parse("SIP / 2.0 / UDP [::1]\t:\t5070").sent_by == ("[::1]", 5070)
+
+
+def test_via_unchanged_serializes_as_received():
+    for text in ("SIP/2.0/udp h;BRANCH=z9hG4bK1", "SIP / 2.0 / UDP h ;branch=z9hG4bK1"):
+        assert str(Via.parse(text)) == text
+
+
+def test_via_sent_protocol_with_lws_and_tabs():
+    for text in ("SIP / 2.0 / UDP h", "SIP\t/\t2.0/UDP h", "SIP/2.0/UDP h\t:5060", "SIP/2.0/UDP h :\t5060"):
+        via = Via.parse(text)
+        assert (via.protocol, via.transport, via.host) == ("SIP/2.0", "UDP", "h"), text
+    with pytest.raises(ParseError) as e:
+        Via.parse("SIP / 2.0 / UDP h;=x")
+    assert e.value.reason == "Bad Via parameter name ''"
