@@ -118,3 +118,23 @@ def test_parse_params_fault_names_the_parameter_cut_to_40():
     with pytest.raises(ParseError) as e:
         parse_params("a b" * 20)
     assert e.value.reason == "Bad parameter name %r" % ("a b" * 20)[:40]
+
+
+def test_every_token_character_at_once():
+    from sipcluster.sip.grammar import TOKEN_CHARS
+    assert is_token("".join(sorted(TOKEN_CHARS)))
+
+
+def test_name_caches_stay_bounded():
+    # Tokens and header names are remembered as they are seen; a stream of
+    # random names must not grow those tables without limit.
+    import uuid
+    from sipcluster.sip import grammar, headers
+    for _ in range(4200):
+        name = "x" + uuid.uuid4().hex[:20]
+        assert is_token(name)
+        headers.canonical(name)
+        headers.spelling(name)
+    assert len(grammar._KNOWN_TOKENS) <= 4096
+    assert len(headers._KEY_CACHE) <= headers._KEY_CACHE_LIMIT == 4096
+    assert len(headers._SPECIAL_SPELLING) <= 4096

@@ -550,3 +550,76 @@ def test_fresh_header_names_are_read_and_written():
     assert spelling(key) == "X-Other-" + key[8:].capitalize()
     msg.add(key, "2")
     assert msg.items()[-1] == ("X-Other-" + key[8:].capitalize(), "2")
+
+
+def test_size_limit_is_inclusive():
+    assert parse_message(INVITE, max_size=len(INVITE)).method == "INVITE"
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(INVITE, max_size=len(INVITE) - 1)
+    assert e.value.reason == "Message larger than %d bytes" % (len(INVITE) - 1)
+
+
+def test_bytes_like_input_and_other_input():
+    msg = parse_message(bytearray(INVITE))
+    assert type(msg.body) is bytes and msg.body == b"v=0\r\n"
+    assert parse_message(memoryview(INVITE)).call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    with pytest.raises(ParseError) as e:
+        parse_message("INVITE sip:a@b SIP/2.0\r\n\r\n")
+    assert e.value.reason == "Not bytes"
+
+
+def test_leading_line_ends_only_are_skipped():
+    assert parse_message(b"\n" + INVITE).method == "INVITE"
+    assert parse_message(b"\r\n" + INVITE.replace(b"INVITE", b"XINVITE")).method == "XINVITE"
+    with pytest.raises(ParseError) as e:
+        parse_message(b"\r\n " + INVITE)
+    assert e.value.reason == "Malformed request line"
+
+
+def test_bare_lf_message_with_an_empty_line_in_its_body():
+    raw = REGISTER.replace(b"\r\n", b"\n").replace(b"Content-Length: 0", b"Content-Length: 4") + b"a\n\nb"
+    msg = parse_message(raw)
+    assert msg.body == b"a\n\nb"
+    assert msg.call_id == "843817637684230@998sdasdh09"
+
+
+@pytest.mark.parametrize("line", ["Tox", "To\x0c: x", ":x"])
+def test_header_lines_that_are_not_headers(line):
+    raw = INVITE.replace(b"Contact:", line.encode("latin-1") + b"\r\nContact:")
+    with pytest.raises(ParseError) as e:
+        parse_message(raw)
+    assert e.value.reason == "Malformed header line %r" % line
+    # The lines after the bad one were still read, so a 400 can be built.
+    assert e.value.message.header("content-type") == "application/sdp"
+
+
+def test_malformed_header_line_cut_to_40_in_the_reason():
+    line = "This is not a header but a long sentence instead"
+    with pytest.raises(ParseError) as e:
+        parse_message(INVITE.replace(b"Contact:", line.encode() + b"\r\nContact:"))
+    assert e.value.reason == "Malformed header line %r" % line[:40]
+
+
+def test_header_names_with_space_before_the_colon():
+    raw = INVITE.replace(b"Contact:", b"X-FooX : 1\r\nContact:")
+    assert parse_message(raw).header("x-foox") == "1"
+
+
+def test_single_letter_header_name_not_yet_cached():
+    from sipcluster.sip import headers
+    headers._KEY_CACHE.pop("~", None)
+    raw = INVITE.replace(b"Contact:", b"~: 1\r\nContact:")
+    assert parse_message(raw).header("~") == "1"
+
+
+def test_missing_content_length_on_a_stream_names_the_fault():
+    with pytest.raises(ParseError) as e:
+        parse_message(REGISTER.replace(b"Content-Length: 0\r\n", b""), stream=True)
+    assert e.value.reason == "Missing Content-Length"
+    assert e.value.message.call_id == "843817637684230@998sdasdh09"
+
+
+def test_body_shorter_than_content_length_reads_no_body():
+    with pytest.raises(ParseError) as e:
+        parse_message(INVITE.replace(b"Content-Length: 5", b"Content-Length: 50"))
+    assert e.value.message.body == b""

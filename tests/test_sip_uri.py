@@ -224,3 +224,11 @@ def test_host_and_port_faults():
         assert e.value.reason == reason
     assert split_hostport("h:65535") == ("h", 65535)
     assert split_hostport("h:00005") == ("h", 5)
+
+
+def test_other_scheme_edges():
+    from sipcluster.sip.uri import _SCHEME_CHARS
+    assert parse_uri("a:x").scheme == "a"
+    assert str(parse_uri("http://X/")) == "http://X/"
+    scheme = "a" + "".join(sorted(_SCHEME_CHARS))
+    assert parse_uri(scheme + ":x").scheme == scheme
