@@ -623,3 +623,29 @@ def test_body_shorter_than_content_length_reads_no_body():
     with pytest.raises(ParseError) as e:
         parse_message(INVITE.replace(b"Content-Length: 5", b"Content-Length: 50"))
     assert e.value.message.body == b""
+
+
+def test_replace_first_refuses_line_breaks_in_a_present_header():
+    msg = parse_message(SMALL)
+    for value in ("a\rb", "a\nb"):
+        with pytest.raises(ValueError, match="^Header value with a line break$"):
+            msg.replace_first("Route", value)
+    assert msg.to_bytes() == SMALL
+
+
+def test_new_request_has_no_body():
+    req = Request("OPTIONS", "sip:a@b")
+    assert req.body == b""
+    assert req.to_bytes() == b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_reason_for_the_6xx_class():
+    from sipcluster.sip.status import reason_for
+    assert reason_for(601) == "Busy Everywhere"
+    assert reason_for(501) == "Not Implemented"
+
+
+def test_compact_name_not_yet_cached():
+    from sipcluster.sip import headers
+    headers._KEY_CACHE.pop("V", None)
+    assert headers.canonical("V") == "via"

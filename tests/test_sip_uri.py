@@ -232,3 +232,7 @@ def test_other_scheme_edges():
     assert str(parse_uri("http://X/")) == "http://X/"
     scheme = "a" + "".join(sorted(_SCHEME_CHARS))
     assert parse_uri(scheme + ":x").scheme == scheme
+
+
+def test_sip_uri_parse_with_a_port():
+    assert SipURI.parse("sip:bob@b.example:5070").port == 5070

@@ -161,3 +161,9 @@ def test_via_sent_protocol_with_lws_and_tabs():
     with pytest.raises(ParseError) as e:
         Via.parse("SIP / 2.0 / UDP h;=x")
     assert e.value.reason == "Bad Via parameter name ''"
+
+
+def test_via_built_without_params():
+    via = Via("UDP", "h")
+    assert via.params == {}
+    assert str(via) == "SIP/2.0/UDP h"
