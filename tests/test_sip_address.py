@@ -79,7 +79,7 @@ from sipcluster.sip.address import make_display  # noqa: E402
     ("sip:a@b?x", "addr-spec needs <> around this URI"),
     ("sip:a b", "addr-spec needs <> around this URI"),
     ("sip:a@b;", "Empty header parameter"),
-    ("<sip:a@b>;=x", "Bad header parameter name ''"),
+    ("<sip:a@b>;=x", 'Bad header parameter name ""'),
 ])
 def test_malformed_reasons(bad, reason):
     with pytest.raises(ParseError) as e:

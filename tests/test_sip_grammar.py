@@ -114,10 +114,10 @@ def test_split_semicolons_with_quotes():
 def test_parse_params_fault_names_the_parameter_cut_to_40():
     with pytest.raises(ParseError) as e:
         parse_params("=x")
-    assert e.value.reason == "Bad parameter name ''"
+    assert e.value.reason == 'Bad parameter name ""'
     with pytest.raises(ParseError) as e:
         parse_params("a b" * 20)
-    assert e.value.reason == "Bad parameter name %r" % ("a b" * 20)[:40]
+    assert e.value.reason == 'Bad parameter name "%s"' % ("a b" * 20)[:40]
 
 
 def test_every_token_character_at_once():

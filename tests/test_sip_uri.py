@@ -107,11 +107,11 @@ from sipcluster.sip.uri import (  # noqa: E402
     ("sip:", "Empty host"),
     ("sip:@host", "Empty user part in URI"),
     ("sip:user@", "Empty host"),
-    ("sip:a@b@c", "Bad host 'b@c'"),
-    ("sip:host:99999", "Bad port '99999'"),
+    ("sip:a@b@c", 'Bad host "b@c"'),
+    ("sip:host:99999", 'Bad port "99999"'),
     ("sip:[::1]5", "Bad host:port"),
     ("sip:[zz::1]", "Bad IPv6 reference"),
-    ("sip:ho st", "Bad host 'ho st'"),
+    ("sip:ho st", 'Bad host "ho st"'),
     ("sip:a b@c", "Bad character in URI user part"),
     ("sip:a:p[@b", "Bad character in URI password"),
     ("sip:a%zz@b", "Bad %-escape in URI user part"),
@@ -123,15 +123,15 @@ from sipcluster.sip.uri import (  # noqa: E402
     ("sip:a%41x%zz@b", "Bad %-escape in URI user part"),
     ("sip:a:p%zz@b", "Bad %-escape in URI password"),
     ("sip:a@b?", "Empty URI headers"),
-    ("sip:a@b;=x", "Bad URI parameter name ''"),
+    ("sip:a@b;=x", 'Bad URI parameter name ""'),
     ('sip:a@b;x="q"', "Quote in URI parameter"),
-    ("nocolon", "Bad URI 'nocolon'"),
+    ("nocolon", 'Bad URI "nocolon"'),
     ("1x:foo", "Bad URI scheme"),
     ("http:a b", "Bad character in URI"),
     ("tel:", "Bad tel URI number"),
     ("tel:+1 2", "Bad tel URI number"),
     ("tel:7042", "Local tel URI without phone-context"),
-    ("tel:+1;=x", "Bad tel URI parameter name ''"),
+    ("tel:+1;=x", 'Bad tel URI parameter name ""'),
 ])
 def test_malformed_reasons(bad, reason):
     with pytest.raises(ParseError) as e:
@@ -212,13 +212,13 @@ def test_tel_and_other_uris_compare():
 def test_host_and_port_faults():
     from sipcluster.sip.uri import parse_host
     for bad, reason in [("[::1", "Bad IPv6 reference"), ("", "Empty host"),
-                        ("h" * 70 + "!", "Bad host %r" % ("h" * 60))]:
+                        ("h" * 70 + "!", 'Bad host "%s"' % ("h" * 60))]:
         with pytest.raises(ParseError) as e:
             parse_host(bad)
         assert e.value.reason == reason
-    for bad, reason in [("h:000005", "Bad port '000005'"), ("h:65536", "Bad port '65536'"),
-                        ("[::1]:5]", "Bad port '5]'"),
-                        ("h:12345678901234", "Bad port '1234567890'")]:
+    for bad, reason in [("h:000005", 'Bad port "000005"'), ("h:65536", 'Bad port "65536"'),
+                        ("[::1]:5]", 'Bad port "5]"'),
+                        ("h:12345678901234", 'Bad port "1234567890"')]:
         with pytest.raises(ParseError) as e:
             split_hostport(bad)
         assert e.value.reason == reason

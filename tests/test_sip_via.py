@@ -73,11 +73,11 @@ def test_cseq():
     ("SIP/2.0/UDP", "Bad Via sent-by"),
     ("SIP/2.0/UDP ;x", "Bad Via sent-by"),
     ("SIP/2.0/U(P host", "Bad Via transport"),
-    ("SIP/2.0/UDP host:port", "Bad port 'port'"),
+    ("SIP/2.0/UDP host:port", 'Bad port "port"'),
     ("SIP/2.0/UDP [::1", "Bad IPv6 reference"),
     ("SIP/2.0/UDP h;branch", "Via branch without value"),
     ("SIP / 2.0 / UDP h;branch", "Via branch without value"),
-    ("SIP/2.0/UDP h;=x", "Bad Via parameter name ''"),
+    ("SIP/2.0/UDP h;=x", 'Bad Via parameter name ""'),
     ("SIP/2.0/UDP h;rport=;", "Empty value for Via parameter rport"),
 ])
 def test_via_malformed_reasons(bad, reason):
@@ -160,7 +160,7 @@ def test_via_sent_protocol_with_lws_and_tabs():
         assert (via.protocol, via.transport, via.host) == ("SIP/2.0", "UDP", "h"), text
     with pytest.raises(ParseError) as e:
         Via.parse("SIP / 2.0 / UDP h;=x")
-    assert e.value.reason == "Bad Via parameter name ''"
+    assert e.value.reason == 'Bad Via parameter name ""'
 
 
 def test_via_built_without_params():
