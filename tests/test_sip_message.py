@@ -649,3 +649,18 @@ def test_compact_name_not_yet_cached():
     from sipcluster.sip import headers
     headers._KEY_CACHE.pop("V", None)
     assert headers.canonical("V") == "via"
+
+
+def test_too_large_request_still_carries_its_headers():
+    # RFC 3261 21.5.7: the 513 can be sent when the headers can be read.
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(INVITE, max_size=100)
+    assert e.value.message.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+
+
+def test_mixed_crlf_and_lf_line_ends():
+    raw = INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\n")
+    msg = parse_message(raw)
+    assert msg.version == "SIP/2.0"
+    assert msg.max_forwards == 70
+    assert msg.header("to") == "Bob <sip:bob@biloxi.example.com>"

@@ -236,3 +236,9 @@ def test_other_scheme_edges():
 
 def test_sip_uri_parse_with_a_port():
     assert SipURI.parse("sip:bob@b.example:5070").port == 5070
+
+
+def test_bad_uri_fault_cut_to_60():
+    with pytest.raises(ParseError) as e:
+        parse_uri("x" * 80)
+    assert e.value.reason == 'Bad URI "%s"' % ("x" * 60)
