@@ -55,3 +55,70 @@ def test_malformed(bad):
         a.uri
         a.params["tag"] or None
         raise AssertionError("accepted %r" % bad)
+
+
+# -- edges found by mutation testing (bench/MUTATION.md) ------------------------
+
+from sipcluster.sip.address import make_display  # noqa: E402
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("", "Empty address"),
+    ("  ", "Empty address"),
+    ('"open <sip:a@b>', "Unterminated display name"),
+    ("<sip:a@b", "Unterminated <URI>"),
+    ("<sip:a@b> junk", "Junk after <URI>"),
+    ("<sip:a@b>junk", "Junk after <URI>"),
+    ('"x" sip:a@b', "Display name without <URI>"),
+    ('"a" x <sip:a@b>', "Display name without <URI>"),
+    ('A"B <sip:a@b>', "Bad display name"),
+    ("A>B <sip:a@b>", "Bad display name"),
+    ("<>", "Bad URI in address"),
+    ("nouri", "Bad URI in address"),
+    ("sip:a@b, sip:c@d", "addr-spec needs <> around this URI"),
+    ("sip:a@b?x", "addr-spec needs <> around this URI"),
+    ("sip:a b", "addr-spec needs <> around this URI"),
+    ("sip:a@b;", "Empty header parameter"),
+    ("<sip:a@b>;=x", 'Bad header parameter name ""'),
+])
+def test_malformed_reasons(bad, reason):
+    with pytest.raises(ParseError) as e:
+        Address.parse(bad)
+    assert e.value.reason == reason
+
+
+def test_no_display_name_is_none():
+    for text in ("<sip:a@b>", "sip:a@b", " <sip:a@b>;tag=1"):
+        addr = Address.parse(text)
+        assert addr.display is None and addr.display_name is None
+    assert Address.parse('"a"<sip:a@b>').display == '"a"'
+
+
+def test_param_without_params_and_make_display():
+    addr = Address.parse("<sip:a@b>;tag=1;expires=60")
+    assert addr.param("tag") == "1"
+    assert addr.param("q", "none") == "none"
+    assert str(addr.without_params("tag")) == "<sip:a@b>;expires=60"
+    assert str(addr.without_params("tag", "expires")) == "<sip:a@b>"
+    assert make_display(None) is None
+    assert make_display('Bob "B"') == '"Bob \\"B\\""'
+    assert str(Address(addr.uri, make_display("Bob"))) == '"Bob" <sip:a@b>'
+
+
+def test_unchanged_address_serializes_exactly_as_received():
+    for text in ("Bob   <sip:a@b> ;tag=1", "sip:a@b;TAG=1", '"A"<sip:a@b>'):
+        assert str(Address.parse(text)) == text
+
+
+def test_angle_brackets_and_quotes_in_parameters():
+    # The URI is between the first "<" and the first ">" after it.
+    addr = Address.parse('<sip:a@b>;p=">";q="<"')
+    assert str(addr.uri) == "sip:a@b"
+    assert addr.params == {"p": '">"', "q": '"<"'}
+    assert Address.parse("A<sip:a@b>").display == "A"
+
+
+def test_addr_spec_with_comma_needs_angle_brackets():
+    with pytest.raises(ParseError) as e:
+        Address.parse("sip:a@b,c")
+    assert e.value.reason == "addr-spec needs <> around this URI"

@@ -197,3 +197,81 @@ def test_valid_corpus_roundtrips(name, raw, expected):
     again = parse_message(msg.to_bytes())
     assert again.to_bytes() == msg.to_bytes()
     assert again.body == msg.body
+
+
+# The reason phrase each fault is answered (or logged) with: the sender reads
+# it in the 400, so it is part of what the server does (RFC 3261 21.4.1).
+REASONS = {
+    "missing Call-ID": "Missing Call-ID header",
+    "missing CSeq": "Missing CSeq header",
+    "missing Via": "Missing Via header",
+    "missing From": "Missing From header",
+    "missing To": "Missing To header",
+    "CSeq method mismatch": "CSeq method does not match request method",
+    "CSeq not a number": "Bad CSeq number",
+    "CSeq over 2**31": "Bad CSeq number",
+    "Max-Forwards not a number": "Bad Max-Forwards",
+    "Max-Forwards over 255": "Bad Max-Forwards",
+    "Content-Length larger than body": "Content-Length larger than body",
+    "negative Content-Length": "Bad Content-Length",
+    "Via without transport": "Bad Via sent-protocol",
+    "Via with bad port": 'Bad port "99999"',
+    "Via branch without value": "Via branch without value",
+    "duplicate Call-ID": "Duplicate Call-ID header",
+    "bad URI in REGISTER To": 'Bad host "exa mple.com"',
+    "unterminated quote in From": "Unterminated display name",
+    "unterminated <> in To": "Unterminated <URI>",
+    "header line without colon": 'Malformed header line "This is not a header"',
+    "space in header name": 'Malformed header line "Bad Name: x"',
+    "continuation before any header": "Continuation line before any header",
+    "request line with extra spaces": "Malformed request line",
+    "request line without version": "Malformed request line",
+    "unescaped space in Request-URI": "Malformed request line",
+    "bad Request-URI host": 'Bad host "exa<mple.com"',
+    "bad %-escape in Request-URI": "Bad %-escape in URI user part",
+    "Request-URI without scheme": "Bad Request-URI",
+    "bad method characters": "Malformed request line",
+    "Contact star with other contacts": "Contact * with other contacts",
+    "q-value out of range": "q-value out of range",
+    "empty Call-ID": "Empty Call-ID",
+    "SIP version 7.0": "Version SIP/7.0 not supported",
+    "mailto Request-URI": "Unsupported URI scheme mailto",
+    "http Request-URI": "Unsupported URI scheme http",
+    "oversized message": "Message larger than 65535 bytes",
+    "empty datagram": "No empty line after the headers",
+    "binary junk": "No empty line after the headers",
+    "no empty line": "No empty line after the headers",
+    "response with 2-digit code": "Bad status code",
+    "response with code 700": "Bad status code",
+}
+
+
+def fault(raw):
+    """The SIPError a server meets reading C{raw} as L{outcome} does."""
+    try:
+        outcome_raising(raw)
+    except SIPError as e:
+        return e
+    raise AssertionError("no fault")
+
+
+def outcome_raising(raw):
+    msg = parse_message(raw, max_size=65535)
+    msg.validate()
+    msg.top_via, msg.call_id, msg.cseq, msg.max_forwards, msg.to_tag
+    [(c.q, c.expires) for c in msg.contacts]
+    msg.routes, msg.record_routes
+    if isinstance(msg, Request):
+        msg.uri
+        if msg.method == "REGISTER":
+            msg.to.uri
+
+
+def test_every_fault_has_its_reason():
+    assert sorted(REASONS) == sorted(name for name, _, expected in CORPUS if expected != "ok")
+
+
+@pytest.mark.parametrize("name,raw", [(c[0], c[1]) for c in CORPUS if c[2] != "ok"],
+                         ids=[c[0] for c in CORPUS if c[2] != "ok"])
+def test_corpus_reasons(name, raw):
+    assert fault(raw).reason == REASONS[name]

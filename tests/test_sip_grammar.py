@@ -54,3 +54,87 @@ def test_parse_params_rejects(bad):
 def test_quote_roundtrip():
     for text in ['plain', 'with "quotes"', 'back\\slash']:
         assert unquote(quote(text)) == text
+
+
+# -- edges found by mutation testing (bench/MUTATION.md) ------------------------
+
+
+def test_split_commas_empty_and_blank():
+    assert split_commas("") == []
+    assert split_commas("   ") == []
+    assert split_commas(' "" ') == ['""']
+
+
+def test_split_commas_slow_path_without_spaces():
+    assert split_commas("<sip:a@b>,<sip:c@d>,x") == ["<sip:a@b>", "<sip:c@d>", "x"]
+    assert split_commas('"a,b",c') == ['"a,b"', "c"]
+
+
+def test_split_commas_escapes_inside_quotes():
+    assert split_commas(r'"x\\", <sip:a@b>') == [r'"x\\"', "<sip:a@b>"]
+    assert split_commas(r'"\"", y') == [r'"\""', "y"]
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ('"unterminated, x', "Unterminated quoted string"),
+    ("<sip:a@b, c", "Unterminated <"),
+])
+def test_split_commas_unterminated_names_the_fault(bad, reason):
+    with pytest.raises(ParseError, match="^%s$" % reason):
+        split_commas(bad)
+
+
+def test_unquote_edges():
+    assert unquote('""') == ""
+    assert unquote('"') == '"'
+    assert unquote('ab"') == 'ab"'
+    assert unquote('"ab') == '"ab'
+    assert unquote(r'"a\"b"') == 'a"b'
+    assert unquote(r'"a\\b\"c"') == 'a\\b"c'
+    assert unquote('"a\\"') == "a\\"  # a lone trailing backslash is kept
+
+
+def test_quote_escapes():
+    assert quote('say "hi"') == r'"say \"hi\""'
+    assert quote("a\\b") == r'"a\\b"'
+
+
+def test_split_semicolons_with_quotes():
+    from sipcluster.sip.grammar import split_semicolons
+    assert split_semicolons('a;b="x;y";c') == ["a", 'b="x;y"', "c"]
+    assert split_semicolons(';"a"') == ["", '"a"']
+    assert split_semicolons(r'"a\";b";c') == [r'"a\";b"', "c"]
+    assert split_semicolons(r'"\\";x') == [r'"\\"', "x"]
+    assert split_semicolons(r'x="\a;b";y') == [r'x="\a;b"', "y"]
+    with pytest.raises(ParseError) as e:
+        split_semicolons('x;"open')
+    assert e.value.reason == "Unterminated quoted string"
+
+
+def test_parse_params_fault_names_the_parameter_cut_to_40():
+    with pytest.raises(ParseError) as e:
+        parse_params("=x")
+    assert e.value.reason == 'Bad parameter name ""'
+    with pytest.raises(ParseError) as e:
+        parse_params("a b" * 20)
+    assert e.value.reason == 'Bad parameter name "%s"' % ("a b" * 20)[:40]
+
+
+def test_every_token_character_at_once():
+    from sipcluster.sip.grammar import TOKEN_CHARS
+    assert is_token("".join(sorted(TOKEN_CHARS)))
+
+
+def test_name_caches_stay_bounded():
+    # Tokens and header names are remembered as they are seen; a stream of
+    # random names must not grow those tables without limit.
+    import uuid
+    from sipcluster.sip import grammar, headers
+    for _ in range(4200):
+        name = "x" + uuid.uuid4().hex[:20]
+        assert is_token(name)
+        headers.canonical(name)
+        headers.spelling(name)
+    assert len(grammar._KNOWN_TOKENS) <= 4096
+    assert len(headers._KEY_CACHE) <= headers._KEY_CACHE_LIMIT == 4096
+    assert len(headers._SPECIAL_SPELLING) <= 4096

@@ -287,3 +287,380 @@ def test_a_via_of_commas_only_is_a_parse_error(value):
                                        b"Via: " + value))
     with pytest.raises(ParseError):
         msg.validate()
+
+
+# -- edges found by mutation testing (bench/MUTATION.md) ------------------------
+
+
+def test_sip_error_carries_reason_and_status():
+    from sipcluster.sip.errors import SIPError
+    e = SIPError("Bad thing", 488)
+    assert (str(e), e.reason, e.status, e.message) == ("Bad thing", "Bad thing", 488, None)
+    assert (ParseError("x").status, VersionNotSupported("x").status,
+            UnsupportedURIScheme("x").status, MessageTooLarge("x").status) == (400, 505, 416, 513)
+    assert SIPError("x").status == 400
+
+
+def test_reason_for_unknown_codes_uses_the_class():
+    from sipcluster.sip.status import reason_for
+    assert reason_for(486) == "Busy Here"
+    assert reason_for(299) == "OK"
+    assert reason_for(499) == "Bad Request"
+    assert reason_for(599) == "Server Internal Error"
+    assert reason_for(699) == "Busy Everywhere"
+    assert reason_for(198) == "Trying"
+    assert reason_for(399) == "Multiple Choices"
+    assert reason_for(799) == "Unknown"
+    assert Response(477).start_line() == "SIP/2.0 477 Bad Request"
+
+
+def status_line(line):
+    return OK.replace(b"SIP/2.0 200 OK", line)
+
+
+@pytest.mark.parametrize("line", [b"SIP/2.0 099 Odd", b"SIP/2.0 700 Odd", b"SIP/2.0 1000 Odd",
+                                  b"SIP/2.0 2x0 Odd", b"SIP/2.0 \xd9\xa2\xd9\xa0\xd9\xa0 Odd"])
+def test_bad_status_codes(line):
+    with pytest.raises(ParseError, match="^Bad status code$"):
+        parse_message(status_line(line))
+
+
+def test_status_code_range_edges():
+    assert parse_message(status_line(b"SIP/2.0 699 Odd")).status == 699
+    assert parse_message(status_line(b"SIP/2.0 100 Trying")).status == 100
+
+
+def test_response_version_fault_names_the_version_cut_to_20():
+    with pytest.raises(VersionNotSupported, match="^Version SIP/3.0 not supported$"):
+        parse_message(status_line(b"SIP/3.0 200 OK"))
+    with pytest.raises(VersionNotSupported, match="^Version SIP/%s not supported$" % ("X" * 16)):
+        parse_message(status_line(b"SIP/" + b"X" * 26 + b" 200 OK"))
+
+
+def test_response_version_is_normalized():
+    resp = parse_message(status_line(b"sip/2.0 200 OK"))
+    assert resp.version == "SIP/2.0"
+    assert resp.to_bytes().startswith(b"SIP/2.0 200 OK\r\n")
+
+
+SMALL = crlf("""\
+OPTIONS sip:a@b SIP/2.0
+Via: SIP/2.0/UDP a:5060;branch=z9hG4bK1, SIP/2.0/UDP b:5070;branch=z9hG4bK2, SIP/2.0/UDP c;branch=z9hG4bK3
+Route : <sip:p1:5060;lr>, <sip:p2:5060;lr>
+From: <sip:x@y>;tag=1
+To: <sip:a@b>
+Call-ID: abc
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+""")
+
+
+def names(msg):
+    return [name for name, _ in msg.items()]
+
+
+def test_compact_names_for_values_and_has():
+    msg = parse_message(SMALL)
+    assert msg.values("v") == msg.values("Via") == [
+        "SIP/2.0/UDP a:5060;branch=z9hG4bK1", "SIP/2.0/UDP b:5070;branch=z9hG4bK2",
+        "SIP/2.0/UDP c;branch=z9hG4bK3"]
+    assert msg.has("i") and msg.has("CALL-ID") and msg.has("f")
+    assert not msg.has("m")
+
+
+@pytest.mark.parametrize("value", ["a\rb", "a\nb", "a\r\nb"])
+def test_every_writer_refuses_line_breaks(value):
+    msg = parse_message(SMALL)
+    for write in (msg.add, msg.set, msg.replace_first):
+        with pytest.raises(ValueError, match="^Header value with a line break$"):
+            write("Subject", value)
+    assert msg.to_bytes() == SMALL
+
+
+def test_writers_refuse_bad_names():
+    msg = parse_message(SMALL)
+    with pytest.raises(ValueError, match="^Not a header name: 'bad name'$"):
+        msg.add("bad name", "x")
+
+
+def test_add_goes_after_the_last_line_of_its_header():
+    msg = parse_message(SMALL)
+    msg.add("Route", "<sip:p3;lr>")
+    assert names(msg) == ["Via", "Route", "Route", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+    msg.add("Route", "<sip:p0;lr>", top=True)
+    assert [str(r.uri) for r in msg.routes] == [
+        "sip:p0;lr", "sip:p1:5060;lr", "sip:p2:5060;lr", "sip:p3;lr"]
+
+
+def test_set_keeps_the_position_of_the_first_line_and_every_other_header():
+    msg = parse_message(SMALL)
+    msg.add("Route", "<sip:p3;lr>")
+    msg.set("Route", "<sip:only;lr>")
+    assert msg.items() == [
+        ("Via", "SIP/2.0/UDP a:5060;branch=z9hG4bK1, SIP/2.0/UDP b:5070;branch=z9hG4bK2, SIP/2.0/UDP c;branch=z9hG4bK3"),
+        ("Route", "<sip:only;lr>"), ("From", "<sip:x@y>;tag=1"), ("To", "<sip:a@b>"),
+        ("Call-ID", "abc"), ("CSeq", "1 OPTIONS"), ("Content-Length", "0")]
+    msg.set("From", "<sip:z@y>;tag=2")
+    assert names(msg) == ["Via", "Route", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+
+
+def test_pop_first_and_replace_first_keep_the_name_and_other_values():
+    msg = parse_message(SMALL)
+    assert msg.pop_first("route") == "<sip:p1:5060;lr>"
+    assert msg.items()[1] == ("Route", "<sip:p2:5060;lr>")
+    assert msg.to_bytes().split(b"\r\n")[2] == b"Route: <sip:p2:5060;lr>"
+    assert msg.pop_first("route") == "<sip:p2:5060;lr>"
+    assert not msg.has("route")  # the emptied line went
+    assert msg.pop_first("route") is None
+    assert msg.pop_first("via") == "SIP/2.0/UDP a:5060;branch=z9hG4bK1"
+    assert msg.items()[0] == ("Via", "SIP/2.0/UDP b:5070;branch=z9hG4bK2, SIP/2.0/UDP c;branch=z9hG4bK3")
+    msg = parse_message(SMALL)
+    msg.replace_first("route", "<sip:new;lr>")
+    assert msg.to_bytes().split(b"\r\n")[2] == b"Route: <sip:new;lr>, <sip:p2:5060;lr>"
+    msg.replace_first("Record-Route", "<sip:rr;lr>")  # absent: added
+    assert msg.values("record-route") == ["<sip:rr;lr>"]
+
+
+def test_pop_first_skips_an_empty_list_line():
+    msg = parse_message(SMALL.replace(b"Route : <sip:p1:5060;lr>, <sip:p2:5060;lr>",
+                                      b"Route: ,\r\nRoute: <sip:p9;lr>"))
+    assert msg.pop_first("route") == "<sip:p9;lr>"
+    assert not msg.has("route")
+
+
+def test_top_via_follows_push_set_and_pop():
+    msg = parse_message(SMALL)
+    assert msg.top_via.host == "a"
+    new = Via("UDP", "proxy", 5060, {"branch": "z9hG4bKp"})
+    msg.push_via(new)
+    assert msg.top_via.host == "proxy"
+    msg.set_top_via(Via("TCP", "other", None, {"branch": "z9hG4bKo"}))
+    assert msg.top_via.host == "other"
+    assert msg.pop_via() == "SIP/2.0/TCP other;branch=z9hG4bKo"
+    assert msg.top_via.host == "a"
+    assert msg.pop_via() == "SIP/2.0/UDP a:5060;branch=z9hG4bK1"
+    assert msg.top_via.host == "b"
+
+
+def test_set_body_and_content_type():
+    msg = parse_message(INVITE)
+    msg.set_body(b"v=1\r\n")  # no type given: the existing one stays
+    assert msg.header("content-type") == "application/sdp"
+    msg.set_body(b"")  # no body: no type
+    assert not msg.has("content-type")
+    assert msg.header("content-length") == "0"
+
+
+def test_copy_of_an_untouched_request_serializes_the_same():
+    req = parse_message(INVITE)
+    assert req.copy().to_bytes() == INVITE
+    req.uri  # parsed
+    assert req.copy().to_bytes() == INVITE
+    resp = parse_message(OK)
+    copy = resp.copy()
+    assert (copy.status, copy.reason, copy.version) == (200, "OK", "SIP/2.0")
+    assert copy.to_bytes() == OK
+
+
+def test_new_response_defaults():
+    resp = Response(200)
+    assert resp.body == b""
+    assert resp.reason == "OK"
+    assert Response(200, "Fine").reason == "Fine"
+    assert Response(200, "").start_line() == "SIP/2.0 200 "
+
+
+def test_make_response_reason_and_timestamp():
+    req = parse_message(INVITE)
+    assert make_response(req, 400, "Bad CSeq").start_line() == "SIP/2.0 400 Bad CSeq"
+    req.add("Timestamp", "54")
+    assert not make_response(req, 180).has("timestamp")  # RFC 3261 8.2.6.1: 100 only
+    assert not make_response(parse_message(INVITE), 100).has("timestamp")
+
+
+def test_make_response_tag_after_trailing_space():
+    req = parse_message(INVITE.replace(b"To: Bob <sip:bob@biloxi.example.com>\r\n",
+                                       b"To: Bob <sip:bob@biloxi.example.com>  \r\n"))
+    resp = make_response(req, 486, to_tag="t1")
+    assert b"\r\nTo: Bob <sip:bob@biloxi.example.com>;tag=t1\r\n" in resp.to_bytes()
+
+
+def test_reprs():
+    assert repr(parse_message(INVITE)) == "<Request INVITE sip:bob@biloxi.example.com>"
+    assert repr(Response(486)) == "<Response 486 Busy Here>"
+    assert repr(Address.parse("<sip:a@b>;tag=1")) == "<Address <sip:a@b>;tag=1>"
+    assert repr(Via.parse("SIP/2.0/UDP h;branch=z9hG4bK1")) == "<Via SIP/2.0/UDP h;branch=z9hG4bK1>"
+    from sipcluster.sip.via import CSeq
+    assert repr(CSeq(4, "BYE")) == "<CSeq 4 BYE>"
+    from sipcluster.sip.uri import AbsoluteURI, TelURI, parse_uri
+    assert repr(parse_uri("sip:a@b")) == "<SipURI sip:a@b>"
+    assert repr(TelURI("+1")) == "<TelURI tel:+1>"
+    assert repr(AbsoluteURI("http", "http://x/")) == "<AbsoluteURI http://x/>"
+
+
+def test_absent_from_and_to_are_none():
+    msg = parse_message(SMALL.replace(b"To: <sip:a@b>\r\n", b"").replace(b"From: <sip:x@y>;tag=1\r\n", b""))
+    assert (msg.to, msg.to_tag, msg.from_, msg.from_tag) == (None, None, None, None)
+
+
+def test_validate_fault_carries_the_message():
+    msg = parse_message(INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: 314159 BYE"))
+    with pytest.raises(ParseError) as e:
+        msg.validate()
+    assert e.value.message is msg
+    assert e.value.reason == "CSeq method does not match request method"
+
+
+@pytest.mark.parametrize("uri, status, reason", [
+    ("1ab:x", 400, "Bad Request-URI"),
+    ("a_b:x", 400, "Bad Request-URI"),
+    (":x", 400, "Bad Request-URI"),
+    ("\u00e9a:x", 400, "Bad Request-URI"),
+    ("nocolon", 400, "Bad Request-URI"),
+    ("a+b-c.d:x", 416, "Unsupported URI scheme a+b-c.d"),
+    ("a:x", 416, "Unsupported URI scheme a"),
+    ("a1:x", 416, "Unsupported URI scheme a1"),
+    ("a" * 30 + ":x", 416, "Unsupported URI scheme " + "a" * 20),
+])
+def test_request_uri_scheme_faults(uri, status, reason):
+    # RFC 3261 8.2.2.1: a scheme we do not handle is 416; no scheme at all, 400.
+    with pytest.raises(SIPError) as e:
+        parse_message(INVITE.replace(b"INVITE sip:bob@biloxi.example.com", b"INVITE " + uri.encode()))
+    assert (e.value.status, e.value.reason) == (status, reason)
+
+
+def test_request_version_fault_cut_to_20():
+    with pytest.raises(VersionNotSupported) as e:
+        parse_message(INVITE.replace(b" SIP/2.0\r\nVia", b" SIP/" + b"9" * 30 + b"\r\nVia", 1))
+    assert e.value.reason == "Version SIP/%s not supported" % ("9" * 16)
+
+
+def test_fresh_header_names_are_read_and_written():
+    # Header names are cached as they are seen; these were seen by no test.
+    import uuid
+    from sipcluster.sip.headers import canonical, spelling
+    name = "X-Fresh-%s" % uuid.uuid4().hex
+    assert canonical(name) == name.lower()
+    assert canonical(name) == name.lower()  # and again, from the cache
+    msg = parse_message(SMALL.replace(b"Content-Length: 0", ("%s: 1\r\nContent-Length: 0" % name).encode()))
+    assert msg.header(name.upper()) == "1"
+    key = "x-other-%s" % uuid.uuid4().hex
+    assert spelling(key) == "X-Other-" + key[8:].capitalize()
+    assert spelling(key) == "X-Other-" + key[8:].capitalize()
+    msg.add(key, "2")
+    assert msg.items()[-1] == ("X-Other-" + key[8:].capitalize(), "2")
+
+
+def test_size_limit_is_inclusive():
+    assert parse_message(INVITE, max_size=len(INVITE)).method == "INVITE"
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(INVITE, max_size=len(INVITE) - 1)
+    assert e.value.reason == "Message larger than %d bytes" % (len(INVITE) - 1)
+
+
+def test_bytes_like_input_and_other_input():
+    msg = parse_message(bytearray(INVITE))
+    assert type(msg.body) is bytes and msg.body == b"v=0\r\n"
+    assert parse_message(memoryview(INVITE)).call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    with pytest.raises(ParseError) as e:
+        parse_message("INVITE sip:a@b SIP/2.0\r\n\r\n")
+    assert e.value.reason == "Not bytes"
+
+
+def test_leading_line_ends_only_are_skipped():
+    assert parse_message(b"\n" + INVITE).method == "INVITE"
+    assert parse_message(b"\r\n" + INVITE.replace(b"INVITE", b"XINVITE")).method == "XINVITE"
+    with pytest.raises(ParseError) as e:
+        parse_message(b"\r\n " + INVITE)
+    assert e.value.reason == "Malformed request line"
+
+
+def test_bare_lf_message_with_an_empty_line_in_its_body():
+    raw = REGISTER.replace(b"\r\n", b"\n").replace(b"Content-Length: 0", b"Content-Length: 4") + b"a\n\nb"
+    msg = parse_message(raw)
+    assert msg.body == b"a\n\nb"
+    assert msg.call_id == "843817637684230@998sdasdh09"
+
+
+@pytest.mark.parametrize("line, shown", [("Tox", "Tox"), ("To\x0c: x", "To?: x"), (":x", ":x")])
+def test_header_lines_that_are_not_headers(line, shown):
+    raw = INVITE.replace(b"Contact:", line.encode("latin-1") + b"\r\nContact:")
+    with pytest.raises(ParseError) as e:
+        parse_message(raw)
+    assert e.value.reason == 'Malformed header line "%s"' % shown
+    # The lines after the bad one were still read, so a 400 can be built.
+    assert e.value.message.header("content-type") == "application/sdp"
+
+
+def test_malformed_header_line_cut_to_40_in_the_reason():
+    line = "This is not a header but a long sentence instead"
+    with pytest.raises(ParseError) as e:
+        parse_message(INVITE.replace(b"Contact:", line.encode() + b"\r\nContact:"))
+    assert e.value.reason == 'Malformed header line "%s"' % line[:40]
+
+
+def test_header_names_with_space_before_the_colon():
+    raw = INVITE.replace(b"Contact:", b"X-FooX : 1\r\nContact:")
+    assert parse_message(raw).header("x-foox") == "1"
+
+
+def test_single_letter_header_name_not_yet_cached():
+    from sipcluster.sip import headers
+    headers._KEY_CACHE.pop("~", None)
+    raw = INVITE.replace(b"Contact:", b"~: 1\r\nContact:")
+    assert parse_message(raw).header("~") == "1"
+
+
+def test_missing_content_length_on_a_stream_names_the_fault():
+    with pytest.raises(ParseError) as e:
+        parse_message(REGISTER.replace(b"Content-Length: 0\r\n", b""), stream=True)
+    assert e.value.reason == "Missing Content-Length"
+    assert e.value.message.call_id == "843817637684230@998sdasdh09"
+
+
+def test_body_shorter_than_content_length_reads_no_body():
+    with pytest.raises(ParseError) as e:
+        parse_message(INVITE.replace(b"Content-Length: 5", b"Content-Length: 50"))
+    assert e.value.message.body == b""
+
+
+def test_replace_first_refuses_line_breaks_in_a_present_header():
+    msg = parse_message(SMALL)
+    for value in ("a\rb", "a\nb"):
+        with pytest.raises(ValueError, match="^Header value with a line break$"):
+            msg.replace_first("Route", value)
+    assert msg.to_bytes() == SMALL
+
+
+def test_new_request_has_no_body():
+    req = Request("OPTIONS", "sip:a@b")
+    assert req.body == b""
+    assert req.to_bytes() == b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_reason_for_the_6xx_class():
+    from sipcluster.sip.status import reason_for
+    assert reason_for(601) == "Busy Everywhere"
+    assert reason_for(501) == "Not Implemented"
+
+
+def test_compact_name_not_yet_cached():
+    from sipcluster.sip import headers
+    headers._KEY_CACHE.pop("V", None)
+    assert headers.canonical("V") == "via"
+
+
+def test_too_large_request_still_carries_its_headers():
+    # RFC 3261 21.5.7: the 513 can be sent when the headers can be read.
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(INVITE, max_size=100)
+    assert e.value.message.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+
+
+def test_mixed_crlf_and_lf_line_ends():
+    raw = INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\n")
+    msg = parse_message(raw)
+    assert msg.version == "SIP/2.0"
+    assert msg.max_forwards == 70
+    assert msg.header("to") == "Bob <sip:bob@biloxi.example.com>"

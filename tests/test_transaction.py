@@ -166,7 +166,9 @@ def test_invite_client_accepted_state_passes_2xx_retransmissions(h):
     h.receive(answer(req, 200, to_tag="fork2"), UAS)
     assert owner.responses == [200, 200, 200]
     assert [m.method for m in h.sent_to(UAS)] == ["INVITE"]  # no ACK for 2xx
-    h.advance(32.1)  # Timer M
+    h.advance(31.9)
+    assert len(h.tl.clients) == 1  # Timer M has not fired yet
+    h.advance(0.2)  # Timer M
     assert h.tl.clients == {}
 
 
@@ -215,6 +217,7 @@ def test_server_invite_ack_confirms_then_timer_i(h):
     assert h.tu.acks == []  # absorbed hop by hop
     h.sent()
     assert send_times(h, 4.75, UAC) == []  # no more retransmissions
+    assert tx.state == "confirmed"  # Timer I has not fired yet
     h.advance(0.3)
     assert tx.state == "terminated"
 
@@ -228,7 +231,9 @@ def test_server_invite_2xx_accepted_state(h):
     assert [m.status for m in h.sent_to(UAC)] == [200, 200]
     h.receive(request("ACK", branch="z9hG4bKnewack"))  # ACK for 2xx: new branch
     assert len(h.tu.acks) == 1
-    h.advance(32.1)  # Timer L
+    h.advance(31.9)
+    assert tx.state == "accepted"  # Timer L has not fired yet
+    h.advance(0.2)  # Timer L
     assert tx.state == "terminated"
 
 
@@ -283,3 +288,880 @@ def test_timer_values_from_config():
     assert timers.t1 == 0.1
     assert timers.timeout == pytest.approx(6.4)
     assert timers.timer_d == 32.0
+
+
+# -- every timer fires at its length: nothing before, something right after --
+#
+# Each test below advances the clock to just before a timer's length and checks
+# that nothing happened yet, then to the length itself and checks that it did.
+# What happened is read on the wire or at the transaction user: a
+# retransmission sent, a response absorbed or handed on as a stray, a request
+# absorbed or handed up as new.  Several T1 and T4 values are used so that a
+# timer using the wrong base (T4 for 64*T1, 32 s for 64*T1...) shows.
+
+EARLY = 0.001
+
+
+class Owner:
+    """A client transaction owner recording (event, transaction[, status])."""
+
+    def __init__(self):
+        self.events = []
+
+    def response_received(self, tx, response):
+        self.events.append(("response", tx, response.status))
+
+    def timed_out(self, tx):
+        self.events.append(("timeout", tx))
+
+    def transport_failed(self, tx):
+        self.events.append(("failed", tx))
+
+
+class SourceTU(RecordingTU):
+    """A RecordingTU that also records where ACKs and strays came from."""
+
+    def __init__(self):
+        RecordingTU.__init__(self)
+        self.sources = []
+
+    def ack_received(self, ack, source):
+        RecordingTU.ack_received(self, ack, source)
+        self.sources.append(("ack", source.peer))
+
+    def stray_response(self, response, source):
+        RecordingTU.stray_response(self, response, source)
+        self.sources.append(("stray", source.peer if source is not None else None))
+
+
+def make_harness(**timers):
+    harness = Harness()
+    harness.tu = SourceTU()
+    harness.tl = TransactionLayer(harness.layer, harness.clock, TimerValues(**timers), harness.tu)
+    return harness
+
+
+def at(h, t):
+    """Advance the clock to C{t} seconds after the test began."""
+    h.clock.advance(t - h.clock.seconds())
+
+
+def pending(h):
+    """How far ahead, in seconds, each timer still scheduled on the clock is."""
+    now = h.clock.seconds()
+    return sorted(round(call.getTime() - now, 3) for call in h.clock.getDelayedCalls())
+
+
+def statuses(h, addr=UAC):
+    return [m.status for m in h.sent_to(addr)]
+
+
+def methods(h, addr=UAS):
+    return [m.method for m in h.sent_to(addr)]
+
+
+def test_timer_a_bounds():
+    h = make_harness()
+    h.tl.start_client(outgoing(), Peer("udp", *UAS), Owner())
+    assert methods(h) == ["INVITE"]
+    for t in (0.5, 1.5, 3.5, 7.5, 15.5, 31.5):  # T1, then doubling
+        at(h, t - EARLY)
+        assert methods(h) == []
+        at(h, t)
+        assert methods(h) == ["INVITE"]
+
+
+@pytest.mark.parametrize("t1", [0.5, 0.1])
+def test_timer_b_bounds(t1):
+    h = make_harness(t1=t1)
+    owner = Owner()
+    tx = h.tl.start_client(outgoing(), Peer("udp", *UAS), owner)
+    at(h, 64 * t1 - EARLY)
+    assert owner.events == []
+    at(h, 64 * t1)
+    assert owner.events == [("timeout", tx)]
+    assert pending(h) == []  # Timer A went with the transaction
+
+
+@pytest.mark.parametrize("t1, timer_d", [(0.5, 32.0), (0.1, 32.0), (1.0, 64.0)])
+def test_timer_d_bounds(t1, timer_d):
+    h = make_harness(t1=t1)
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.sent()
+    busy = answer(req, 486, "t9")
+    h.receive(busy, UAS)
+    assert methods(h) == ["ACK"]
+    assert pending(h) == [timer_d]  # Timers A and B stopped: D alone runs
+    at(h, timer_d - EARLY)
+    h.receive(busy, UAS)  # a retransmission is ACKed again
+    assert methods(h) == ["ACK"]
+    at(h, timer_d)
+    h.receive(busy, UAS)  # the transaction is gone: a stray for the TU
+    assert methods(h) == []
+    assert [r.status for r in h.tu.strays] == [486]
+    assert owner.events == [("response", tx, 486)]
+
+
+@pytest.mark.parametrize("t1", [0.5, 0.1])
+def test_timer_m_bounds(t1):
+    h = make_harness(t1=t1)
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    ok = answer(req, 200)
+    h.receive(ok, UAS)
+    assert pending(h) == [64 * t1]  # Timers A and B stopped: M alone runs
+    at(h, 64 * t1 - EARLY)
+    h.receive(ok, UAS)  # RFC 6026 7.2: still in Accepted, passed on
+    at(h, 64 * t1)
+    h.receive(ok, UAS)
+    assert owner.events == [("response", tx, 200), ("response", tx, 200)]
+    assert [r.status for r in h.tu.strays] == [200]
+
+
+def test_timer_e_bounds():
+    h = make_harness()
+    h.tl.start_client(outgoing("OPTIONS"), Peer("udp", *UAS), Owner())
+    assert methods(h) == ["OPTIONS"]
+    # T1 doubling up to T2 (4 s), then every T2.
+    for t in (0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5):
+        at(h, t - EARLY)
+        assert methods(h) == []
+        at(h, t)
+        assert methods(h) == ["OPTIONS"]
+
+
+@pytest.mark.parametrize("t1", [0.5, 0.1])
+def test_timer_f_bounds(t1):
+    h = make_harness(t1=t1)
+    owner = Owner()
+    tx = h.tl.start_client(outgoing("OPTIONS"), Peer("udp", *UAS), owner)
+    at(h, 64 * t1 - EARLY)
+    assert owner.events == []
+    at(h, 64 * t1)
+    assert owner.events == [("timeout", tx)]
+    assert pending(h) == []
+
+
+def test_timer_f_also_ends_a_proceeding_non_invite():
+    h = make_harness()
+    owner = Owner()
+    req = outgoing("OPTIONS")
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.receive(answer(req, 100), UAS)
+    at(h, 32 - EARLY)
+    assert owner.events == [("response", tx, 100)]
+    at(h, 32)
+    assert owner.events == [("response", tx, 100), ("timeout", tx)]
+
+
+@pytest.mark.parametrize("t4", [5.0, 2.0])
+def test_timer_k_bounds(t4):
+    h = make_harness(t4=t4)
+    owner = Owner()
+    req = outgoing("OPTIONS")
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    ok = answer(req, 200)
+    h.receive(ok, UAS)
+    assert tx.state == "completed"
+    assert pending(h) == [t4]  # Timers E and F stopped: K alone runs
+    at(h, t4 - EARLY)
+    h.receive(ok, UAS)  # absorbed by the completed transaction
+    assert h.tu.strays == []
+    at(h, t4)
+    h.receive(ok, UAS)
+    assert [r.status for r in h.tu.strays] == [200]
+    assert owner.events == [("response", tx, 200)]
+
+
+def test_timer_g_bounds():
+    h = make_harness()
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 486))
+    assert statuses(h) == [486]
+    # T1 doubling up to T2 (4 s), then every T2, until Timer H.
+    for t in (0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5):
+        at(h, t - EARLY)
+        assert statuses(h) == []
+        at(h, t)
+        assert statuses(h) == [486]
+
+
+@pytest.mark.parametrize("t1", [0.5, 0.1])
+def test_timer_h_bounds(t1):
+    h = make_harness(t1=t1)
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 486))
+    at(h, 64 * t1 - EARLY)
+    h.sent()
+    h.receive(request())  # a retransmission still gets the 486
+    assert statuses(h) == [486]
+    assert h.tl.stats["ack_timeouts"] == 0
+    at(h, 64 * t1)
+    assert h.tl.stats["ack_timeouts"] == 1
+    assert pending(h) == []  # Timer G went with the transaction
+    h.sent()
+    h.receive(request())  # no transaction any more: a new request
+    assert len(h.tu.requests) == 2
+    assert statuses(h) == []
+
+
+@pytest.mark.parametrize("t4", [5.0, 2.0])
+def test_timer_i_bounds(t4):
+    h = make_harness(t4=t4)
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 404))
+    ack = request("ACK")
+    h.receive(ack)
+    assert pending(h) == [t4]  # Timers G and H stopped: I alone runs
+    at(h, t4 - EARLY)
+    h.receive(ack)  # Confirmed absorbs ACK retransmissions
+    assert h.tu.acks == []
+    at(h, t4)
+    h.receive(ack)  # no transaction any more: the TU gets it
+    assert len(h.tu.acks) == 1
+    assert statuses(h) == [404]
+
+
+@pytest.mark.parametrize("t1", [0.5, 0.1])
+def test_timer_j_bounds(t1):
+    h = make_harness(t1=t1)
+    h.receive(request("OPTIONS"))
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 200))
+    assert pending(h) == [64 * t1]
+    at(h, 64 * t1 - EARLY)
+    h.receive(request("OPTIONS"))  # Completed: the 200 again
+    assert statuses(h) == [200, 200]
+    at(h, 64 * t1)
+    h.receive(request("OPTIONS"))  # no transaction any more: a new request
+    assert statuses(h) == []
+    assert len(h.tu.requests) == 2
+    assert h.tl.servers.get(h.tu.requests[1].key) is h.tu.requests[1]
+
+
+@pytest.mark.parametrize("t1", [0.5, 0.1])
+def test_timer_l_bounds(t1):
+    h = make_harness(t1=t1)
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 200))
+    assert statuses(h) == [200]
+    assert pending(h) == [64 * t1]
+    at(h, 64 * t1 - EARLY)
+    h.receive(request())  # RFC 6026 7.1: Accepted absorbs it silently
+    assert statuses(h) == []
+    assert len(h.tu.requests) == 1
+    at(h, 64 * t1)
+    h.receive(request())  # no transaction any more: a new request
+    assert len(h.tu.requests) == 2
+
+
+# -- timers stopped when their state ends -----------------------------------
+
+
+@pytest.mark.parametrize("when", [0.1, 0.7])
+def test_provisional_stops_timers_a_and_b(when):
+    # Before and after the first retransmission (Timer A restarted).
+    h = make_harness()
+    req = outgoing()
+    h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    at(h, when)
+    h.receive(answer(req, 180), UAS)
+    assert pending(h) == []  # the proxy's Timer C takes over
+
+
+@pytest.mark.parametrize("when", [0.1, 0.7])
+def test_final_stops_timers_e_and_f(when):
+    h = make_harness()
+    req = outgoing("OPTIONS")
+    h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    at(h, when)
+    h.receive(answer(req, 200), UAS)
+    assert pending(h) == [5.0]  # Timer K
+
+
+@pytest.mark.parametrize("when", [0.1, 0.7])
+def test_ack_stops_timers_g_and_h(when):
+    h = make_harness()
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 486))
+    at(h, when)
+    h.receive(request("ACK"))
+    assert pending(h) == [5.0]  # Timer I
+
+
+def test_2xx_and_non_2xx_stop_timers_a_and_b():
+    for status, left in ((200, [32.0]), (486, [32.0])):
+        h = make_harness(t1=0.25)  # B = M = 16 s, D = 32 s
+        req = outgoing()
+        h.tl.start_client(req, Peer("udp", *UAS), Owner())
+        at(h, 0.3)
+        h.receive(answer(req, status), UAS)
+        assert pending(h) == ([16.0] if status == 200 else left)
+
+
+# -- reliable transports -------------------------------------------------------
+
+
+class FakeConnection:
+    """The local end of a TCP connection a request came on."""
+
+    def __init__(self):
+        self.written = []
+
+    def send(self, data):
+        self.written.append(parse_message(data))
+        return True
+
+
+def tcp_source(conn):
+    from sipcluster.transport.base import Source
+    return Source("tcp", UAC[0], UAC[1], conn)
+
+
+def tcp_request(method="INVITE"):
+    return request(method).to_bytes().replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+
+
+def tcp_client(h):
+    sent = []
+    h.layer.send_data = lambda data, peer: sent.append(parse_message(data)) or defer.succeed(True)
+    return sent
+
+
+def test_reliable_invite_client_timer_d_is_zero():
+    h = make_harness()
+    sent = tcp_client(h)
+    req = outgoing()
+    h.tl.start_client(req, Peer("tcp", *UAS), Owner())
+    assert pending(h) == [32.0]  # Timer B only: no Timer A
+    busy = answer(req, 486)
+    h.receive(busy, UAS)
+    assert [m.method for m in sent] == ["INVITE", "ACK"]
+    h.clock.advance(0)
+    h.receive(busy, UAS)
+    assert [r.status for r in h.tu.strays] == [486]
+
+
+def test_reliable_non_invite_client_timer_k_is_zero():
+    h = make_harness()
+    tcp_client(h)
+    req = outgoing("OPTIONS")
+    h.tl.start_client(req, Peer("tcp", *UAS), Owner())
+    assert pending(h) == [32.0]  # Timer F only: no Timer E
+    ok = answer(req, 200)
+    h.receive(ok, UAS)
+    h.clock.advance(0)
+    h.receive(ok, UAS)
+    assert [r.status for r in h.tu.strays] == [200]
+
+
+def test_reliable_invite_server_sends_on_the_connection_without_timer_g():
+    h = make_harness()
+    conn = FakeConnection()
+    h.layer.data_received(tcp_request(), tcp_source(conn))
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 180))
+    h.layer.data_received(tcp_request(), tcp_source(conn))  # retransmission
+    tx.respond(answer(tx.request, 486))
+    assert [m.status for m in conn.written] == [180, 180, 486]
+    assert pending(h) == [32.0]  # Timer H only: no Timer G
+    at(h, 31.9)
+    assert [m.status for m in conn.written] == [180, 180, 486]
+    h.layer.data_received(tcp_request("ACK"), tcp_source(conn))
+    assert h.tu.acks == []
+    h.clock.advance(0)  # Timer I is zero
+    h.layer.data_received(tcp_request("ACK"), tcp_source(conn))
+    assert len(h.tu.acks) == 1
+    assert h.sent() == []  # nothing went by UDP
+
+
+def test_reliable_invite_server_2xx_from_tu_on_the_connection():
+    h = make_harness()
+    conn = FakeConnection()
+    h.layer.data_received(tcp_request(), tcp_source(conn))
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 200))
+    tx.respond(answer(tx.request, 200))
+    assert [m.status for m in conn.written] == [200, 200]
+    assert h.sent() == []
+
+
+def test_reliable_non_invite_server_timer_j_is_zero():
+    h = make_harness()
+    conn = FakeConnection()
+    h.layer.data_received(tcp_request("OPTIONS"), tcp_source(conn))
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 200))
+    assert [m.status for m in conn.written] == [200]
+    h.clock.advance(0)
+    h.layer.data_received(tcp_request("OPTIONS"), tcp_source(conn))
+    assert len(h.tu.requests) == 2
+
+
+# -- responses leave by the socket the request came in on (RFC 3581 4) ------
+
+
+def second_socket(h, host="127.0.0.2", port=5060):
+    from sipcluster.transport.udp import SIPDatagramProtocol
+    from tests.harness import FakeDatagramTransport
+    proto = SIPDatagramProtocol(h.layer, host, port)
+    sock = FakeDatagramTransport(host, port)
+    proto.makeConnection(sock)
+    h.layer.udp.append(proto)
+    h.layer._add_local("udp", host, port)
+    return proto, sock
+
+
+def test_server_invite_answers_from_the_receiving_socket():
+    h = make_harness()
+    proto, sock = second_socket(h)
+    proto.datagramReceived(request().to_bytes(), UAC)
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 180))
+    proto.datagramReceived(request().to_bytes(), UAC)  # the 180 again
+    tx.respond(answer(tx.request, 486))
+    proto.datagramReceived(request().to_bytes(), UAC)  # the 486 again
+    at(h, 0.5)  # Timer G
+    assert h.socket.written == []
+    assert [(parse_message(d).status, a) for d, a in sock.written] == [
+        (180, UAC), (180, UAC), (486, UAC), (486, UAC), (486, UAC)]
+
+
+def test_server_invite_2xx_from_the_receiving_socket():
+    h = make_harness()
+    proto, sock = second_socket(h)
+    proto.datagramReceived(request().to_bytes(), UAC)
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 200))
+    tx.respond(answer(tx.request, 200))
+    assert h.socket.written == []
+    assert [parse_message(d).status for d, a in sock.written] == [200, 200]
+
+
+def test_server_non_invite_answers_from_the_receiving_socket():
+    h = make_harness()
+    proto, sock = second_socket(h)
+    proto.datagramReceived(request("OPTIONS").to_bytes(), UAC)
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 100))
+    proto.datagramReceived(request("OPTIONS").to_bytes(), UAC)
+    tx.respond(answer(tx.request, 200))
+    proto.datagramReceived(request("OPTIONS").to_bytes(), UAC)
+    assert h.socket.written == []
+    assert [parse_message(d).status for d, a in sock.written] == [100, 100, 200, 200]
+
+
+# -- server transactions: what each state does with what arrives ------------------
+
+
+def test_server_invite_retransmission_in_completed_gets_the_final_at_once():
+    h = make_harness()
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 486))
+    h.receive(request())
+    assert statuses(h) == [486, 486]
+
+
+def test_server_invite_300_is_a_final_response():
+    h = make_harness()
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 300))
+    assert statuses(h) == [300]
+    at(h, 0.5)  # Timer G: 3xx is retransmitted like 4xx-6xx (RFC 3261 17.2.1)
+    assert statuses(h) == [300]
+    h.receive(request("ACK"))
+    assert h.tu.acks == []  # absorbed: the transaction is Completed
+
+
+def test_server_invite_ignores_the_tu_after_a_final():
+    h = make_harness()
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 486))
+    tx.respond(answer(tx.request, 200))  # too late: not sent
+    assert statuses(h) == [486]
+    h2 = make_harness()
+    h2.receive(request())
+    tx2 = h2.tu.requests[0]
+    tx2.respond(answer(tx2.request, 200))
+    tx2.respond(answer(tx2.request, 300))  # Accepted passes on 2xx only
+    assert statuses(h2) == [200]
+
+
+def test_server_non_invite_provisional_then_final():
+    h = make_harness()
+    h.receive(request("OPTIONS"))
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 100))
+    h.receive(request("OPTIONS"))  # Proceeding: the provisional again
+    tx.respond(answer(tx.request, 200))
+    tx.respond(answer(tx.request, 404))  # after the final: ignored
+    assert statuses(h) == [100, 100, 200]
+
+
+def test_ack_timeouts_are_counted():
+    h = make_harness()
+    for branch in ("z9hG4bKone", "z9hG4bKtwo"):
+        h.receive(request(branch=branch))
+    for tx in h.tu.requests:
+        tx.respond(answer(tx.request, 486))
+    at(h, 32)
+    assert h.tl.stats["ack_timeouts"] == 2
+
+
+def test_on_terminated_is_called_with_the_transaction():
+    h = make_harness()
+    h.receive(request("OPTIONS"))
+    tx = h.tu.requests[0]
+    ended = []
+    tx.on_terminated = ended.append
+    tx.respond(answer(tx.request, 200))
+    at(h, 32)
+    assert ended == [tx]
+
+
+# -- client transactions: owner, CANCEL, transport errors -----------------------
+
+
+def test_owner_hears_each_response_with_its_transaction():
+    h = make_harness()
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.receive(answer(req, 180), UAS)
+    h.receive(answer(req, 200), UAS)
+    h.receive(answer(req, 200, to_tag="fork2"), UAS)
+    assert owner.events == [("response", tx, 180), ("response", tx, 200), ("response", tx, 200)]
+    owner2 = Owner()
+    req2 = outgoing("OPTIONS", branch="z9hG4bKproxy2")
+    tx2 = h.tl.start_client(req2, Peer("udp", *UAS), owner2)
+    h.receive(answer(req2, 200), UAS)
+    assert owner2.events == [("response", tx2, 200)]
+
+
+def test_invite_client_3xx_is_acked():
+    h = make_harness()
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.sent()
+    moved = answer(req, 300)
+    h.receive(moved, UAS)
+    h.receive(moved, UAS)  # a retransmission: ACKed again, not passed up
+    assert methods(h) == ["ACK", "ACK"]
+    assert owner.events == [("response", tx, 300)]
+
+
+def test_invite_client_accepted_ignores_non_2xx():
+    h = make_harness()
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.sent()
+    h.receive(answer(req, 200), UAS)
+    h.receive(answer(req, 300), UAS)
+    assert owner.events == [("response", tx, 200)]
+    assert methods(h) == []
+
+
+def test_cancel_after_a_provisional_is_sent_at_once_and_once():
+    h = make_harness()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    h.receive(answer(req, 180), UAS)
+    h.sent()
+    tx.cancel()
+    tx.cancel()
+    assert methods(h) == ["CANCEL"]
+    h.receive(answer(req, 183), UAS)
+    assert methods(h) == []
+
+
+def test_cancel_requested_early_is_sent_once():
+    h = make_harness()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    h.sent()
+    tx.cancel()
+    h.receive(answer(req, 180), UAS)
+    h.receive(answer(req, 183), UAS)
+    assert methods(h) == ["CANCEL"]
+
+
+def test_cancel_after_a_final_is_not_sent():
+    h = make_harness()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    h.receive(answer(req, 180), UAS)
+    h.receive(answer(req, 486), UAS)
+    h.sent()
+    tx.cancel()
+    assert methods(h) == []
+
+
+def test_responses_to_our_cancel_are_absorbed():
+    h = make_harness()
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.receive(answer(req, 180), UAS)
+    tx.cancel()
+    cancel = [m for m in h.sent_to(UAS) if m.method == "CANCEL"][0]
+    h.receive(answer(cancel, 200), UAS)
+    h.receive(answer(req, 487), UAS)
+    assert owner.events == [("response", tx, 180), ("response", tx, 487)]
+    assert h.tu.strays == []
+    at(h, 64)  # the CANCEL's own Timer F and the INVITE's Timer D: quietly
+    assert owner.events == [("response", tx, 180), ("response", tx, 487)]
+
+
+@pytest.mark.parametrize("t1", [0.5, 0.1])
+def test_cancel_unanswered_gives_the_invite_up_after_64_t1(t1):
+    # RFC 3261 9.1: no final response 64*T1 after the CANCEL.
+    h = make_harness(t1=t1)
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.receive(answer(req, 180), UAS)
+    at(h, 1.0)
+    tx.cancel()
+    at(h, 1.0 + 64 * t1 - EARLY)
+    assert owner.events == [("response", tx, 180)]
+    at(h, 1.0 + 64 * t1)
+    assert owner.events == [("response", tx, 180), ("timeout", tx)]
+    h.receive(answer(req, 487), UAS)
+    assert [r.status for r in h.tu.strays] == [487]
+
+
+def test_cancel_answered_late_by_a_final_is_not_a_timeout():
+    h = make_harness()
+    owner = Owner()
+    req = outgoing()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
+    h.receive(answer(req, 180), UAS)
+    tx.cancel()
+    at(h, 1.0)
+    h.receive(answer(req, 487), UAS)
+    at(h, 40)
+    assert owner.events == [("response", tx, 180), ("response", tx, 487)]
+
+
+def invite_with_routes():
+    req = outgoing()
+    req.add("Route", "<sip:p1.example;lr>, <sip:p2.example;lr>")
+    req.add("Route", "<sip:p3.example;lr>")
+    return req
+
+
+def test_ack_for_non_2xx_headers():
+    # RFC 3261 17.1.1.3: Request-URI, top Via, From, Call-ID, CSeq number
+    # and Route of the INVITE; To of the response.
+    h = make_harness()
+    req = invite_with_routes()
+    h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    h.sent()
+    h.receive(answer(req, 486, "t9"), UAS)
+    ack = h.sent_to(UAS)[0]
+    assert ack.start_line() == "ACK sip:bob@127.0.0.1:5070 SIP/2.0"
+    assert ack.items() == [
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy1;rport"),
+        ("Max-Forwards", "70"),
+        ("From", "<sip:alice@a.example>;tag=a1"),
+        ("To", "<sip:bob@b.example>;tag=t9"),
+        ("Call-ID", "call-2@a.example"),
+        ("CSeq", "7 ACK"),
+        ("Route", "<sip:p1.example;lr>"),
+        ("Route", "<sip:p2.example;lr>"),
+        ("Route", "<sip:p3.example;lr>"),
+        ("Content-Length", "0"),
+    ]
+
+
+def test_cancel_headers():
+    # RFC 3261 9.1: as the ACK, with the To of the INVITE.
+    h = make_harness()
+    req = invite_with_routes()
+    tx = h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    h.receive(answer(req, 180, "t9"), UAS)
+    h.sent()
+    tx.cancel()
+    cancel = h.sent_to(UAS)[0]
+    assert cancel.start_line() == "CANCEL sip:bob@127.0.0.1:5070 SIP/2.0"
+    assert cancel.items() == [
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy1;rport"),
+        ("Max-Forwards", "70"),
+        ("From", "<sip:alice@a.example>;tag=a1"),
+        ("To", "<sip:bob@b.example>"),
+        ("Call-ID", "call-2@a.example"),
+        ("CSeq", "7 CANCEL"),
+        ("Route", "<sip:p1.example;lr>"),
+        ("Route", "<sip:p2.example;lr>"),
+        ("Route", "<sip:p3.example;lr>"),
+        ("Content-Length", "0"),
+    ]
+
+
+# -- the layer: matching and what the TU is handed --------------------------------
+
+
+def test_retransmissions_are_counted():
+    h = make_harness()
+    for _ in range(3):
+        h.receive(request("OPTIONS"))
+    assert h.tl.stats["retransmissions"] == 2
+
+
+def test_ack_and_stray_go_to_the_tu_with_their_source():
+    h = make_harness()
+    h.receive(request("ACK", branch="z9hG4bKnewack"))
+    h.receive(make_response(outgoing(branch="z9hG4bKnobody"), 200, to_tag="x"), UAS)
+    assert h.tu.sources == [("ack", Peer("udp", *UAC)), ("stray", Peer("udp", *UAS))]
+    assert [(a.method, a.top_via.branch) for a in h.tu.acks] == [("ACK", "z9hG4bKnewack")]
+
+
+def test_response_without_cseq_is_a_stray():
+    h = make_harness()
+    response = make_response(outgoing(), 200, to_tag="x")
+    response.remove("cseq")
+    h.tl.response_received(response, None)
+    assert [r.status for r in h.tu.strays] == [200]
+
+
+def test_rfc3261_matching_is_by_branch_sent_by_and_method_only():
+    # RFC 3261 17.2.3: with the magic cookie nothing else is compared.
+    h = make_harness()
+    h.receive(request("OPTIONS"))
+    other = request("OPTIONS").to_bytes().replace(b"call-1@a.example", b"call-9@a.example")
+    h.receive(other)
+    assert len(h.tu.requests) == 1
+    assert h.tl.stats["retransmissions"] == 1
+
+
+def test_rfc2543_matching_compares_request_uri_and_via():
+    h = make_harness()
+    h.receive(request(branch="oldstyle1"))
+    h.receive(request(branch="oldstyle1").to_bytes().replace(
+        b"INVITE sip:bob@127.0.0.1:5070", b"INVITE sip:carol@127.0.0.1:5070"))
+    h.receive(request(branch="oldstyle1", via_host="127.0.0.9:5080"))
+    assert len(h.tu.requests) == 3
+
+
+# -- timer bookkeeping and values -------------------------------------------------
+
+
+def test_a_timer_started_again_replaces_the_first():
+    from sipcluster.transaction.base import Transaction
+    h = make_harness()
+    tx = Transaction(h.tl, "key", None, False)
+    fired = []
+    tx.start_timer("X", 1.0, lambda: fired.append(1))
+    tx.start_timer("X", 2.0, lambda: fired.append(2))
+    assert tx.timer_running("X")
+    at(h, 3.0)
+    assert fired == [2]
+    assert not tx.timer_running("X")
+    assert pending(h) == []
+
+
+def test_timer_values_defaults():
+    timers = TimerValues()
+    assert (timers.t1, timers.t2, timers.t4, timers.timer_c) == (0.5, 4.0, 5.0, 180.0)
+    assert (timers.timeout, timers.timer_d) == (32.0, 32.0)
+
+
+def test_timer_values_from_every_config_key():
+    from sipcluster.config import load
+    timers = TimerValues.from_config(load(None, {
+        "timers.t1_ms": 250, "timers.t2_ms": 3000, "timers.t4_ms": 4000,
+        "timers.timer_c_s": 200}).timers)
+    assert (timers.t1, timers.t2, timers.t4, timers.timer_c) == (0.25, 3.0, 4.0, 200.0)
+    assert isinstance(timers.timer_c, float)
+    assert timers.timer_d == 32.0
+    assert TimerValues(t1=1.0).timer_d == 64.0
+
+
+# -- transport errors (RFC 3261 17.1.4) ----------------------------------------
+
+
+def break_socket(h):
+    def write(data, addr):
+        raise OSError("network is unreachable")
+    h.socket.write = write
+
+
+def test_transport_error_on_the_first_send_is_reported():
+    # RFC 3261 17.1.4: the TU hears of it (and treats it as a 503).
+    for method in ("INVITE", "OPTIONS"):
+        h = make_harness()
+        break_socket(h)
+        owner = Owner()
+        tx = h.tl.start_client(outgoing(method), Peer("udp", *UAS), owner)
+        assert owner.events == [("failed", tx)]
+        assert h.tl.clients == {}
+        assert pending(h) == []  # no timer left for a transaction that ended
+
+
+def test_transport_error_on_a_retransmission_is_reported():
+    h = make_harness()
+    owner = Owner()
+    tx = h.tl.start_client(outgoing(), Peer("udp", *UAS), owner)
+    break_socket(h)
+    at(h, 0.5)  # Timer A
+    assert owner.events == [("failed", tx)]
+    assert pending(h) == []
+
+
+@pytest.mark.parametrize("method, status", [("INVITE", 200), ("INVITE", 486), ("OPTIONS", 200)])
+def test_transport_error_after_a_final_is_not_reported(method, status):
+    # A connection that fails only once the response has come (TCP).
+    h = make_harness()
+    sending = defer.Deferred()
+    h.layer.send_data = lambda data, peer: sending if data.startswith(method.encode()) else defer.succeed(True)
+    owner = Owner()
+    req = outgoing(method)
+    tx = h.tl.start_client(req, Peer("tcp", *UAS), owner)
+    h.receive(answer(req, status), UAS)
+    sending.errback(OSError("connection reset"))
+    assert owner.events == [("response", tx, status)]
+
+
+def test_transport_error_after_a_timeout_is_not_reported():
+    h = make_harness()
+    sending = defer.Deferred()
+    h.layer.send_data = lambda data, peer: sending
+    owner = Owner()
+    tx = h.tl.start_client(outgoing(), Peer("tcp", *UAS), owner)
+    at(h, 32)  # Timer B
+    sending.errback(OSError("connection timed out"))
+    assert owner.events == [("timeout", tx)]
+
+
+def test_a_failed_ack_send_is_absorbed():
+    import gc
+    from twisted.logger import globalLogPublisher
+    h = make_harness()
+    req = outgoing()
+    h.tl.start_client(req, Peer("udp", *UAS), Owner())
+    break_socket(h)
+    logged = []
+
+    def observer(event):
+        if event.get("log_failure") is not None:
+            logged.append(event)
+    globalLogPublisher.addObserver(observer)
+    try:
+        h.receive(answer(req, 486), UAS)  # the ACK cannot be sent
+        gc.collect()  # an unhandled failure in a Deferred is logged here
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert logged == []

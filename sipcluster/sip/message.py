@@ -151,7 +151,9 @@ class Message:
         """
         key = self._key_for_write(name)
         fields = self._fields
-        for i, field in enumerate(fields):
+        i = 0
+        while i < len(fields):
+            field = fields[i]
             if field[0] == key:
                 line = field[1]
                 parts = split_commas(_value_of(line))
@@ -159,10 +161,13 @@ class Message:
                     del fields[i]
                     if parts:
                         return parts[0]
+                    # A line of commas only: gone, and the next line now
+                    # stands at i (a for loop over the list skipped it).
                     continue
                 colon = line.index(":")
                 fields[i] = [key, "%s: %s" % (line[:colon].rstrip(), ", ".join(parts[1:]))]
                 return parts[0]
+            i += 1
         return None
 
     def replace_first(self, name, value):

@@ -4,6 +4,8 @@ The Via header (RFC 3261 20.42, 18.2.1) with the received and rport
 parameters of RFC 3581, and CSeq (RFC 3261 20.16).
 """
 
+import re
+
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.grammar import format_params, is_token, parse_params, split_semicolons
 from sipcluster.sip.uri import format_hostport, split_hostport
@@ -11,6 +13,7 @@ from sipcluster.sip.uri import format_hostport, split_hostport
 # RFC 3261 8.1.1.7: a branch starting with this was built by an RFC 3261
 # element and is unique across space and time.
 MAGIC_COOKIE = "z9hG4bK"
+_COLON_LWS = re.compile(r"[ \t]*:[ \t]*")
 _TRANSPORTS = frozenset(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls", "sctp", "ws", "wss"])
 
 
@@ -72,8 +75,11 @@ class Via:
             raise ParseError("Bad Via transport")
         sent_by = sent_by.strip()
         if " " in sent_by or "\t" in sent_by:
-            # RFC 3261 25.1 allows LWS around the colon of sent-by.
-            sent_by = "".join(sent_by.split())
+            # RFC 3261 25.1 allows LWS around the colon of sent-by (COLON =
+            # SWS ":" SWS), nowhere else: "h1 h2" is no host.
+            sent_by = _COLON_LWS.sub(":", sent_by)
+            if " " in sent_by or "\t" in sent_by:
+                raise ParseError("Bad Via sent-by")
         host, port = split_hostport(sent_by)
         params = parse_params(";".join(parts[1:]), "Via parameter") if len(parts) > 1 else {}
         if "branch" in params and params["branch"] is None:

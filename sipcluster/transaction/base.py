@@ -32,6 +32,11 @@ class Transaction:
         return self.layer.timers
 
     def start_timer(self, name, delay, fire):
+        if self.state == "terminated":
+            # A send that failed at once ends the transaction (RFC 3261
+            # 17.1.4) before the caller arms Timer A, B, E or F: they would
+            # stay scheduled for 64*T1 on a transaction nobody holds.
+            return
         self.cancel_timer(name)
         self._timers[name] = self.clock.callLater(delay, self._fire, name, fire)
 
