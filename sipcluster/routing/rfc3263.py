@@ -578,6 +578,13 @@ def _naptr_services(records, available):
     return [(transport, replacement) for _, _, transport, replacement in usable]
 
 
+# twisted.names' client listens on a new UDP port per question; its
+# protocol logged "Starting/Stopping protocol" for each at info level (the
+# port's own "starting on"/"Closed" lines remain).  Twisted's `noisy` is the
+# switch meant for this.
+dns.DNSDatagramProtocol.noisy = False
+
+
 def build_dns_resolver(servers, timeout_s, reactor):
     """
     The twisted.names resolver asking C{servers} (strings "host:port"),
