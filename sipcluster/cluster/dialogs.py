@@ -17,7 +17,7 @@ import json
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from sipcluster.cluster.store import LeaseBuckets, json_record
+from sipcluster.cluster.store import LeaseBuckets, StoreFollower, json_record
 from sipcluster.proxy.pipeline import DIALOG, REQUEST, Respond, Stage
 from sipcluster.sip.errors import SIPError
 
@@ -44,7 +44,7 @@ def _route_set(response):
         return [value for name, value in response.items() if name.lower() == "record-route"]
 
 
-class DialogRegistry(Stage):
+class DialogRegistry(Stage, StoreFollower):
     """
     The dialog stage of the request pipeline: dialogs confirmed through
     this node are recorded in the store, and end with a CDR.
@@ -79,17 +79,12 @@ class DialogRegistry(Stage):
         self.config_key = config_key
         self.adopted = 0
         self.owned = 0
-        self._watch = None
 
     # -- following the cluster's dialogs ------------------------------------------
 
     def start(self):
-        d = self.store.follow(self.prefix, self._events, self._resync)
-        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
+        return self._follow(self.prefix)
 
-    def stop(self):
-        if self._watch is not None:
-            self._watch.stop()
 
     def _resync(self, items, revision):
         self.dialogs = {}

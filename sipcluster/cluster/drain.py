@@ -12,6 +12,7 @@ requests, CANCEL and ACK pass, so running calls end normally.
 
 from twisted.logger import Logger
 
+from sipcluster.cluster.store import StoreFollower
 from sipcluster.proxy.pipeline import REQUEST, Respond, Stage
 
 
@@ -19,7 +20,7 @@ def drain_key(prefix, node_id):
     return "%s/drain/%s" % (prefix.rstrip("/"), node_id)
 
 
-class DrainGate(Stage):
+class DrainGate(Stage, StoreFollower):
     """
     An admission stage of the request pipeline, following the node's drain
     key (L{start}, L{stop}).
@@ -45,16 +46,10 @@ class DrainGate(Stage):
         self.retry_after = retry_after
         self.draining = False
         self.refused = 0
-        self._watch = None
 
     def start(self):
-        d = self.store.follow(self.key, self._events, self._resync)
-        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
+        return self._follow(self.key)
 
-    def stop(self):
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch = None
 
     def _resync(self, items, revision):
         self._set(any(key == self.key for key, _, _ in items))

@@ -95,6 +95,27 @@ class IClusterStore(Interface):
         """
 
 
+class StoreFollower:
+    """
+    A mixin for what follows part of the store (the drain key, the
+    dialogs, users, the nonce secret, other nodes' destination views):
+    L{_follow} lists then watches (L{IClusterStore.follow}) and keeps the
+    watch, L{stop} ends it.  The class defines C{_events(events)} and
+    C{_resync(items, revision)}.
+    """
+
+    _watch = None
+
+    def _follow(self, prefix):
+        d = self.store.follow(prefix, self._events, self._resync)
+        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
+
+    def stop(self):
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+
+
 def json_record(value):
     """A JSON object stored as bytes, as a dict, or None when unreadable."""
     try:

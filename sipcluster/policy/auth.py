@@ -30,6 +30,7 @@ from hashlib import sha256
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from sipcluster.cluster.store import StoreFollower
 from sipcluster.policy import digest
 from sipcluster.proxy.pipeline import REQUEST, Respond, Stage
 from sipcluster.schema import ConfigSection, CrossKeyError, Key
@@ -89,7 +90,7 @@ CONFIG = ConfigSection("auth", {
 
 # -- nonces -------------------------------------------------------------------
 
-class ClusterSecret:
+class ClusterSecret(StoreFollower):
     """
     The key nonces are signed with.  Without a store it is given (or
     random); with one it is read from C{<prefix>/auth/secret}, created
@@ -104,7 +105,6 @@ class ClusterSecret:
         self.key = key.encode("utf-8") if isinstance(key, str) else key
         self.store = store
         self.store_key = "%s/auth/secret" % prefix.rstrip("/")
-        self._watch = None
         if store is None and not self.key:
             self.key = os.urandom(32)
 
@@ -116,13 +116,8 @@ class ClusterSecret:
         """Follow the store's key (a Deferred), creating it first if absent."""
         fresh = base64.b64encode(os.urandom(32))
         d = self.store.create(self.store_key, fresh)
-        d.addCallback(lambda _: self.store.follow(self.store_key, self._events, self._resync))
-        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
+        return d.addCallback(lambda _: self._follow(self.store_key))
 
-    def stop(self):
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch = None
 
     def _resync(self, items, revision):
         for key, value, _ in items:

@@ -19,6 +19,7 @@ import tempfile
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sipcluster.cluster.store import StoreFollower
 from sipcluster.policy import digest
 
 
@@ -141,7 +142,7 @@ class FileUsers:
             self._loop.stop()
 
 
-class StoreUsers:
+class StoreUsers(StoreFollower):
     """
     Users from the cluster store, followed (L{start} returns the Deferred
     of the follow, for L{sipcluster.services.Following}); lookups read
@@ -158,19 +159,13 @@ class StoreUsers:
         self.prefix = user_key(prefix, "")
         self.users = {}
         self.ready = False
-        self._watch = None
 
     def lookup(self, username):
         return self.users.get(username)
 
     def start(self):
-        d = self.store.follow(self.prefix, self._events, self._resync)
-        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
+        return self._follow(self.prefix)
 
-    def stop(self):
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch = None
 
     def _record(self, value):
         try:

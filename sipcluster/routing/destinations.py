@@ -16,6 +16,7 @@ import math
 
 from twisted.logger import Logger
 
+from sipcluster.cluster.store import StoreFollower
 from sipcluster.proxy.forwarding import Target
 from sipcluster.proxy.pipeline import DIALOG, FAILURE, Respond, Stage
 from sipcluster.schema import NestedKeyError, show
@@ -399,7 +400,7 @@ class PublishedView:
         return self.store.put(self.key, value, lease).addErrback(lambda f: None)
 
 
-class ClusterLoads:
+class ClusterLoads(StoreFollower):
     """
     The calls the other nodes of the cluster have through each destination,
     from the views they publish (L{PublishedView}, every 2 s), so that
@@ -411,16 +412,10 @@ class ClusterLoads:
         self.prefix = "%s/destinations/" % prefix
         self.node_id = node_id
         self.others = {}
-        self._watch = None
 
     def start(self):
-        d = self.store.follow(self.prefix, self._events, self._resync)
-        return d.addCallback(lambda watch: setattr(self, "_watch", watch))
+        return self._follow(self.prefix)
 
-    def stop(self):
-        if self._watch is not None:
-            self._watch.stop()
-            self._watch = None
 
     def _resync(self, items, revision):
         self.others = {}
