@@ -563,6 +563,12 @@ def _add_user_commands(sub):
         command.set_defaults(run=run)
 
 
+def _version(args):
+    from sipcluster import compiled
+    print("sipcluster %s, %s, Python %s" % (__version__, compiled.build(), sys.version.split()[0]))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="sipcluster", description=__doc__.strip().splitlines()[0])
     parser.add_argument("--version", action="version", version="sipcluster %s" % __version__)
@@ -571,6 +577,8 @@ def main(argv=None):
     check.add_argument("config")
     check.add_argument("--json", action="store_true", help="print the effective configuration")
     check.set_defaults(run=_check_config)
+    version = sub.add_parser("version", help="the version and which build runs (compiled or pure Python)")
+    version.set_defaults(run=_version)
     for name, run, text in (("status", _status, "nodes of the cluster"),
                             ("registrations", _registrations, "current bindings"),
                             ("leader", _leader, "the node holding leadership"),

@@ -15,6 +15,7 @@ import os
 from twisted.logger import (
     FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger, globalLogPublisher)
 
+from sipcluster import compiled
 from sipcluster.accounting import CDRFile
 from sipcluster.cluster.dialogs import DialogLimit, DialogRegistry
 from sipcluster.cluster.drain import DrainGate
@@ -141,9 +142,10 @@ class SIPNode(OrderedServices):
 
     def startService(self):
         OrderedServices.startService(self)
-        self.log.info("sipcluster node {id} ({mode}) listening on {listen}",
+        self.log.info("sipcluster node {id} ({mode}) listening on {listen}; {build}",
                       id=self.config.node.id, mode=self.config.node.mode,
-                      listen=", ".join(str(a) for a in self.config.sip.listen))
+                      listen=", ".join(str(a) for a in self.config.sip.listen),
+                      build=compiled.build())
         if self.admission is not None:
             self.log.info("call admission: at most {limit} dialogs on this node",
                           limit=self.admission.limit)

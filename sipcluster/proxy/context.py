@@ -8,7 +8,7 @@ the choice of the best final response, Timer C, and CANCEL.
 from twisted.internet import defer
 from zope.interface import implementer
 
-from sipcluster.transaction.layer import IClientTransactionOwner
+from sipcluster.transaction.interfaces import IClientTransactionOwner
 
 # RFC 3261 16.7 step 7: challenges of every 401/407 are gathered into the
 # response sent upstream.

@@ -31,7 +31,7 @@ on, anything else stops the walk.
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface, classImplements
+from zope.interface import classImplements
 
 from sipcluster.sip.errors import SIPError
 
@@ -42,6 +42,17 @@ RESPONSE = "response"
 FAILURE = "failure"
 DIALOG = "dialog"
 POINTS = (REQUEST, TARGETS, BRANCH, RESPONSE, FAILURE, DIALOG)
+
+# The stage interfaces live in an uncompiled module (zope.interface reads
+# their methods as plain functions); they are named here too.
+from sipcluster.proxy.interfaces import (  # noqa: E402
+    IBranchStage, IDialogStage, IFailureStage, IRequestStage, IResponseStage, IStage,
+    ITargetStage)
+
+POINT_INTERFACES = {
+    REQUEST: IRequestStage, TARGETS: ITargetStage, BRANCH: IBranchStage,
+    RESPONSE: IResponseStage, FAILURE: IFailureStage, DIALOG: IDialogStage,
+}
 
 
 class Respond(Exception):
@@ -70,85 +81,6 @@ def error_status(error):
     if isinstance(error, SIPError):
         return error.status, error.reason, []
     return 500, "Server Internal Error", []
-
-
-# -- the interfaces of stages, one per point -----------------------------------
-
-class IStage(Interface):
-    """What every stage declares, like a Kamailio module's exports."""
-
-    name = Attribute("A short name for logs and errors (\"registrar\", \"drain\").")
-    points = Attribute("The pipeline points it runs at: a tuple of POINTS.")
-    needs_transactions = Attribute(
-        "True when it only works on a stateful node (it follows responses, "
-        "dialogs or failures); a stateless node refuses it at start-up.")
-    config_key = Attribute(
-        "The configuration key that enabled the stage (\"cluster.max_dialogs\"), "
-        "named by the start-up error when the stage cannot run here; or None.")
-
-
-class IRequestStage(IStage):
-    def on_request(context):
-        """
-        A request entering the node.  Return None to continue, raise
-        L{Respond} to answer it, or return a Deferred.
-        """
-
-
-class ITargetStage(IStage):
-    def targets(context):
-        """
-        Targets for the request: a list of L{Target} (the walk ends), None
-        (not mine: the next stage decides), or a Deferred of either.  Raise
-        L{Respond} or call C{context.respond} to answer instead.
-        """
-
-
-class IBranchStage(IStage):
-    def branch(context, request, target):
-        """
-        C{request} is the copy about to be sent to C{target}, Via and
-        Record-Route added: edit it in place.  Return None or a Deferred;
-        raise L{Respond} to fail this branch with that status.
-        """
-
-
-class IResponseStage(IStage):
-    def response(context, response):
-        """
-        C{response} is going upstream (our Via removed).  C{context} is
-        None on a stateless node.  Edit it in place; the return is ignored.
-        """
-
-
-class IFailureStage(IStage):
-    def failure(context, responses):
-        """
-        Every branch of a stateful request ended without a 2xx or 6xx;
-        C{responses} are their final responses.  Return new targets (a
-        list of L{Target}) to fork to next, None to let the best response
-        go upstream, or a Deferred of either.
-        """
-
-
-class IDialogStage(IStage):
-    def dialog_confirmed(request, response):
-        """A 2xx to an initial INVITE went upstream: a dialog exists."""
-
-    def dialog_ended(request, response):
-        """A final response to a BYE went upstream: the dialog is over."""
-
-    def call_failed(request, response, started):
-        """
-        An initial INVITE was finally answered with a failure, here or
-        downstream; C{started} is when it arrived (reactor seconds).
-        """
-
-
-POINT_INTERFACES = {
-    REQUEST: IRequestStage, TARGETS: ITargetStage, BRANCH: IBranchStage,
-    RESPONSE: IResponseStage, FAILURE: IFailureStage, DIALOG: IDialogStage,
-}
 
 
 class Stage:

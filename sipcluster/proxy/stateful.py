@@ -15,7 +15,7 @@ from sipcluster.proxy.context import ResponseContext, group_by_q
 from sipcluster.proxy.core import ProxyCore
 from sipcluster.proxy.pipeline import RequestContext, Respond, error_status
 from sipcluster.proxy.stateless import forward_response_stateless, forward_stateless
-from sipcluster.transaction.layer import IClientTransactionOwner, ITransactionUser
+from sipcluster.transaction.interfaces import IClientTransactionOwner, ITransactionUser
 
 
 @implementer(ITransactionUser)

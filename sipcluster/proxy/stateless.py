@@ -13,7 +13,7 @@ from zope.interface import implementer
 from sipcluster.proxy.core import ProxyCore
 from sipcluster.proxy.forwarding import stateless_branch_suffix
 from sipcluster.proxy.pipeline import RequestContext, Respond
-from sipcluster.transport.layer import ITransportReceiver
+from sipcluster.transport.interfaces import ITransportReceiver
 
 
 @implementer(ITransportReceiver)

@@ -8,47 +8,16 @@ user (L{ITransactionUser}).
 
 from collections import Counter
 
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
 from sipcluster.sip.via import MAGIC_COOKIE
-from sipcluster.transport.layer import ITransportReceiver
+from sipcluster.transaction.interfaces import IClientTransactionOwner, ITransactionUser  # noqa: F401
+from sipcluster.transport.interfaces import ITransportReceiver
 from sipcluster.transaction.client import (
     ClientInviteTransaction, ClientNonInviteTransaction)
 from sipcluster.transaction.server import (
     ServerInviteTransaction, ServerNonInviteTransaction)
 from sipcluster.transaction.timers import TimerValues
-
-
-class ITransactionUser(Interface):
-    """What sits on the transaction layer (RFC 3261 17): a proxy core."""
-
-    def request_received(server_tx):
-        """A new request (not ACK or CANCEL) in a new server transaction."""
-
-    def cancel_received(cancel_tx, invite_tx):
-        """A CANCEL, with the INVITE transaction it cancels, or None."""
-
-    def ack_received(ack, source):
-        """
-        An ACK matching no transaction (the ACK for a 2xx, RFC 3261
-        13.2.2.4), to be forwarded end to end.
-        """
-
-    def stray_response(response, source):
-        """A response matching no client transaction."""
-
-
-class IClientTransactionOwner(Interface):
-    """What a client transaction reports to (a proxy's response context)."""
-
-    def response_received(tx, response):
-        """A response to the transaction's request (retransmissions absorbed)."""
-
-    def timed_out(tx):
-        """Timer B or F fired: no final response came (RFC 3261 17.1)."""
-
-    def transport_failed(tx):
-        """The request could not be sent (RFC 3261 17.1.4)."""
 
 
 def server_key(request):

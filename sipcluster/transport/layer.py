@@ -12,7 +12,6 @@ from collections import Counter
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface
 
 from sipcluster.nat.stun import StunServer
 from sipcluster.sip.errors import SIPError
@@ -22,22 +21,12 @@ from sipcluster.sip.via import Via
 from sipcluster.transport.base import (
     Peer, bare_host, response_destination, same_ip, stamp_via)
 from sipcluster.transport.tcp import ConnectionTable, SIPStreamFactory
+from sipcluster.transport.interfaces import ITransportReceiver  # noqa: F401 (named here too)
 from sipcluster.transport.udp import SIPDatagramProtocol
 
 
 class TransportError(Exception):
     """A message could not be sent (RFC 3261 17.1.4 / 18.4)."""
-
-
-class ITransportReceiver(Interface):
-    """What the transport layer hands valid messages to: the transaction
-    layer, or a stateless proxy."""
-
-    def request_received(request, source):
-        """A request, its top Via stamped with received/rport (RFC 3261 18.2.1)."""
-
-    def response_received(response, source):
-        """A response."""
 
 
 def _reuse_port_socket(host, port, family):

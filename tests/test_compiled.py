@@ -1,0 +1,120 @@
+"""
+The compiled build (sipcluster.compiled, setup.py): which modules run
+compiled, the switch back to pure Python, an edited source winning over a
+stale build, and what C{sipcluster version} says.
+"""
+
+import importlib.machinery
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sipcluster import compiled
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def _package(tmp_path, so_age):
+    """A package 'fakepkg' with mod.py and a stand-in extension file that is
+    C{so_age} seconds older (negative: newer) than the source."""
+    package = tmp_path / "fakepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = package / "mod.py"
+    source.write_text("X = 1\n")
+    extension = package / ("mod" + SUFFIX)
+    extension.write_bytes(b"not loaded by find_spec")
+    now = 1_700_000_000
+    os.utime(source, (now, now))
+    os.utime(extension, (now - so_age, now - so_age))
+    return [str(package)]
+
+
+def _finder():
+    finder = compiled.SourceWhenAsked()
+    finder.modules = frozenset(["fakepkg.mod"])
+    return finder
+
+
+def test_a_built_module_is_used(tmp_path, monkeypatch):
+    monkeypatch.delenv(compiled.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(compiled, "stale", [])
+    spec = _finder().find_spec("fakepkg.mod", _package(tmp_path, so_age=-10))
+    assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+    assert compiled.stale == []
+
+
+def test_the_environment_asks_for_the_source(tmp_path, monkeypatch):
+    monkeypatch.setenv(compiled.ENVIRONMENT, "1")
+    monkeypatch.setattr(compiled, "stale", [])
+    spec = _finder().find_spec("fakepkg.mod", _package(tmp_path, so_age=-10))
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+    assert spec.origin.endswith("mod.py")
+    # Asked for, not stale.
+    assert compiled.stale == []
+
+
+@pytest.mark.parametrize("value", ["", "0"])
+def test_an_empty_or_zero_variable_keeps_the_build(tmp_path, monkeypatch, value):
+    monkeypatch.setenv(compiled.ENVIRONMENT, value)
+    spec = _finder().find_spec("fakepkg.mod", _package(tmp_path, so_age=-10))
+    assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
+def test_an_edited_source_wins_over_its_stale_build(tmp_path, monkeypatch):
+    monkeypatch.delenv(compiled.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(compiled, "stale", [])
+    spec = _finder().find_spec("fakepkg.mod", _package(tmp_path, so_age=10))
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+    assert compiled.stale == ["fakepkg.mod"]
+
+
+def test_other_modules_are_not_its_business(tmp_path):
+    assert _finder().find_spec("fakepkg", [str(tmp_path)]) is None
+    assert _finder().find_spec("json", None) is None
+
+
+def test_only_uncompiled_modules_declare_interfaces():
+    """zope.interface refuses compiled methods in an interface ("Concrete
+    attribute"): no compiled module may define one."""
+    for name in compiled.MODULES:
+        with open(os.path.join(ROOT, name.replace(".", "/") + ".py")) as f:
+            assert "(Interface)" not in f.read(), name
+
+
+def _version(env):
+    environment = dict(os.environ)
+    environment.pop(compiled.ENVIRONMENT, None)
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "sipcluster.cli", "version"], cwd=ROOT, env=environment,
+        capture_output=True, text=True, timeout=60)
+
+
+def test_version_says_pure_python_when_asked():
+    result = _version({compiled.ENVIRONMENT: "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sipcluster 0.1.0, pure Python (SIPCLUSTER_NO_EXTENSIONS is set)")
+
+
+def test_the_suite_runs_the_build_it_expects():
+    """
+    ops/test sets SIPCLUSTER_EXPECT_BUILD=compiled for its compiled run, so
+    that a build that silently fell back to pure Python (setup.py never
+    fails an install) fails the suite instead of passing untested.
+    """
+    expected = os.environ.get("SIPCLUSTER_EXPECT_BUILD")
+    if compiled.disabled():
+        assert not any(compiled.is_compiled(sys.modules.get(name) or __import__(name, fromlist=["_"]))
+                       for name in compiled.MODULES)
+        return
+    if expected != "compiled":
+        pytest.skip("no build expected (set SIPCLUSTER_EXPECT_BUILD=compiled)")
+    result = _version({})
+    assert result.returncode == 0, result.stderr
+    assert ", compiled (%d modules, Cython)," % len(compiled.MODULES) in result.stdout
+    from sipcluster.sip import message
+    assert compiled.is_compiled(message)
