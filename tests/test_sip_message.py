@@ -664,3 +664,48 @@ def test_mixed_crlf_and_lf_line_ends():
     assert msg.version == "SIP/2.0"
     assert msg.max_forwards == 70
     assert msg.header("to") == "Bob <sip:bob@biloxi.example.com>"
+
+
+# -- tags remembered by the text of From and To --------------------------------
+
+def _with_from(value, to="<sip:b@example.com>"):
+    return parse_message(crlf(
+        "OPTIONS sip:b@example.com SIP/2.0\n"
+        "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-t\n"
+        "From: %s\nTo: %s\nCall-ID: t@x\nCSeq: 1 OPTIONS\nMax-Forwards: 70\n"
+        "Content-Length: 0\n\n" % (value, to)))
+
+
+def test_a_remembered_tag_is_the_tag_of_that_text():
+    first = _with_from('"A" <sip:a@example.com>;tag=one')
+    assert first.from_tag == "one"
+    again = _with_from('"A" <sip:a@example.com>;tag=one', to="<sip:b@example.com>;tag=two")
+    assert (again.from_tag, again.to_tag) == ("one", "two")
+    # The Address is still there for whoever asks for it.
+    assert str(again.from_.uri) == "sip:a@example.com"
+    assert _with_from("<sip:a@example.com>;tag=other").from_tag == "other"
+    assert _with_from("<sip:a@example.com>").from_tag is None
+
+
+def test_a_faulty_from_is_refused_every_time():
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            _with_from("<sip:a@example.com;tag=x").validate()
+
+
+def test_a_changed_from_has_its_own_tag():
+    message = _with_from("<sip:a@example.com>;tag=one")
+    assert message.from_tag == "one"
+    message.set("from", "<sip:a@example.com>;tag=changed")
+    assert message.from_tag == "changed"
+    message.remove("from")
+    assert message.from_tag is None
+
+
+def test_the_remembered_tags_are_bounded(monkeypatch):
+    from sipcluster.sip import message as module
+    monkeypatch.setattr(module, "_TAGS", {})
+    monkeypatch.setattr(module, "_TAGS_SIZE", 3)
+    for n in range(10):
+        assert _with_from("<sip:a@example.com>;tag=%d" % n).from_tag == str(n)
+        assert len(module._TAGS) <= 3

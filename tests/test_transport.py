@@ -1,5 +1,9 @@
 """Tests for the transport layer: UDP, TCP, Via stamping, where responses go."""
 
+import socket
+
+import pytest
+
 from collections import Counter
 
 from twisted.internet.address import IPv4Address
@@ -222,3 +226,72 @@ def test_tcp_connect_failure_fails_every_waiter():
     (host, port, factory, timeout, bind), = reactor.tcpClients
     factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
     assert len(failures) == 2
+
+
+# -- UDP sends straight to the socket -------------------------------------------
+
+class _PortLike:
+    """A listening port as far as SIPDatagramProtocol.send looks: its socket,
+    and Twisted's write, which refuses what is not an address."""
+
+    def __init__(self, sock):
+        self.socket = sock
+        self.written = []
+
+    def write(self, data, addr):
+        from twisted.internet import abstract, error
+        if not abstract.isIPAddress(addr[0]) and not abstract.isIPv6Address(addr[0]):
+            raise error.InvalidAddressError(addr[0], "not an address")
+        if abstract.isIPv6Address(addr[0]) and self.socket.family == socket.AF_INET:
+            raise error.InvalidAddressError(addr[0], "IPv4 port write() called with IPv6 address")
+        self.written.append((data, addr))
+
+
+def _udp_pair():
+    import socket
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind(("127.0.0.1", 0))
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    return sender, receiver
+
+
+def test_udp_send_writes_to_the_socket_of_a_listening_port():
+    from sipcluster.transport.udp import SIPDatagramProtocol
+    sender, receiver = _udp_pair()
+    try:
+        layer = Harness().layer
+        proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
+        proto.transport = _PortLike(sender)
+        assert proto.send(b"OPTIONS", Peer("udp", "127.0.0.1", receiver.getsockname()[1]))
+        assert proto.send(b"again", Peer("udp", "127.0.0.1", receiver.getsockname()[1]))
+        assert receiver.recvfrom(100)[0] == b"OPTIONS"
+        assert receiver.recvfrom(100)[0] == b"again"
+        assert proto.transport.written == []
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def test_udp_send_never_looks_a_name_up_and_counts_what_fails():
+    """A name (a Via maddr, say) is not given to sendto, which would resolve
+    it on the reactor thread: Port.write refuses it, and that is counted."""
+    from sipcluster.transport.udp import SIPDatagramProtocol
+    sender, receiver = _udp_pair()
+    try:
+        layer = Harness().layer
+        layer.stats = Counter()
+        proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
+        proto.transport = _PortLike(sender)
+        assert not proto.send(b"x", Peer("udp", "localhost", receiver.getsockname()[1]))
+        # An IPv6 address on an IPv4 socket: refused too.
+        assert not proto.send(b"x", Peer("udp", "::1", 5060))
+        assert layer.stats["send_errors"] == 2
+        receiver.settimeout(0.2)
+        import socket
+        with pytest.raises(socket.timeout):
+            receiver.recvfrom(100)
+    finally:
+        sender.close()
+        receiver.close()

@@ -29,6 +29,16 @@ _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"  # undecodable bytes round-trip unchanged
 
 
+# The tag of a From or To value, by its text.  Every message of a call
+# repeats the same From and To values, and each one's tags are read (RFC
+# 3261 16.3 validation, transaction and dialog matching); Address.parse is
+# a function of the text, so a text that parsed once has its tag without
+# parsing again.  Bounded: emptied when full.
+_TAGS = {}
+_TAGS_SIZE = 8192
+_UNKNOWN = object()
+
+
 def _value_of(line):
     """The value of a raw header line: after the colon, unfolded, stripped."""
     value = line[line.index(":") + 1 :]
@@ -304,15 +314,28 @@ class Message:
         """The To header as an L{Address}, or None."""
         return self._address("to")
 
+    def _tag(self, key):
+        address = self._cache.get(key)
+        if address is not None:
+            return address.tag
+        value = self._single(key)
+        if value is None:
+            return None
+        tag = _TAGS.get(value, _UNKNOWN)
+        if tag is _UNKNOWN:
+            tag = self._address(key).tag
+            if len(_TAGS) >= _TAGS_SIZE:
+                _TAGS.clear()
+            _TAGS[value] = tag
+        return tag
+
     @property
     def from_tag(self):
-        addr = self.from_
-        return addr.tag if addr is not None else None
+        return self._tag("from")
 
     @property
     def to_tag(self):
-        addr = self.to
-        return addr.tag if addr is not None else None
+        return self._tag("to")
 
     def _address_list(self, key):
         return self._cached(key, lambda: [Address.parse(v) for v in self.values(key)])

@@ -13,6 +13,22 @@ from twisted.internet.protocol import DatagramProtocol
 from sipcluster.transport.base import Peer, Source
 
 
+# Addresses already seen to be numeric, of the family of the socket that
+# sent to them (a few hundred peers; emptied when large).
+_NUMERIC = set()
+
+
+def _numeric(host, family):
+    try:
+        socket.inet_pton(family, host)
+    except (OSError, ValueError):
+        return False
+    if len(_NUMERIC) >= 4096:
+        _NUMERIC.clear()
+    _NUMERIC.add(host)
+    return True
+
+
 class SIPDatagramProtocol(DatagramProtocol):
     """
     A UDP listener.  Received datagrams go to C{layer.datagram_received};
@@ -40,11 +56,22 @@ class SIPDatagramProtocol(DatagramProtocol):
 
     def send(self, data, peer):
         """Write C{data} to C{peer}; socket errors are counted, never raised."""
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
             return False
+        # Twisted's Port.write checks the address's syntax and family on
+        # every call (three isIPAddress): a listening port's socket is
+        # written to directly once its address is known to be numeric (a
+        # name would be looked up, blocking, by the socket module).  Errors
+        # are what Port.write would raise (EINTR is retried by Python).
+        sock = getattr(transport, "socket", None)
+        host = peer.host
         try:
-            self.transport.write(data, (peer.host, peer.port))
-        except (OSError, socket.error):
+            if sock is not None and (host in _NUMERIC or _numeric(host, sock.family)):
+                sock.sendto(data, (host, peer.port))
+            else:
+                transport.write(data, (host, peer.port))
+        except (OSError, ValueError):
             self.layer.stats["send_errors"] += 1
             return False
         return True
