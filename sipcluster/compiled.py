@@ -54,6 +54,20 @@ ENVIRONMENT = "SIPCLUSTER_NO_EXTENSIONS"
 stale = []
 
 
+class pure_cython:
+    """
+    What the compiled modules use of Cython's pure-Python mode (the
+    C{cython} module), for pure Python where Cython is not installed: its
+    class decorators, doing nothing.
+    """
+
+    @staticmethod
+    def cclass(cls):
+        return cls
+
+    no_gc = cclass
+
+
 def disabled():
     """Whether the environment asks for pure Python."""
     return os.environ.get(ENVIRONMENT, "") not in ("", "0")

@@ -118,3 +118,32 @@ def test_the_suite_runs_the_build_it_expects():
     assert ", compiled (%d modules, Cython)," % len(compiled.MODULES) in result.stdout
     from sipcluster.sip import message
     assert compiled.is_compiled(message)
+
+
+def test_without_cython_its_decorators_do_nothing():
+    class Thing:
+        pass
+    assert compiled.pure_cython.cclass(Thing) is Thing
+    assert compiled.pure_cython.no_gc(Thing) is Thing
+
+
+def test_compiled_messages_are_out_of_the_cyclic_collectors_reach():
+    """
+    In the compiled build the message, header and URI classes are extension
+    types without GC tracking (the .pxd files and @cython.no_gc): a stateful
+    node keeps thousands alive, and they can be in no cycle.  Pure Python
+    tracks them as usual.
+    """
+    import gc
+    from sipcluster.sip.message import parse_message
+    from tests.sipdata import INVITE
+    message = parse_message(INVITE)
+    message.validate()
+    parsed = [message, message.top_via, message.cseq, message.from_, message.uri]
+    from sipcluster.sip import message as module
+    if compiled.is_compiled(module):
+        assert not any(gc.is_tracked(value) for value in parsed)
+        # Nor the cache that holds only such values.
+        assert not gc.is_tracked(message._cache)
+    else:
+        assert all(gc.is_tracked(value) for value in parsed)

@@ -5,12 +5,24 @@ name-addr and addr-spec with header parameters (RFC 3261 20.10, 20.20,
 like.
 """
 
+try:
+    import cython
+except ImportError:  # pure Python without Cython: its decorators do nothing
+    from sipcluster.compiled import pure_cython as cython
+
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.grammar import (
     format_params, parse_params, quote, unquote)
 from sipcluster.sip.uri import parse_uri
 
 
+# In the compiled build (the .pxd beside this file) these classes are
+# extension types the cyclic collector does not track (no_gc): their
+# instances hold strings, numbers and other such values only, so they can
+# be in no reference cycle, and a stateful proxy keeps thousands of them
+# alive for 32 seconds (the collector visited each one again and again).
+@cython.no_gc
+@cython.cclass
 class Address:
     """
     A URI with an optional display name and header parameters.

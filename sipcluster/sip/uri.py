@@ -12,6 +12,11 @@ from.
 import ipaddress
 from urllib.parse import unquote as _pct_unquote
 
+try:
+    import cython
+except ImportError:  # pure Python without Cython: its decorators do nothing
+    from sipcluster.compiled import pure_cython as cython
+
 from sipcluster.sip.errors import ParseError, quoted
 from sipcluster.sip.grammar import format_params, parse_params
 
@@ -102,6 +107,13 @@ def format_hostport(host, port):
     return host if port is None else "%s:%d" % (host, port)
 
 
+# In the compiled build (the .pxd beside this file) these classes are
+# extension types the cyclic collector does not track (no_gc): their
+# instances hold strings, numbers and other such values only, so they can
+# be in no reference cycle, and a stateful proxy keeps thousands of them
+# alive for 32 seconds (the collector visited each one again and again).
+@cython.no_gc
+@cython.cclass
 class SipURI:
     """
     A sip: or sips: URI (RFC 3261 19.1.1).
@@ -262,6 +274,8 @@ class SipURI:
         return hash(self._key())
 
 
+@cython.no_gc
+@cython.cclass
 class TelURI:
     """
     A tel: URI (RFC 3966): a telephone number with parameters.
@@ -311,6 +325,8 @@ class TelURI:
         return hash(self.digits)
 
 
+@cython.no_gc
+@cython.cclass
 class AbsoluteURI:
     """Any other absolute URI (RFC 3986 scheme ":" ...), kept opaque."""
 

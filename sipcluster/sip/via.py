@@ -6,6 +6,11 @@ parameters of RFC 3581, and CSeq (RFC 3261 20.16).
 
 import re
 
+try:
+    import cython
+except ImportError:  # pure Python without Cython: its decorators do nothing
+    from sipcluster.compiled import pure_cython as cython
+
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.grammar import format_params, is_token, parse_params, split_semicolons
 from sipcluster.sip.uri import format_hostport, split_hostport
@@ -17,6 +22,13 @@ _COLON_LWS = re.compile(r"[ \t]*:[ \t]*")
 _TRANSPORTS = frozenset(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls", "sctp", "ws", "wss"])
 
 
+# In the compiled build (the .pxd beside this file) these classes are
+# extension types the cyclic collector does not track (no_gc): their
+# instances hold strings, numbers and other such values only, so they can
+# be in no reference cycle, and a stateful proxy keeps thousands of them
+# alive for 32 seconds (the collector visited each one again and again).
+@cython.no_gc
+@cython.cclass
 class Via:
     """
     One Via value.
@@ -144,6 +156,8 @@ class Via:
         return Via(self.transport, self.host, self.port, merged, self.protocol)
 
 
+@cython.no_gc
+@cython.cclass
 class CSeq:
     """
     The CSeq header: a sequence number and a method (RFC 3261 20.16).

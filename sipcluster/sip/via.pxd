@@ -1,0 +1,12 @@
+# The compiled build's declarations for via.py (Cython augmenting .pxd).
+cdef class Via:
+    cdef public object protocol
+    cdef public object transport
+    cdef public object host
+    cdef public object port
+    cdef public object params
+    cdef public object _text
+
+cdef class CSeq:
+    cdef public object number
+    cdef public object method
