@@ -3,7 +3,7 @@ Per-package figures of the last mutmut runs (bench/MUTATION.md), read from
 the results mutmut keeps in mutants/: mutants, killed, survived, timeouts,
 no tests.  With --list, every mutant that was not killed, for judging.
 
-    .venv/bin/python bench/mutation_summary.py [--list] [sip transaction ...]
+    .venv/bin/python bench/mutation_summary.py [--list] [sip transaction registrar location cluster ...]
 """
 
 import argparse
@@ -34,7 +34,7 @@ def summary(package):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--list", action="store_true", help="list the mutants not killed")
-    parser.add_argument("packages", nargs="*", default=["sip", "transaction"])
+    parser.add_argument("packages", nargs="*", default=["sip", "transaction", "registrar", "location", "cluster"])
     args = parser.parse_args()
     for package in args.packages:
         counts, left = summary(package)

@@ -155,3 +155,55 @@ def test_cluster_commands_fail_clearly_without_etcd(capsys):
         assert cli.main(command + ["--etcd", "http://127.0.0.1:1", "--timeout", "0.5"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("sipcluster: cannot reach etcd at http://127.0.0.1:1") and err.count("\n") == 1
+
+
+# -- the cluster's DNS zone (sipcluster.cluster) ----------------------------------
+
+DNS_ZONE = {"cluster.name": "sip.example.test", "store.backend": "etcd"}
+
+
+@pytest.mark.parametrize("listen", [
+    ["127.0.0.2:5353"], ["[::1]:5353"], ["127.0.0.2:1", "127.0.0.2:65535"],
+])
+def test_dns_listen_takes_numeric_host_port_items(listen):
+    assert config.load(None, dict(DNS_ZONE, **{"cluster.dns_listen": listen})).cluster.dns_listen == listen
+
+
+@pytest.mark.parametrize("item,says", [
+    ("127.0.0.2", 'expected "host:port" items, e.g. "127.0.0.2:5353", got "127.0.0.2"'),
+    (":5353", 'expected "host:port" items, e.g. "127.0.0.2:5353", got ":5353"'),
+    ("127.0.0.2:53a", 'expected "host:port" items, e.g. "127.0.0.2:5353", got "127.0.0.2:53a"'),
+    ("127.0.0.2:0", 'expected "host:port" items, e.g. "127.0.0.2:5353", got "127.0.0.2:0"'),
+    ("127.0.0.2:65536", 'expected "host:port" items, e.g. "127.0.0.2:5353", got "127.0.0.2:65536"'),
+    ("dns.example.test:5353", 'expected a numeric host to listen on, got "dns.example.test:5353"'),
+])
+def test_dns_listen_refuses_what_it_cannot_listen_on(item, says):
+    with pytest.raises(ConfigError) as e:
+        config.load(None, dict(DNS_ZONE, **{"cluster.dns_listen": ["127.0.0.2:5353", item]}))
+    assert str(e.value) == "command line: cluster.dns_listen: " + says
+
+
+def test_dns_listen_needs_the_zone_name_and_the_cluster_store():
+    with pytest.raises(ConfigError) as e:
+        config.load(None, {"cluster.dns_listen": ["127.0.0.2:5353"], "store.backend": "etcd"})
+    assert str(e.value) == "command line: cluster.dns_listen: needs cluster.name (the zone to serve)"
+    with pytest.raises(ConfigError) as e:
+        config.load(None, {"cluster.dns_listen": ["127.0.0.2:5353"], "cluster.name": "sip.example.test"})
+    assert str(e.value) == ('command line: cluster.dns_listen: needs store.backend = "etcd" '
+                            "(the records list the cluster's live nodes)")
+    # Without a DNS server, neither is needed.
+    assert config.load(None, {"cluster.dns_regions": ["eu=10.1.0.0/16"]}).cluster.dns_listen == []
+
+
+@pytest.mark.parametrize("regions", [["eu=10.1.0.0/16"], [" eu = 10.1.0.1/16 ", "us=2001:db8::/32"]])
+def test_dns_regions_take_region_cidr_items(regions):
+    assert config.load(None, {"cluster.dns_regions": regions}).cluster.dns_regions == regions
+
+
+@pytest.mark.parametrize("item", ["eu", "=10.1.0.0/16", " =10.1.0.0/16", "eu=10.1.0.0/33", "eu=europe",
+                                  "eu=x=10.1.0.0/16"])
+def test_dns_regions_refuse_anything_else(item):
+    with pytest.raises(ConfigError) as e:
+        config.load(None, {"cluster.dns_regions": ["eu=10.1.0.0/16", item]})
+    assert str(e.value) == ('command line: cluster.dns_regions: expected "region=cidr" items, '
+                            'e.g. "eu=10.1.0.0/16", got "%s"' % item)

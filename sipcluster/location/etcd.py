@@ -220,7 +220,8 @@ class EtcdLocationService:
         but a key lives as long as its longest binding: with C{purge} (the
         leader's duty, one node of the cluster) the records holding expired
         bindings are rewritten without them, or deleted, at most
-        PURGE_BATCH a sweep.  Returns how many bindings left the cache.
+        PURGE_BATCH a sweep, the others at the next sweeps.  Returns how
+        many bindings left the cache (or are leaving it, purged).
         """
         now = self.clock.seconds()
         removed = 0
@@ -229,8 +230,12 @@ class EtcdLocationService:
             alive = [b for b in bindings if b.expires_at > now]
             if len(alive) == len(bindings):
                 continue
+            if purge and purging >= self.PURGE_BATCH:
+                # Kept for a later sweep (lookups skip expired bindings):
+                # dropped from the cache, it would never be purged.
+                continue
             removed += len(bindings) - len(alive)
-            if purge and purging < self.PURGE_BATCH:
+            if purge:
                 # The update rewrites etcd and then the cache, with CAS.
                 purging += 1
                 self.update(aor, []).addErrback(self._purge_failed, aor)

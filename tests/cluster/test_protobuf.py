@@ -80,6 +80,11 @@ def test_another_backend_already_imported_is_one_line(backend):
     assert "\n" not in message
     assert "imported with its %s backend" % backend in message
     assert "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python" in message
+    # The whole line the operator reads.
+    assert message == (
+        "sipcluster: protobuf was imported with its %s backend before sipcluster.cluster.etcd, "
+        "but etcd3 0.12 needs the pure-Python one: run with "
+        "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python set in the environment" % backend)
 
 
 def test_another_backend_asked_for_is_reported_not_overridden():
@@ -89,6 +94,9 @@ def test_another_backend_asked_for_is_reported_not_overridden():
     message = str(raised.value)
     assert "\n" not in message
     assert "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=upb is set" in message
+    assert message == (
+        "sipcluster: PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=upb is set, but etcd3 0.12 needs "
+        "protobuf's pure-Python backend: unset it or set it to python")
     assert environ == {protobuf.VARIABLE: "upb"}
 
 

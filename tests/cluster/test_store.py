@@ -10,7 +10,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from sipcluster.cluster.etcd import EtcdStore
-from sipcluster.cluster.store import IClusterStore, LeaseBuckets, LeaseNotFound, MemoryStore
+from sipcluster.cluster.store import IClusterStore, LeaseBuckets, LeaseNotFound, MemoryStore, json_record
 from tests.cluster.etcdserver import EtcdServer, requires_etcd
 from tests.cluster.test_etcd import eventually, sleep
 
@@ -165,3 +165,71 @@ class MemoryStoreClockTests(unittest.TestCase):
         store.put("/k", b"1")
         store.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_revisions_start_as_a_fresh_etcds_and_every_write_takes_the_next(self):
+        store = MemoryStore(Clock())
+        self.assertEqual(store.get_prefix("/").result, ([], 1))
+        self.assertEqual(store.put("/a", b"1").result, 2)
+        self.assertTrue(store.delete("/a").result)
+        self.assertEqual(store.put("/b", b"1").result, 4)
+        self.assertEqual(store.replace("/b", b"2", 4).result, 5)
+        self.assertTrue(store.delete_if("/b", 5).result)
+        self.assertEqual(store.revision, 6)
+
+    def test_watches_get_what_happened_under_their_prefix_only(self):
+        clock = Clock()
+        store = MemoryStore(clock)
+        store.put("/a/old", b"0")
+        a_events, b_events, resyncs = [], [], []
+        store.follow("/a/", a_events.append, lambda items, rev: resyncs.append((items, rev)))
+        store.follow("/b/", b_events.append, lambda items, rev: None)
+        self.assertEqual(resyncs, [([("/a/old", b"0", 2)], 2)])  # listed at the revision it read
+        store.put("/a/k", b"1")
+        store.delete("/a/k")
+        clock.advance(0)
+        # A delete carries an empty value, as etcd's do; the other watch hears nothing.
+        self.assertEqual(a_events, [[("put", "/a/k", b"1", 3), ("delete", "/a/k", b"", 4)]])
+        self.assertEqual(b_events, [])
+
+    def test_a_watch_stopped_by_another_ones_events_gets_nothing_more(self):
+        clock = Clock()
+        store = MemoryStore(clock)
+        got, watches = [], {}
+
+        def first_events(events):
+            got.append("first")
+            watches["second"].stop()
+        store.follow("/", first_events, lambda items, rev: None)
+        watches["second"] = store.follow("/", lambda events: got.append("second"),
+                                         lambda items, rev: None).result
+        store.put("/k", b"1")
+        clock.advance(0)
+        self.assertEqual(got, ["first"])
+
+    def test_a_deleted_key_written_again_without_lease_outlives_its_old_lease(self):
+        clock = Clock()
+        store = MemoryStore(clock)
+        lease = store.grant(10).result
+        store.put("/k", b"1", lease=lease)
+        store.delete("/k")
+        store.put("/k", b"2")
+        clock.advance(10)
+        self.assertEqual(store.get("/k").result, b"2")
+        other = store.grant(10).result
+        store.put("/j", b"1", lease=other)
+        store.delete("/j")
+        store.put("/j", b"2")
+        store.revoke(other)
+        self.assertEqual(store.get("/j").result, b"2")
+
+    def test_a_write_or_refresh_naming_a_lease_that_is_gone_names_it(self):
+        store = MemoryStore(Clock())
+        lease = store.grant(10).result
+        store.revoke(lease)
+        for d in (store.put("/k", b"1", lease=lease), store.refresh(lease)):
+            self.assertEqual(self.failureResultOf(d, LeaseNotFound).value.args, (lease,))
+
+    def test_json_record_is_an_object_or_none(self):
+        self.assertEqual(json_record(b'{"a": 1}'), {"a": 1})
+        for value in (b"[1]", b"1", b"not json", b"\xff", None):
+            self.assertIsNone(json_record(value))
