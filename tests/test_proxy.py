@@ -4,11 +4,13 @@ in-process: datagrams in, datagrams out, time from a Clock.
 """
 
 import pytest
+from twisted.internet import defer
 
 from sipcluster.location.interface import Binding
 from sipcluster.proxy.pipeline import DIALOG, Stage
 from sipcluster.sip.message import make_response, parse_message
 from sipcluster.sip.uri import parse_uri
+from sipcluster.transport.base import Peer
 from tests.harness import NodeHarness
 from tests.sipdata import crlf
 
@@ -46,14 +48,15 @@ def reply(request, status, to_tag="b1", extra=()):
 class Node:
     """A node built by build_node, in memory: domain example.test on 127.0.0.1:5060."""
 
-    def __init__(self, stateless=False, timer_c=180, record_route=True, settings=None):
+    def __init__(self, stateless=False, timer_c=180, record_route=True, settings=None,
+                 resolver=None):
         config = {"node": {"mode": "stateless" if stateless else "stateful"},
                   "sip": {"domains": ["example.test"], "record_route": record_route,
                           "server_header": "sipcluster-test"},
                   "timers": {"timer_c_s": timer_c}}
         for section, values in (settings or {}).items():
             config.setdefault(section, {}).update(values)
-        self.h = NodeHarness(config)
+        self.h = NodeHarness(config, resolver=resolver)
         self.location = self.h.node.location
         self.forwarder = self.h.node.forwarder
         self.proxy = self.h.node.proxy
@@ -584,3 +587,650 @@ def test_failed_call_attempts_are_told_with_their_final_status_and_start(node):
     node.send(reply(reinvite, 491), FOREIGN)
     node.send(invite(method="OPTIONS", uri="sip:nobody@example.test", branch="z9hG4bKuac3"))
     assert len(observer.failed) == 2
+
+
+# -- next-hop names with several addresses (RFC 3263 4.3) ----------------------------
+
+
+class Hops:
+    """
+    A resolver of next-hop names: each name's addresses in the order to
+    try them, given by a Deferred (C{resolve}) or, when C{cached}, from
+    the cache (C{cached_peers}, no Deferred).
+    """
+
+    def __init__(self, names, cached=False):
+        self.names = names
+        self.cached = cached
+
+    def resolve(self, uri, transports):
+        name = uri.param("maddr") or uri.host
+        if name not in self.names:
+            return defer.fail(LookupError(name))
+        return defer.succeed(self._peers(name))
+
+    def cached_peers(self, uri, transports):
+        name = uri.param("maddr") or uri.host
+        if not self.cached:
+            return None
+        if name not in self.names:
+            raise LookupError(name)
+        return self._peers(name)
+
+    def _peers(self, name):
+        # (host, port) over UDP, or (transport, host, port).
+        return [Peer(*(("udp",) + a if len(a) == 2 else a)) for a in self.names[name]]
+
+
+UAS3 = ("127.0.0.1", 5073)
+TWO = {"uas.example.net": [UAS1, UAS2]}
+
+
+def to_uas(method="INVITE", branch="z9hG4bKuac1"):
+    return invite("sip:bob@uas.example.net", method, branch)
+
+
+def requests(messages):
+    return [m for m in messages if hasattr(m, "method")]
+
+
+def finals(node, messages):
+    return [m.status for m in node.to(UAC, messages) if m.status >= 200]
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_503_from_one_address_sends_the_request_to_the_next(cached):
+    # RFC 3263 4.3: a 503 from one address of the next hop's name means
+    # the next address, in a new transaction (a new branch); the caller
+    # never hears of the first address's 503.
+    node = Node(resolver=Hops(TWO, cached))
+    node.send(to_uas())
+    sent = node.out()
+    first, = node.to(UAS1, sent)
+    assert node.to(UAS2, sent) == []
+    node.send(reply(first, 503), UAS1)
+    sent = node.out()
+    assert [m.method for m in node.to(UAS1, sent)] == ["ACK"]
+    second, = node.to(UAS2, sent)
+    assert second.method == "INVITE"
+    assert second.top_via.branch == first.top_via.branch + ".2"
+    assert [str(v) for v in second.vias[1:]] == [str(v) for v in first.vias[1:]]
+    assert str(second.uri) == str(first.uri) and second.max_forwards == first.max_forwards
+    assert [str(r) for r in second.record_routes] == [str(r) for r in first.record_routes]
+    assert node.to(UAC, sent) == []
+    node.send(reply(second, 200), UAS2)
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [200]
+
+
+def test_the_last_address_answering_503_is_500_upstream():
+    # RFC 3261 16.7 step 6: the best response a 503, the caller gets a 500.
+    node = Node(resolver=Hops({"uas.example.net": [UAS1, UAS2, UAS3]}))
+    node.send(to_uas("MESSAGE"))
+    first, = node.to(UAS1, node.out())
+    node.send(reply(first, 503), UAS1)
+    second, = node.to(UAS2, node.out())
+    assert second.top_via.branch == first.top_via.branch + ".2"
+    node.send(reply(second, 503), UAS2)
+    sent = node.out()
+    third, = node.to(UAS3, sent)
+    assert third.top_via.branch == first.top_via.branch + ".3"
+    assert node.to(UAC, sent) == []
+    node.send(reply(third, 503), UAS3)
+    sent = node.out()
+    assert requests(m for m, a in sent if a != UAC) == []
+    assert finals(node, sent) == [500]
+
+
+def test_other_failures_of_an_address_are_not_retried_elsewhere():
+    # Only a 503, a timeout or a transport error means "try the next
+    # address"; a 486 is the callee's answer.
+    node = Node(resolver=Hops(TWO))
+    node.send(to_uas())
+    first, = node.to(UAS1, node.out())
+    node.send(reply(first, 486), UAS1)
+    sent = node.out()
+    assert node.to(UAS2, sent) == []
+    assert finals(node, sent) == [486]
+    # A provisional and a 2xx go upstream as from a single address.
+    node = Node(resolver=Hops(TWO))
+    node.send(to_uas())
+    first, = node.to(UAS1, node.out())
+    node.send(reply(first, 180), UAS1)
+    node.send(reply(first, 200), UAS1)
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [180, 200]
+    assert node.to(UAS2, sent) == []
+
+
+def test_an_address_that_never_answers_is_given_up_at_timer_b_for_the_next():
+    # RFC 3263 4.3 / RFC 3261 17.1.1.2: Timer B (64*T1 = 32 s) ends the
+    # first address's transaction; the next address gets the request then.
+    node = Node(resolver=Hops(TWO))
+    node.send(to_uas())
+    first, = node.to(UAS1, node.out())
+    node.h.advance(31.9)
+    sent = node.out()
+    assert node.to(UAS2, sent) == [] and finals(node, sent) == []
+    node.h.advance(0.2)
+    sent = node.out()
+    second, = node.to(UAS2, sent)
+    assert second.method == "INVITE" and second.top_via.branch == first.top_via.branch + ".2"
+    assert finals(node, sent) == []
+    node.h.advance(31.9)
+    assert finals(node, node.out()) == []
+    node.h.advance(0.2)
+    assert finals(node, node.out()) == [408]
+
+
+def failing_writes(node, *addrs):
+    """Make every socket of C{node} fail to send to C{addrs} (as a UDP sendto error)."""
+    for sock in node.h.reactor.sockets:
+        def write(data, addr, write=sock.write):
+            if addr in addrs:
+                raise OSError("Network is unreachable")
+            write(data, addr)
+        sock.write = write
+
+
+def test_an_address_that_cannot_be_sent_to_is_skipped_at_once():
+    # RFC 3263 4.3: a transport error is a failure of that address: the
+    # next one is tried, without waiting for a timer.
+    node = Node(resolver=Hops(TWO))
+    failing_writes(node, UAS1)
+    node.send(to_uas())
+    sent = node.out()
+    second, = node.to(UAS2, sent)
+    assert second.method == "INVITE" and second.top_via.branch.endswith(".2")
+    assert finals(node, sent) == []
+    node.send(reply(second, 200), UAS2)
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+
+
+def test_every_address_failing_to_send_is_a_503_made_500():
+    node = Node(resolver=Hops({"uas.example.net": [UAS1, UAS2, UAS3]}))
+    failing_writes(node, UAS1, UAS2, UAS3)
+    node.send(to_uas("MESSAGE"))
+    assert finals(node, node.out()) == [500]
+
+
+def test_a_cancel_before_the_503_stops_the_search_with_487():
+    # RFC 3261 16.10: once the caller cancelled, no new address is tried;
+    # the branch ends with 487.
+    node = Node(resolver=Hops(TWO))
+    node.send(to_uas())
+    first, = node.to(UAS1, node.out())
+    node.send(to_uas("CANCEL"))
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [200]  # the CANCEL's
+    node.send(reply(first, 503), UAS1)
+    sent = node.out()
+    assert requests(node.to(UAS2, sent)) == []
+    assert finals(node, sent) == [487]
+
+
+def test_no_next_address_once_another_branch_answered_2xx():
+    # RFC 3261 16.7 step 10: after a 2xx went upstream the other branches
+    # are cancelled; one of them failing with 503 is not retried elsewhere.
+    node = Node(resolver=Hops(TWO))
+    aor = "sip:bob@example.test"
+    node.location.update(aor, [
+        Binding(aor, parse_uri("sip:bob@uas.example.net"), 3600, 1.0),
+        Binding(aor, parse_uri("sip:bob@127.0.0.1:5073"), 3600, 1.0)])
+    node.send(invite("sip:bob@example.test"))
+    sent = node.out()
+    first, = node.to(UAS1, sent)
+    other, = node.to(UAS3, sent)
+    node.send(reply(first, 180, "t1"), UAS1)
+    node.send(reply(other, 200, "t3"), UAS3)
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [180, 200]
+    assert [m.method for m in node.to(UAS1, sent)] == ["CANCEL"]
+    node.send(reply(first, 503, "t1"), UAS1)
+    sent = node.out()
+    assert node.to(UAS2, sent) == []
+    assert node.to(UAC, sent) == []
+
+
+def test_a_later_address_that_cannot_be_sent_to_is_skipped_too():
+    node = Node(resolver=Hops({"uas.example.net": [UAS1, UAS2, UAS3]}))
+    failing_writes(node, UAS2)
+    node.send(to_uas("MESSAGE"))
+    first, = node.to(UAS1, node.out())
+    node.send(reply(first, 503), UAS1)
+    sent = node.out()
+    third, = node.to(UAS3, sent)
+    assert third.top_via.branch == first.top_via.branch + ".3"
+    node.send(reply(third, 200), UAS3)
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+
+
+def test_a_name_that_does_not_resolve_is_502_with_its_name():
+    for stateless in (False, True):
+        node = Node(stateless=stateless, resolver=Hops(TWO))
+        node.send(invite("sip:bob@nowhere.example.net"))
+        sent = node.out()
+        final, = [m for m in node.to(UAC, sent) if m.status >= 200]
+        assert (final.status, final.reason) == (502, "Cannot resolve nowhere.example.net")
+        assert requests(m for m, a in sent) == []
+        # The maddr is the name looked up (RFC 3261 19.1.1).
+        node.send(invite("sip:bob@uas.example.net;maddr=gone.example.net", branch="z9hG4bKuac2"))
+        final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+        assert (final.status, final.reason) == (502, "Cannot resolve gone.example.net")
+
+
+def test_a_stateless_ack_that_cannot_be_forwarded_is_dropped_unanswered():
+    node = Node(stateless=True, resolver=Hops(TWO))
+    ack = invite("sip:bob@nowhere.example.net", "ACK").replace(
+        b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1")
+    node.send(ack)
+    assert node.out() == []
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_stateless_forwarding_to_a_name_uses_its_first_address(cached):
+    # RFC 3261 16.11: no transaction, so no trying the next address.
+    node = Node(stateless=True, resolver=Hops(TWO, cached))
+    node.send(to_uas())
+    sent = node.out()
+    fwd, = node.to(UAS1, sent)
+    assert fwd.method == "INVITE" and node.to(UAS2, sent) == []
+    node.send(reply(fwd, 503), UAS1)
+    sent = node.out()
+    assert [m.status for m in node.to(UAC, sent)] == [503]  # passed on as it is
+    assert node.to(UAS2, sent) == []
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_next_hop_that_is_this_node_is_482(stateless):
+    # The copy would come back to us until Max-Forwards ran out.
+    node = Node(stateless=stateless, resolver=Hops({"me.example.net": [("127.0.0.1", 5060)]}))
+    node.send(invite("sip:bob@me.example.net"))
+    sent = node.out()
+    final, = [m for m in node.to(UAC, sent) if m.status >= 200]
+    assert (final.status, final.reason) == (482, "Loop Detected (next hop is this node)")
+    assert requests(m for m, a in sent) == []
+    ack = invite("sip:bob@me.example.net", "ACK", branch="z9hG4bKack").replace(
+        b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1")
+    node.send(ack)
+    assert node.out() == []
+
+
+def test_different_requests_get_different_stateless_branches():
+    # RFC 3261 16.11: the branch is derived from the request's own top Via
+    # branch, so two transactions never share one downstream.
+    node = Node(stateless=True)
+    node.send(invite())
+    node.send(invite(branch="z9hG4bKuac2"))
+    one, two = node.to(FOREIGN, node.out())
+    assert one.top_via.branch != two.top_via.branch
+    # An RFC 2543 Via without a branch: the Via itself and the Call-ID.
+    old = invite().replace(b";branch=z9hG4bKuac1", b"")
+    node.send(old)
+    node.send(old)
+    node.send(old.replace(b"call-1@", b"call-2@"))
+    a, b, c = node.to(FOREIGN, node.out())
+    assert a.top_via.branch == b.top_via.branch != c.top_via.branch
+    assert a.top_via.branch.startswith("z9hG4bK")
+
+
+# -- what the forwarded copy carries (RFC 3261 16.6) --------------------------------
+
+
+def tcp_sent(node, addr):
+    """Connect the node's pending TCP connection to C{addr}; the request written on it."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    (host, port, factory, _, _), = [c for c in node.h.reactor.tcpClients if c[:2] == addr]
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+    factory.buildProtocol(None).makeConnection(transport)
+    return [parse_message(transport.value())]  # (one request: no framing needed)
+
+
+def test_a_next_hop_over_tcp_gets_a_tcp_via_and_a_record_route_per_side():
+    # RFC 3261 16.6 step 4 / RFC 5658: arriving over UDP, leaving over TCP,
+    # the proxy records both sides, the one toward the callee on top.
+    node = Node()
+    node.send(invite("sip:bob@127.0.0.1:5070;transport=tcp"))
+    node.out()
+    fwd, = tcp_sent(node, FOREIGN)
+    assert fwd.top_via.transport == "TCP"
+    assert (fwd.top_via.host, fwd.top_via.port) == ("127.0.0.1", 5060)
+    assert [str(r.uri) for r in fwd.record_routes] == [
+        "sip:127.0.0.1:5060;transport=tcp;lr", "sip:127.0.0.1:5060;lr"]
+    assert fwd.max_forwards == 69
+
+
+@pytest.mark.parametrize("uri", ["sips:bob@127.0.0.1:5070", "sip:bob@127.0.0.1:5070;transport=tls"])
+def test_sips_and_tls_next_hops_go_over_a_stream(uri):
+    node = Node()
+    node.send(invite(uri))
+    sent = node.out()
+    assert node.to(FOREIGN, sent) == []
+    assert [c[:2] for c in node.h.reactor.tcpClients] == [FOREIGN]
+
+
+def test_a_sips_uri_without_port_is_sent_to_5061():
+    node = Node()
+    node.send(invite("sips:bob@127.0.0.1"))
+    assert [c[:2] for c in node.h.reactor.tcpClients] == [("127.0.0.1", 5061)]
+    node = Node()
+    node.send(invite("sip:bob@127.0.0.1"))
+    assert [m.method for m in node.to(("127.0.0.1", 5060), node.out())] == []  # 482: itself
+
+
+def test_an_explicit_udp_transport_stays_on_udp():
+    node = Node()
+    node.send(invite("sip:bob@127.0.0.1:5070;transport=udp"))
+    fwd, = node.to(FOREIGN, node.out())
+    assert fwd.top_via.transport == "UDP"
+    assert [str(r.uri) for r in fwd.record_routes] == ["sip:127.0.0.1:5060;lr"]
+
+
+def test_the_resolver_choosing_tcp_moves_the_via_and_the_record_route():
+    # RFC 3263 4.1: NAPTR/SRV may pick TCP for a URI that named no
+    # transport; the copy then says TCP in its Via and records our TCP
+    # side on top of the UDP one it came in by.
+    node = Node(resolver=Hops({"uas.example.net": [("tcp", "127.0.0.1", 5070)]}))
+    node.send(to_uas())
+    assert node.to(FOREIGN, node.out()) == []
+    fwd, = tcp_sent(node, FOREIGN)
+    assert fwd.top_via.transport == "TCP" and fwd.top_via.port == 5060
+    assert [str(r.uri) for r in fwd.record_routes] == [
+        "sip:127.0.0.1:5060;transport=tcp;lr", "sip:127.0.0.1:5060;lr"]
+    assert [v.branch for v in fwd.vias[1:]] == ["z9hG4bKuac1"]
+    assert fwd.top_via.branch.startswith("z9hG4bK")
+    # Without record-routing, only the Via moves.
+    node = Node(record_route=False, resolver=Hops({"uas.example.net": [("tcp", "127.0.0.1", 5070)]}))
+    node.send(to_uas())
+    fwd, = tcp_sent(node, FOREIGN)
+    assert fwd.top_via.transport == "TCP" and not fwd.has("record-route")
+
+
+def test_moving_to_tcp_keeps_record_routes_that_are_not_ours():
+    node = Node(resolver=Hops({"uas.example.net": [("tcp", "127.0.0.1", 5070)]}))
+    node.send(to_uas().replace(b"Contact:", b"Record-Route: <sip:upstream.example.net;lr>\r\nContact:"))
+    fwd, = tcp_sent(node, FOREIGN)
+    assert [str(r.uri) for r in fwd.record_routes] == [
+        "sip:127.0.0.1:5060;transport=tcp;lr", "sip:127.0.0.1:5060;lr",
+        "sip:upstream.example.net;lr"]
+
+
+def test_moving_to_tcp_in_a_dialog_adds_no_record_route():
+    node = Node(resolver=Hops({"uas.example.net": [("tcp", "127.0.0.1", 5070)]}))
+    node.send(in_dialog("sip:bob@uas.example.net", "BYE", "<sip:127.0.0.1:5060;lr>"))
+    fwd, = tcp_sent(node, FOREIGN)
+    assert fwd.method == "BYE" and fwd.top_via.transport == "TCP"
+    assert not fwd.has("record-route")
+    node = Node(resolver=Hops({"uas.example.net": [("tcp", "127.0.0.1", 5070)]}))
+    node.send(to_uas("MESSAGE"))
+    fwd, = tcp_sent(node, FOREIGN)
+    assert fwd.top_via.transport == "TCP" and not fwd.has("record-route")
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_request_without_max_forwards_leaves_with_69(stateless):
+    # RFC 3261 16.6 step 3: absent, it is added with 70, less this hop.
+    node = Node(stateless=stateless)
+    node.send(invite().replace(b"Max-Forwards: 70\r\n", b""))
+    fwd, = requests(node.to(FOREIGN, node.out()))
+    assert fwd.max_forwards == 69
+    node.send(invite(mf=1, branch="z9hG4bKuac2"))
+    fwd, = requests(node.to(FOREIGN, node.out()))
+    assert fwd.max_forwards == 0
+
+
+def test_a_path_route_set_leads_to_the_contact_in_order():
+    # RFC 3327 5: the Path values of the registration become the first
+    # Route entries, in the order they were registered.
+    node = Node()
+    aor = "sip:bob@example.test"
+    node.location.update(aor, [Binding(aor, parse_uri("sip:bob@192.0.2.9:5090"), 3600,
+                                       path=["<sip:127.0.0.1:5070;lr>", "<sip:edge2.example.net;lr>"])])
+    node.send(invite("sip:bob@example.test"))
+    fwd, = node.to(FOREIGN, node.out())
+    assert str(fwd.uri) == "sip:bob@192.0.2.9:5090"
+    assert [str(r.uri) for r in fwd.routes] == ["sip:127.0.0.1:5070;lr", "sip:edge2.example.net;lr"]
+
+
+def test_a_strict_router_rewrite_keeps_the_rest_of_the_route_set():
+    # RFC 3261 16.4: the last Route is the real Request-URI; the others
+    # stay, in order.
+    node = Node()
+    node.send(in_dialog("sip:127.0.0.1:5060;lr", "BYE", "<sip:127.0.0.1:5070;lr>, "
+                        "<sip:hop2.example.net;lr>, <sip:bob@192.0.2.1>"))
+    fwd, = node.to(FOREIGN, node.out())
+    assert str(fwd.uri) == "sip:bob@192.0.2.1"
+    assert [str(r.uri) for r in fwd.routes] == ["sip:127.0.0.1:5070;lr", "sip:hop2.example.net;lr"]
+
+
+def test_our_two_record_route_entries_are_both_removed():
+    # 16.4 after a double Record-Route (16.6 step 4): the next request of
+    # the dialog carries both of our entries; neither is followed.
+    node = Node()
+    node.send(in_dialog("sip:bob@127.0.0.1:5070", "BYE",
+                        "<sip:127.0.0.1:5060;transport=tcp;lr>, <sip:127.0.0.1:5060;lr>, "
+                        "<sip:127.0.0.1:5071;lr>"))
+    fwd, = node.to(UAS1, node.out())
+    assert [str(r.uri) for r in fwd.routes] == ["sip:127.0.0.1:5071;lr"]
+
+
+def test_options_to_the_proxy_lists_what_it_accepts(node):
+    node.send(invite("sip:127.0.0.1:5060", "OPTIONS"))
+    (resp,) = node.to(UAC, node.out())
+    assert resp.status == 200
+    data = resp.to_bytes()
+    assert b"\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK" in data
+    assert b"\r\nAccept: application/sdp\r\n" in data
+    assert b"\r\nAccept-Language: en\r\n" in data
+    assert b"\r\nServer: sipcluster-test\r\n" in data
+
+
+def test_options_with_max_forwards_0_to_the_proxy_is_answered():
+    # RFC 3261 16.3 step 3: a request for the proxy itself with
+    # Max-Forwards 0 is answered, not refused with 483; one with a Route
+    # is not for us.
+    node = Node()
+    node.send(invite("sip:127.0.0.1:5060", "OPTIONS", mf=0))
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+    node.send(invite("sip:example.test", "OPTIONS", mf=0, branch="z9hG4bKuac2"))
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+    node.send(invite("sip:127.0.0.1:5060", "MESSAGE", mf=0, branch="z9hG4bKuac3"))
+    assert [m.status for m in node.to(UAC, node.out())] == [483]
+    node.send(invite("sip:127.0.0.1:5060", "OPTIONS", mf=0, branch="z9hG4bKuac4",
+                     extra="Route: <sip:127.0.0.1:5070;lr>\n"))
+    assert [m.status for m in node.to(UAC, node.out())] == [483]
+
+
+# -- the best response (RFC 3261 16.7 step 6) -----------------------------------------
+
+
+def forked(node, method="INVITE"):
+    """bob@example.test at UAS1 and UAS2 (same q): the two forwarded copies."""
+    node.bind("bob", (UAS1, 1.0), (UAS2, 1.0))
+    node.send(invite("sip:bob@example.test", method))
+    sent = node.out()
+    b1, = node.to(UAS1, sent)
+    b2, = node.to(UAS2, sent)
+    return b1, b2
+
+
+@pytest.mark.parametrize("first,second,best", [
+    (408, 480, 480),  # a specific 4xx rather than a timeout
+    (480, 408, 480),
+    (408, 500, 408),  # but the lowest class first
+    (486, 404, 404),
+    (500, 302, 302),
+    (486, 600, 600),  # any 6xx
+    (600, 486, 600),
+])
+def test_the_best_of_two_final_responses_goes_upstream(node, first, second, best):
+    b1, b2 = forked(node, "MESSAGE")
+    node.send(reply(b1, first, "t1"), UAS1)
+    assert finals(node, node.out()) == []
+    node.send(reply(b2, second, "t2"), UAS2)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == best
+    assert final.to_tag == ("t1" if best == first else "t2")  # the callee's own response
+
+
+def test_a_600_cancels_the_other_branches_like_any_6xx(node):
+    b1, b2 = forked(node)
+    node.send(reply(b1, 180, "t1"), UAS1)
+    node.send(reply(b2, 600, "t2"), UAS2)
+    sent = node.out()
+    assert [m.method for m in node.to(UAS1, sent)] == ["CANCEL"]
+    assert finals(node, sent) == []
+    node.send(reply(b1, 487, "t1"), UAS1)
+    assert finals(node, node.out()) == [600]
+
+
+def test_a_599_does_not_cancel_the_other_branches(node):
+    b1, b2 = forked(node)
+    node.send(reply(b1, 180, "t1"), UAS1)
+    node.send(reply(b2, 599, "t2"), UAS2)
+    sent = node.out()
+    assert requests(node.to(UAS1, sent)) == []
+    node.send(reply(b1, 200, "t1"), UAS1)
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+
+
+@pytest.mark.parametrize("status,header", [(401, "WWW-Authenticate"), (407, "Proxy-Authenticate")])
+def test_challenges_of_the_same_kind_are_all_gathered(node, status, header):
+    # RFC 3261 16.7 step 7: every 401/407's challenges go into the one
+    # response sent upstream.
+    b1, b2 = forked(node, "MESSAGE")
+    node.send(reply(b1, status, "t1", extra=[(header, 'Digest realm="a", nonce="1"')]), UAS1)
+    node.send(reply(b2, status, "t2", extra=[(header, 'Digest realm="b", nonce="2"')]), UAS2)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == status
+    assert [v for k, v in final.items() if k.lower() == header.lower()] == [
+        'Digest realm="a", nonce="1"', 'Digest realm="b", nonce="2"']
+
+
+def test_a_408_from_downstream_goes_up_as_it_came(node):
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 408, "t9"), FOREIGN)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 408 and final.to_tag == "t9"
+
+
+def test_a_branch_the_callee_never_answers_is_408_of_our_own():
+    node = Node()
+    node.send(invite("sip:bob@127.0.0.1:5070", "MESSAGE"))
+    node.out()
+    node.h.advance(31.9)
+    assert finals(node, node.out()) == []
+    node.h.advance(0.2)  # Timer F
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 408 and final.reason == "Request Timeout"
+
+
+# -- CANCEL while the request is still on its way (RFC 3261 16.10) --------------------
+
+
+class Waiting(Stage):
+    """A request stage that waits (a store, a RADIUS server) until told."""
+
+    name = "waiting"
+    points = ("request",)
+
+    def __init__(self):
+        self.waiting = defer.Deferred()
+
+    def on_request(self, context):
+        return self.waiting
+
+
+def test_a_cancel_while_a_stage_waits_is_487_and_a_failed_call():
+    node = Node()
+    stage = node.pipeline.add(Waiting(), before="registrar")
+    observer = node.pipeline.add(CallObserver())
+    node.h.clock.advance(7)
+    node.send(invite())
+    assert [m.status for m in node.to(UAC, node.out())] == [100]
+    node.send(invite(method="CANCEL"))
+    sent = node.to(UAC, node.out())
+    assert [(m.status, m.cseq.method) for m in sent] == [(200, "CANCEL"), (487, "INVITE")]
+    assert sent[1].to_tag  # our own final response
+    assert observer.failed == [("call-1@example.test", 487, 7)]
+    assert node.proxy.setups == set()
+    stage.waiting.callback(None)  # too late: nothing is forwarded
+    assert requests(m for m, a in node.out()) == []
+
+
+class Slow:
+    """A resolver whose answers wait until told."""
+
+    def __init__(self):
+        self.pending = []
+
+    def resolve(self, uri, transports):
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+def test_a_cancel_while_the_next_hop_is_being_resolved_sends_nothing():
+    resolver = Slow()
+    node = Node(resolver=resolver)
+    node.send(to_uas())
+    node.out()
+    node.send(to_uas("CANCEL"))
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+    resolver.pending[0].callback([Peer("udp", *UAS1)])
+    sent = node.out()
+    assert requests(m for m, a in sent) == []
+    assert finals(node, sent) == [487]
+
+
+def test_a_non_invite_being_resolved_is_still_sent_after_a_cancel():
+    # CANCEL has no effect on a non-INVITE (RFC 3261 9.2): answered 481
+    # since there is no INVITE transaction to match.
+    resolver = Slow()
+    node = Node(resolver=resolver)
+    node.send(to_uas("MESSAGE"))
+    node.out()
+    resolver.pending[0].callback([Peer("udp", *UAS1)])
+    assert [m.method for m in requests(node.to(UAS1, node.out()))] == ["MESSAGE"]
+
+
+class Dialogs(Stage):
+    name = "dialogs"
+    points = (DIALOG,)
+
+    def __init__(self):
+        self.events = []
+
+    def dialog_confirmed(self, request, response):
+        self.events.append(("confirmed", request.method, request.call_id, response.status))
+
+    def dialog_ended(self, request, response):
+        self.events.append(("ended", request.method, request.call_id, response.status))
+
+    def call_failed(self, request, response, started):
+        self.events.append(("failed", request.method, request.call_id, response.status))
+
+
+def test_dialog_stages_hear_of_confirmed_ended_and_failed_calls(node):
+    dialogs = node.pipeline.add(Dialogs())
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 200), FOREIGN)
+    node.send(in_dialog("sip:bob@127.0.0.1:5070", "BYE", "<sip:127.0.0.1:5060;lr>")
+              .replace(b"CSeq: 1 ", b"CSeq: 2 ").replace(b"z9hG4bKuac1", b"z9hG4bKbye"))
+    sent = node.out()
+    bye, = requests(node.to(FOREIGN, sent))
+    node.send(reply(bye, 200), FOREIGN)
+    # A 300 is a failed call attempt, as any final response of 300 or more.
+    node.send(invite(branch="z9hG4bKuac2").replace(b"call-1@", b"call-2@"))
+    sent += node.out()
+    fwd, = requests(node.to(FOREIGN, sent))[1:]
+    node.send(reply(fwd, 300, extra=[("Contact", "<sip:bob@192.0.2.7>")]), FOREIGN)
+    sent += node.out()
+    assert finals(node, sent) == [200, 200, 300]
+    assert dialogs.events == [
+        ("confirmed", "INVITE", "call-1@example.test", 200),
+        ("ended", "BYE", "call-1@example.test", 200),
+        ("failed", "INVITE", "call-2@example.test", 300)]
