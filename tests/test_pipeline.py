@@ -537,3 +537,114 @@ def test_a_failure_stage_that_fails_lets_the_best_response_go_upstream():
     fwd, = node.to(FOREIGN, node.out())
     node.send(reply(fwd, 486), FOREIGN)
     assert finals(node, node.out()) == [486]
+
+
+def test_a_stage_provides_the_interfaces_of_its_points_only():
+    class Both(Stage):
+        name = "both"
+        points = (p.REQUEST, p.DIALOG)
+
+    stage = Both()
+    assert p.IRequestStage.providedBy(stage) and p.IDialogStage.providedBy(stage)
+    assert not p.ITargetStage.providedBy(stage) and not p.IBranchStage.providedBy(stage)
+
+
+def test_a_pipeline_is_stateful_unless_told():
+    stage = Recorder("dialogs", (p.DIALOG,), [])
+    stage.needs_transactions = True
+    assert Pipeline().add(stage) is stage
+
+
+def test_an_unknown_point_is_named_in_the_error():
+    with pytest.raises(ValueError, match=r"^stage odd: unknown pipeline point 'somewhere'$"):
+        Pipeline().add(Recorder("odd", ("somewhere",), []))
+
+
+def test_a_stateless_node_refuses_a_stage_that_follows_transactions_by_its_key():
+    from sipcluster.config import ConfigError
+    from tests.harness import NodeHarness
+    with pytest.raises(ConfigError, match="cluster.max_dialogs"):
+        NodeHarness({"node": {"mode": "stateless"}, "cluster": {"max_dialogs": 10}})
+
+
+class Noting(Stage):
+    """A failure stage noting what it is shown, passing."""
+
+    points = (p.FAILURE,)
+    needs_transactions = True
+
+    def __init__(self, name, result=None):
+        self.name = name
+        self.result = result
+        self.seen = []
+
+    def failure(self, context, responses):
+        self.seen.append((context.request.method, [r.status for r in responses]))
+        return self.result
+
+
+def test_failure_stages_after_waiting_ones_see_the_request_and_responses():
+    from sipcluster.proxy.forwarding import Target
+    from sipcluster.sip.uri import parse_uri
+    node = Node()
+    first = node.pipeline.add(Noting("first", defer.succeed(None)))
+    second = node.pipeline.add(Noting("second"))
+    third = node.pipeline.add(Noting("third", [Target(parse_uri("sip:bob@127.0.0.1:5071"))]))
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    assert [m.method for m in node.to(("127.0.0.1", 5071), node.out())] == ["INVITE"]
+    assert first.seen == second.seen == third.seen == [("INVITE", [486])]
+
+
+class Refusing(Stage):
+    points = (p.REQUEST, p.TARGETS)
+
+    def __init__(self, name, error):
+        self.name = name
+        self.error = error
+
+    def on_request(self, context):
+        raise self.error
+
+    targets = on_request
+
+
+class Slow(Stage):
+    points = (p.REQUEST, p.TARGETS)
+
+    def __init__(self, name):
+        self.name = name
+        self.waiting = defer.Deferred()
+
+    def on_request(self, context):
+        return self.waiting
+
+    targets = on_request
+
+
+@pytest.mark.parametrize("point", [p.REQUEST, p.TARGETS])
+def test_a_stage_refusing_after_a_waiting_one_answers_the_caller(point):
+    node = Node()
+    slow, no = Slow("slow"), Refusing("no", Respond(403, "Forbidden (later stage)"))
+    slow.points = no.points = (point,)
+    node.pipeline.add(slow, before="registrar")
+    node.pipeline.add(no, before="registrar")
+    node.send(invite())
+    node.out()
+    slow.waiting.callback(None)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (403, "Forbidden (later stage)")
+
+
+@pytest.mark.parametrize("point", [p.REQUEST, p.TARGETS])
+def test_a_waiting_stage_failing_answers_the_caller(point):
+    node = Node()
+    slow = Slow("slow")
+    slow.points = (point,)
+    node.pipeline.add(slow, before="registrar")
+    node.send(invite())
+    node.out()
+    slow.waiting.errback(Respond(480, "Temporarily Unavailable (store)"))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (480, "Temporarily Unavailable (store)")

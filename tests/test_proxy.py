@@ -605,9 +605,11 @@ class Hops:
 
     def resolve(self, uri, transports):
         name = uri.param("maddr") or uri.host
+        if self.cached:
+            return defer.Deferred()  # what is cached is never asked again
         if name not in self.names:
             return defer.fail(LookupError(name))
-        return defer.succeed(self._peers(name))
+        return defer.succeed(self._peers(name, transports))
 
     def cached_peers(self, uri, transports):
         name = uri.param("maddr") or uri.host
@@ -615,11 +617,13 @@ class Hops:
             return None
         if name not in self.names:
             raise LookupError(name)
-        return self._peers(name)
+        return self._peers(name, transports)
 
-    def _peers(self, name):
-        # (host, port) over UDP, or (transport, host, port).
-        return [Peer(*(("udp",) + a if len(a) == 2 else a)) for a in self.names[name]]
+    def _peers(self, name, transports):
+        # (host, port) over UDP, or (transport, host, port); only over the
+        # node's transports (RFC 3263 4.1).
+        peers = [Peer(*(("udp",) + a if len(a) == 2 else a)) for a in self.names[name]]
+        return [p for p in peers if p.transport in transports]
 
 
 UAS3 = ("127.0.0.1", 5073)
@@ -915,8 +919,8 @@ def test_a_sips_uri_without_port_is_sent_to_5061():
     node.send(invite("sips:bob@127.0.0.1"))
     assert [c[:2] for c in node.h.reactor.tcpClients] == [("127.0.0.1", 5061)]
     node = Node()
-    node.send(invite("sip:bob@127.0.0.1"))
-    assert [m.method for m in node.to(("127.0.0.1", 5060), node.out())] == []  # 482: itself
+    node.send(invite("sip:bob@127.0.0.2"))
+    assert [m.method for m in requests(node.to(("127.0.0.2", 5060), node.out()))] == ["INVITE"]
 
 
 def test_an_explicit_udp_transport_stays_on_udp():
@@ -1234,3 +1238,626 @@ def test_dialog_stages_hear_of_confirmed_ended_and_failed_calls(node):
         ("confirmed", "INVITE", "call-1@example.test", 200),
         ("ended", "BYE", "call-1@example.test", 200),
         ("failed", "INVITE", "call-2@example.test", 300)]
+
+
+# -- a target's own timeout and failure reports (tm's fr_timer) ----------------------
+
+
+class Timed(Stage):
+    """A target stage: every request to the given addresses, with a branch timeout."""
+
+    name = "timed"
+    points = ("targets",)
+
+    def __init__(self, addrs, timeout):
+        self.addrs = addrs
+        self.timeout = timeout
+        self.failed = []
+
+    def targets(self, context):
+        from sipcluster.proxy.forwarding import Target
+        return [Target(parse_uri("sip:bob@%s:%d" % addr), timeout=self.timeout,
+                       on_failed=lambda t, status: self.failed.append((str(t.uri), status)))
+                for addr in self.addrs]
+
+
+def timed(addrs=(UAS1,), timeout=2, **kwargs):
+    node = Node(**kwargs)
+    stage = node.pipeline.add(Timed(list(addrs), timeout), before="registrar")
+    return node, stage
+
+
+@pytest.mark.parametrize("method", ["INVITE", "MESSAGE"])
+def test_a_target_timeout_fails_the_branch_with_its_own_408(method):
+    node, stage = timed(timeout=2)
+    node.send(invite(method=method))
+    first, = requests(node.to(UAS1, node.out()))
+    node.h.advance(1.9)
+    sent = node.out()
+    assert finals(node, sent) == [] and stage.failed == []
+    assert [m.method for m in node.to(UAS1, sent)] == [method] * 2  # 0.5 s, 1.5 s
+    node.h.advance(0.2)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (408, "Request Timeout (no answer from next hop)")
+    assert stage.failed == [("sip:bob@127.0.0.1:5071", 408)]
+    # The branch retransmits no more (tm stops on fr_timer), and its
+    # Timer B later is no second failure.
+    node.h.advance(40)
+    assert requests(node.to(UAS1, node.out())) == []
+    assert stage.failed == [("sip:bob@127.0.0.1:5071", 408)]
+
+
+def test_a_target_timeout_then_a_provisional_is_cancelled_not_relayed():
+    node, stage = timed(timeout=2)
+    node.send(invite())
+    first, = requests(node.to(UAS1, node.out()))
+    node.h.advance(2.1)
+    assert finals(node, node.out()) == [408]
+    node.send(reply(first, 180), UAS1)
+    sent = node.out()
+    assert [m.method for m in node.to(UAS1, sent)] == ["CANCEL"]
+    assert node.to(UAC, sent) == []
+
+
+def test_any_response_stops_the_target_timeout():
+    node, stage = timed(timeout=2)
+    node.send(invite())
+    first, = requests(node.to(UAS1, node.out()))
+    node.send(reply(first, 100), UAS1)
+    node.h.advance(5)
+    assert finals(node, node.out()) == [] and stage.failed == []
+    node.send(reply(first, 486), UAS1)
+    assert finals(node, node.out()) == [486]
+    assert stage.failed == []  # an answer is no failure of the next hop
+
+
+def test_failures_without_a_response_are_reported_to_the_target():
+    # Timer F (no timeout of its own) and a transport error: 408 and 503.
+    node, stage = timed(addrs=(UAS1, UAS2), timeout=None)
+    failing_writes(node, UAS2)
+    node.send(invite(method="MESSAGE"))
+    node.out()
+    assert stage.failed == [("sip:bob@127.0.0.1:5072", 503)]
+    node.h.advance(32.1)
+    assert finals(node, node.out()) == [408]
+    assert stage.failed == [("sip:bob@127.0.0.1:5072", 503), ("sip:bob@127.0.0.1:5071", 408)]
+
+
+def test_a_target_report_that_raises_does_not_stop_the_answer():
+    node, stage = timed(timeout=1)
+    stage.failed = None  # its on_failed now raises
+    node.send(invite(method="MESSAGE"))
+    node.out()
+    node.h.advance(1.1)
+    assert finals(node, node.out()) == [408]
+
+
+def test_a_transport_error_of_the_only_branch_is_500_upstream():
+    # RFC 3261 16.7 step 1 / 8.1.3.1: the transport error is a 503, and
+    # a 503 becomes 500 upstream (16.7 step 6).
+    node, stage = timed(timeout=None)
+    failing_writes(node, UAS1)
+    node.send(invite())
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 500 and not final.has("retry-after")
+    assert stage.failed == [("sip:bob@127.0.0.1:5071", 503)]
+
+
+# -- both address families (RFC 5658: a Record-Route per side) ------------------------
+
+
+DUAL = {"sip": {"listen": ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "udp:[::1]:5060"]}}
+V6_UAS = ("::1", 5070)
+
+
+def dual(resolver=None):
+    return Node(settings=DUAL, resolver=resolver)
+
+
+def test_from_ipv4_to_an_ipv6_next_hop_both_sides_are_recorded():
+    node = dual()
+    node.send(invite("sip:bob@[::1]:5070"))
+    fwd, = node.to(V6_UAS, node.out())
+    assert (fwd.top_via.host, fwd.top_via.port) == ("[::1]", 5060)
+    assert [str(r.uri) for r in fwd.record_routes] == ["sip:[::1]:5060;lr", "sip:127.0.0.1:5060;lr"]
+
+
+def test_from_ipv6_to_an_ipv4_next_hop_both_sides_are_recorded():
+    node = dual()
+    node.h.receive(invite(branch="z9hG4bKv6").replace(b"127.0.0.1:5080", b"[::1]:5080"),
+                   ("::1", 5080), to=("::1", 5060))
+    sent = node.out()
+    fwd, = node.to(FOREIGN, sent)
+    assert (fwd.top_via.host, fwd.top_via.port) == ("127.0.0.1", 5060)
+    assert [str(r.uri) for r in fwd.record_routes] == ["sip:127.0.0.1:5060;lr", "sip:[::1]:5060;lr"]
+    assert [m.status for m in node.to(("::1", 5080), sent)] == [100]
+
+
+def test_from_ipv6_to_ipv6_one_record_route():
+    node = dual()
+    node.h.receive(invite("sip:bob@[::1]:5070", branch="z9hG4bKv6").replace(
+        b"127.0.0.1:5080", b"[::1]:5080"), ("::1", 5080), to=("::1", 5060))
+    fwd, = node.to(V6_UAS, node.out())
+    assert [str(r.uri) for r in fwd.record_routes] == ["sip:[::1]:5060;lr"]
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_name_resolving_to_ipv6_moves_the_via_and_the_record_route(stateless):
+    node = Node(stateless=stateless, settings=DUAL,
+                resolver=Hops({"uas.example.net": [("udp", "::1", 5070)]}))
+    node.send(to_uas())
+    fwd, = node.to(V6_UAS, node.out())
+    assert (fwd.top_via.host, fwd.top_via.port) == ("[::1]", 5060)
+    assert [str(r.uri) for r in fwd.record_routes] == ["sip:[::1]:5060;lr", "sip:127.0.0.1:5060;lr"]
+
+
+def test_the_next_address_in_another_family_gets_its_own_via_and_record_route():
+    node = dual(Hops({"uas.example.net": [("udp", "::1", 5070), UAS1]}))
+    node.send(to_uas())
+    first, = node.to(V6_UAS, node.out())
+    node.send(reply(first, 503), V6_UAS)
+    second, = requests(node.to(UAS1, node.out()))
+    assert (second.top_via.host, second.top_via.port) == ("127.0.0.1", 5060)
+    assert second.top_via.branch == first.top_via.branch + ".2"
+    assert [str(r.uri) for r in second.record_routes] == ["sip:127.0.0.1:5060;lr"]
+
+
+# -- loops and spirals (RFC 3261 16.3 step 4, 16.6 step 8) ----------------------------
+
+
+def looped(node, change=lambda data: data):
+    """Send an INVITE, then its forwarded copy back to us, changed by C{change}: the answers."""
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(change(fwd.to_bytes()), FOREIGN)
+    return node.out()
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.replace(b"CSeq: 1 INVITE", b"CSeq: 2 INVITE"),
+    lambda d: d.replace(b"call-1@example.test", b"call-9@example.test"),
+    lambda d: d.replace(b"tag=a1", b"tag=a9"),
+    lambda d: d.replace(b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b9"),
+    lambda d: d.replace(b"Max-Forwards:", b"Route: <sip:127.0.0.1:5070;lr>\r\nMax-Forwards:"),
+])
+def test_a_request_back_with_a_field_changed_is_a_spiral(node, change):
+    sent = looped(node, change)
+    assert [m.status for m, a in sent if not hasattr(m, "method") and m.status >= 200] == []
+    assert len(requests(m for m, a in sent)) == 1
+
+
+def test_a_request_back_with_a_proxy_require_is_refused_for_that_not_as_a_loop(node):
+    sent = looped(node, lambda d: d.replace(b"Max-Forwards:", b"Proxy-Require: x\r\nMax-Forwards:"))
+    assert [m.status for m, a in sent] == [420]
+
+
+def test_a_request_without_from_tag_is_forwarded_and_its_loop_detected(node):
+    node.send(invite().replace(b";tag=a1", b""))
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(fwd.to_bytes(), FOREIGN)
+    assert [m.status for m, a in node.out()] == [482]
+
+
+def test_undecodable_bytes_are_hashed_as_they_came():
+    # Header values keep undecodable bytes (surrogate escapes): the
+    # branch, loop hash and our To tag are made from them all the same.
+    for stateless in (False, True):
+        node = Node(stateless=stateless)
+        bad = invite().replace(b"call-1@", b"call-\xff@").replace(b";branch=z9hG4bKuac1", b"")
+        node.send(bad)
+        fwd, = requests(node.to(FOREIGN, node.out()))
+        node.send(fwd.to_bytes(), FOREIGN)
+        assert [m.status for m, a in node.out()] == [482]
+        node.send(bad.replace(b"sip:bob@127.0.0.1:5070", b"sip:nobody@example.test"))
+        final, = [m for m, a in node.out() if m.status >= 200]
+        assert final.status == 404 and final.to_tag
+
+
+def test_a_to_uri_that_does_not_parse_is_400_even_after_good_ones(node):
+    # RFC 3261 16.3 step 1: every request's To is read; one that parsed
+    # before does not make the next one pass unread.
+    node.send(invite())
+    node.out()
+    node.send(invite(branch="z9hG4bKuac2").replace(b"To: Bob <sip:bob@example.test>",
+                                                    b"To: Bob <sip:bob@[bad>"))
+    final, = [m for m, a in node.out() if m.status >= 200]
+    assert final.status == 400
+    node.send(invite(branch="z9hG4bKuac3").replace(b"To: Bob <sip:bob@example.test>",
+                                                    b"To: Bob <sip:bob@[bad>"))
+    final, = [m for m, a in node.out() if m.status >= 200]
+    assert final.status == 400
+
+
+def test_our_100_has_no_to_tag_and_in_dialog_answers_keep_the_tag(node):
+    node.send(invite())
+    trying, = node.to(UAC, node.out())
+    assert trying.status == 100 and trying.to_tag is None
+    node.send(in_dialog("sip:nobody@example.test", "BYE", "<sip:127.0.0.1:5060;lr>"))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 404 and final.to_tag == "b1"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.256", "127.0.0.0001", "127.0.0", "127.0.0.1.1", "127.0.0.x"])
+def test_a_host_that_only_looks_numeric_is_a_name(host):
+    node = Node()
+    node.send(invite("sip:bob@%s:5070" % host))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (502, "Cannot resolve %s" % host)
+
+
+def test_the_highest_numeric_octets_are_addresses():
+    node = Node()
+    node.send(invite("sip:bob@127.0.0.255:5070"))
+    assert [m.method for m in requests(node.to(("127.0.0.255", 5070), node.out()))] == ["INVITE"]
+    node = Node()
+    node.send(invite("sip:bob@127.0.0.099:5070"))
+    assert [m.method for m in requests(m for m, a in node.out())] == ["INVITE"]
+
+
+@pytest.mark.parametrize("transport,v6", [("udp", False), ("tcp", False), ("udp", True)])
+def test_an_alias_flow_decides_transport_and_family(transport, v6):
+    node = Node(settings=DUAL)
+    host = "::1" if v6 else "127.0.0.1"
+    node.send(invite("sip:alice@192.168.1.20:5060;alias=%s~40123~%s" % (host, transport)))
+    if transport == "tcp":
+        assert [c[:2] for c in node.h.reactor.tcpClients] == [(host, 40123)]
+        fwd, = tcp_sent(node, (host, 40123))
+    else:
+        fwd, = [m for m, a in node.out() if a == (host, 40123)]
+    assert fwd.top_via.transport == transport.upper()
+    assert fwd.top_via.host == ("[::1]" if v6 else "127.0.0.1")
+    assert str(fwd.uri) == "sip:alice@192.168.1.20:5060"
+
+
+def test_a_numeric_ipv6_maddr_is_sent_to_over_ipv6():
+    node = Node(settings=DUAL)
+    node.send(invite("sip:bob@uas.example.net:5070;maddr=[::1]"))
+    fwd, = node.to(V6_UAS, node.out())
+    assert fwd.top_via.host == "[::1]"
+    assert [str(r.uri) for r in fwd.record_routes][0] == "sip:[::1]:5060;lr"
+
+
+# -- a node on another port than 5060, or with two sockets ----------------------------
+
+
+def on_port(port=5062, stateless=False, extra=()):
+    node = Node(stateless=stateless, settings={"sip": {"listen": [
+        "udp:127.0.0.1:%d" % port, "tcp:127.0.0.1:%d" % port] + list(extra)}})
+    node.h.port = port
+    return node
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_responses_come_back_through_a_node_on_another_port(stateless):
+    node = on_port(stateless=stateless)
+    node.send(invite())
+    fwd, = requests(node.to(FOREIGN, node.out()))
+    assert fwd.top_via.port == 5062
+    node.send(reply(fwd, 486), FOREIGN)
+    assert finals(node, node.out()) == [486]
+
+
+def test_a_response_to_someone_else_is_dropped_and_counted_every_time():
+    node = Node(stateless=True)
+    for n in (1, 2):
+        node.send(reply(parse_message(invite()), 200), FOREIGN)
+        assert node.out() == []
+        assert node.h.layer.stats["dropped"] == n
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_our_own_answer_leaves_by_the_socket_the_request_came_to(stateless):
+    # RFC 3581 4 / 18.2.2: the response goes out from where the request
+    # came in, so that a NAT lets it through.
+    node = on_port(stateless=stateless, extra=["udp:127.0.0.1:5064"])
+    node.h.receive(invite(mf=0), UAC, to=("127.0.0.1", 5064))
+    second = [s for s in node.h.reactor.sockets if s.port == 5064]
+    assert [parse_message(d).status for d, a in second[0].written] == [483]
+    assert [m.status for m in node.to(UAC, node.out())] == [483]
+
+
+def test_a_response_left_without_via_is_answered_with_its_status_and_reason(node):
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    broken = reply(fwd, 486)
+    broken.reason = "Busy Somewhere Else"
+    broken.set("via", str(fwd.top_via))
+    node.send(broken, FOREIGN)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (486, "Busy Somewhere Else")
+
+
+# -- more of 16.6, 16.7 and 16.10 on the wire ------------------------------------------
+
+
+class Recording(Stage):
+    """A failure stage noting the (status, reason) of the responses it is shown."""
+
+    name = "recording"
+    points = ("failure",)
+    needs_transactions = True
+
+    def __init__(self):
+        self.seen = []
+
+    def failure(self, context, responses):
+        self.seen.append([(r.status, r.reason) for r in responses])
+
+
+def test_failure_stages_see_our_own_failure_responses():
+    # What the branch ended with: a transport error is a 503 (RFC 3261
+    # 16.7 step 1), a target timeout our 408; upstream both are answered
+    # by the best of them (503 as 500, 16.7 step 6).
+    node, stage = timed(addrs=(UAS1, UAS2), timeout=1)
+    seen = node.pipeline.add(Recording())
+    failing_writes(node, UAS2)
+    node.send(invite(method="MESSAGE"))
+    node.out()
+    node.h.advance(1.1)
+    assert sorted(seen.seen[0]) == [(408, "Request Timeout (no answer from next hop)"),
+                                    (503, "Service Unavailable (transport error)")]
+    assert finals(node, node.out()) == [408]
+
+
+def test_a_branch_that_cannot_be_prepared_fails_with_the_error_of_its_route():
+    # A Path value that is no address: that branch is answered 400, not
+    # forwarded and not a 500 of ours.
+    node = Node()
+    aor = "sip:bob@example.test"
+    node.location.update(aor, [Binding(aor, parse_uri("sip:bob@192.0.2.9:5090"), 3600,
+                                       path=["<sip:edge.example.net;lr"])])
+    node.send(invite("sip:bob@example.test"))
+    sent = node.out()
+    assert requests(m for m, a in sent) == []
+    final, = [m for m in node.to(UAC, sent) if m.status >= 200]
+    assert final.status == 400 and final.reason != "Server Internal Error"
+
+
+def test_a_non_invite_provisional_goes_upstream():
+    node = Node()
+    node.send(invite(method="MESSAGE"))
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 180), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [180]
+    node.send(reply(fwd, 200), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+
+
+def test_timer_c_is_for_invites_only():
+    # RFC 3261 16.6 step 11: Timer C guards INVITE branches; a MESSAGE
+    # branch ends by its own Timer F (64*T1).
+    node = Node(timer_c=5)
+    node.send(invite(method="MESSAGE"))
+    node.out()
+    node.h.advance(31.9)
+    assert finals(node, node.out()) == []
+    node.h.advance(0.2)
+    assert finals(node, node.out()) == [408]
+
+
+def test_timer_c_without_any_response_ends_the_branch_and_its_transaction():
+    # Nothing to cancel (RFC 3261 9.1: no CANCEL before a provisional):
+    # the branch is given up with 408 and its client transaction ended,
+    # so it retransmits no more.
+    node = Node(timer_c=5)
+    node.send(invite())
+    node.out()
+    node.h.advance(4.9)
+    assert finals(node, node.out()) == []
+    node.h.advance(0.2)
+    assert finals(node, node.out()) == [408]
+    node.h.advance(40)
+    assert requests(node.to(FOREIGN, node.out())) == []
+    assert node.tl.clients == {}
+
+
+def test_a_300_is_a_final_failure_not_a_success(node):
+    b1, b2 = forked(node)
+    node.send(reply(b1, 300, "t1", extra=[("Contact", "<sip:bob@192.0.2.7>")]), UAS1)
+    sent = node.out()
+    assert finals(node, sent) == [] and requests(node.to(UAS2, sent)) == []
+    node.send(reply(b2, 200, "t2"), UAS2)
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+
+
+def test_every_2xx_of_a_fork_goes_upstream_and_confirms_its_dialog(node):
+    # RFC 3261 16.7 step 5: each 2xx is relayed, even after another one;
+    # each is a dialog of its own (13.2.2.4), its retransmissions are not.
+    dialogs = node.pipeline.add(Dialogs())
+    b1, b2 = forked(node)
+    node.send(reply(b1, 200, "t1"), UAS1)
+    node.send(reply(b2, 200, "t2"), UAS2)
+    node.send(reply(b1, 200, "t1"), UAS1)
+    assert [(m.status, m.to_tag) for m in node.to(UAC, node.out())] == [
+        (200, "t1"), (200, "t2"), (200, "t1")]
+    assert [(e[0], e[3]) for e in dialogs.events] == [("confirmed", 200), ("confirmed", 200)]
+
+
+def test_a_6xx_stops_the_later_q_groups(node):
+    # RFC 3261 16.7 step 5: after a 6xx no new branch is started.
+    node.bind("bob", (UAS1, 1.0), (UAS2, 1.0), (UAS3, 0.5))
+    node.send(invite("sip:bob@example.test"))
+    sent = node.out()
+    b1, = node.to(UAS1, sent)
+    b2, = node.to(UAS2, sent)
+    node.send(reply(b1, 180, "t1"), UAS1)
+    node.send(reply(b2, 603, "t2"), UAS2)
+    node.out()
+    node.send(reply(b1, 487, "t1"), UAS1)
+    sent = node.out()
+    assert requests(node.to(UAS3, sent)) == []
+    assert finals(node, sent) == [603]
+
+
+def test_a_cancel_stops_failure_stages_from_forking_again():
+    from sipcluster.proxy.forwarding import Target
+    node = Node()
+    backup = node.pipeline.add(Backup("backup", [Target(parse_uri("sip:bob@127.0.0.1:5071"))]))
+    fwd = ringing(node)
+    node.send(invite(method="CANCEL"))
+    node.out()
+    node.send(reply(fwd, 487), FOREIGN)
+    sent = node.out()
+    assert requests(node.to(UAS1, sent)) == []
+    assert finals(node, sent) == [487]
+    assert backup.asked == 0
+
+
+def test_a_cancel_while_a_failure_stage_waits_is_answered_when_it_decides():
+    from sipcluster.proxy.forwarding import Target
+    node = Node()
+    waiting = defer.Deferred()
+    node.pipeline.add(Backup("slow", waiting))
+    fwd = ringing(node)
+    node.send(reply(fwd, 486), FOREIGN)
+    node.out()
+    node.send(invite(method="CANCEL"))
+    assert [(m.status, m.cseq.method) for m in node.to(UAC, node.out())] == [(200, "CANCEL")]
+    waiting.callback([Target(parse_uri("sip:bob@127.0.0.1:5071"))])
+    sent = node.out()
+    assert requests(node.to(UAS1, sent)) == []  # cancelled: no new fork
+    assert finals(node, sent) == [486]  # the best response there is
+
+
+class Backup(Stage):
+    """A failure stage: its targets once, at once or by a Deferred."""
+
+    points = ("failure",)
+    needs_transactions = True
+
+    def __init__(self, name, result):
+        self.name = name
+        self.result = result
+        self.asked = 0
+
+    def failure(self, context, responses):
+        self.asked += 1
+        result, self.result = self.result, None
+        return result
+
+
+def test_dialog_events_are_for_initial_invites_only(node):
+    dialogs = node.pipeline.add(Dialogs())
+    node.send(invite(method="MESSAGE"))
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 200), FOREIGN)
+    node.send(invite(method="OPTIONS", branch="z9hG4bKuac2"))
+    sent = node.out()
+    fwd, = requests(node.to(FOREIGN, sent))
+    node.send(reply(fwd, 486), FOREIGN)
+    assert finals(node, sent + node.out()) == [200, 486]
+    assert dialogs.events == []
+
+
+def test_calls_leave_no_state_behind(node):
+    # What the proxy keeps per request (its response context, the calls
+    # being set up: StatefulProxy.contexts and .setups) goes when the
+    # server transaction ends.
+    b1, b2 = forked(node)
+    node.send(reply(b1, 486, "t1"), UAS1)
+    node.send(reply(b2, 480, "t2"), UAS2)
+    node.send(invite(method="ACK").replace(b"sip:bob@127.0.0.1:5070", b"sip:bob@example.test"))
+    node.h.advance(40)
+    assert node.proxy.contexts == {} and node.proxy.setups == set()
+
+
+def test_a_route_set_wins_over_the_target_next_hop():
+    # A destination's next hop (Kamailio's $du) is only for requests
+    # without Route; a Route is followed (RFC 3261 16.6 step 6).
+    from sipcluster.proxy.forwarding import Target
+
+    class NextHop(Stage):
+        name = "next-hop"
+        points = ("targets",)
+
+        def targets(self, context):
+            return [Target(context.request.uri, next_hop=parse_uri("sip:127.0.0.1:5071"))]
+
+    node = Node()
+    node.pipeline.add(NextHop(), before="registrar")
+    node.send(invite("sip:bob@192.0.2.1", extra="Route: <sip:127.0.0.1:5072;lr>\n"))
+    assert [m.method for m in requests(node.to(UAS2, node.out()))] == ["INVITE"]
+    node.send(invite("sip:bob@192.0.2.1", branch="z9hG4bKuac2"))
+    fwd, = requests(node.to(UAS1, node.out()))
+    assert str(fwd.uri) == "sip:bob@192.0.2.1"
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_an_alias_flow_is_used_with_branch_stages_too(stateless):
+    from tests.test_pipeline import Tagger
+    node = Node(stateless=stateless)
+    node.pipeline.add(Tagger("edit"))
+    node.send(invite("sip:alice@192.168.1.20:5060;alias=127.0.0.1~40123~udp"))
+    fwd, = [m for m, a in node.out() if a == ("127.0.0.1", 40123)]
+    assert fwd.header("x-stage") == "edit"
+
+
+def test_a_stateless_alias_flow_is_used():
+    node = Node(stateless=True)
+    node.send(invite("sip:alice@192.168.1.20:5060;alias=127.0.0.1~40123~udp"))
+    fwd, = [m for m, a in node.out() if a == ("127.0.0.1", 40123)]
+    assert str(fwd.uri) == "sip:alice@192.168.1.20:5060"
+
+
+def test_a_stateless_branch_stage_refusing_keeps_its_headers():
+    from tests.test_pipeline import Tagger
+    from sipcluster.proxy.pipeline import Respond
+    node = Node(stateless=True)
+    node.pipeline.add(Tagger("no", error=Respond(488, headers=[("Warning", '399 proxy "no media"')])))
+    node.send(invite())
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 488 and final.header("warning") == '399 proxy "no media"'
+
+
+def test_a_v6_caller_moved_to_tcp_records_its_own_side():
+    node = Node(settings=DUAL, resolver=Hops({"uas.example.net": [("tcp", "127.0.0.1", 5070)]}))
+    node.h.receive(to_uas().replace(b"127.0.0.1:5080", b"[::1]:5080"), ("::1", 5080),
+                   to=("::1", 5060))
+    fwd, = tcp_sent(node, FOREIGN)
+    assert [str(r.uri) for r in fwd.record_routes] == [
+        "sip:127.0.0.1:5060;transport=tcp;lr", "sip:[::1]:5060;lr"]
+
+
+def test_stateless_from_ipv6_records_the_ipv6_side():
+    node = Node(stateless=True, settings=DUAL)
+    node.h.receive(invite(branch="z9hG4bKv6").replace(b"127.0.0.1:5080", b"[::1]:5080"),
+                   ("::1", 5080), to=("::1", 5060))
+    fwd, = node.to(FOREIGN, node.out())
+    assert [str(r.uri) for r in fwd.record_routes] == ["sip:127.0.0.1:5060;lr", "sip:[::1]:5060;lr"]
+
+
+def test_an_empty_target_set_is_404():
+    class Nobody(Stage):
+        name = "nobody"
+        points = ("targets",)
+
+        def targets(self, context):
+            return []
+
+    for stateless in (False, True):
+        node = Node(stateless=stateless)
+        node.pipeline.add(Nobody(), before="registrar")
+        node.send(invite())
+        final, = [m for m, a in node.out() if m.status >= 200]
+        assert (final.status, final.reason) == (404, "Not Found")
+
+
+def test_an_invite_is_answered_100_before_a_slow_target_stage_decides():
+    # RFC 3261 16.2: the 100 stops the caller's retransmissions while a
+    # store or DNS is asked.
+    class Slow(Stage):
+        name = "slow"
+        points = ("targets",)
+
+        def __init__(self):
+            self.waiting = defer.Deferred()
+
+        def targets(self, context):
+            return self.waiting
+
+    node = Node()
+    slow = node.pipeline.add(Slow(), before="registrar")
+    node.send(invite())
+    assert [m.status for m in node.to(UAC, node.out())] == [100]
+    slow.waiting.callback(None)
+    assert [m.method for m in requests(node.to(FOREIGN, node.out()))] == ["INVITE"]
