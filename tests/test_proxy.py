@@ -1861,3 +1861,86 @@ def test_an_invite_is_answered_100_before_a_slow_target_stage_decides():
     assert [m.status for m in node.to(UAC, node.out())] == [100]
     slow.waiting.callback(None)
     assert [m.method for m in requests(node.to(FOREIGN, node.out()))] == ["INVITE"]
+
+
+# -- the cluster's routing decisions (sipcluster.routing.cluster) --------------------
+
+
+class Members:
+    """What ClusterRouting reads of membership: our id and record, every node's."""
+
+    def __init__(self, nodes, node_id="here"):
+        self.nodes = nodes
+        self.node_id = node_id
+        self.record = nodes.get(node_id, {})
+
+
+def test_a_flow_held_by_another_live_node_is_reached_through_its_udp_address():
+    from sipcluster.routing.cluster import ClusterRouting
+    node = Node()
+    node.pipeline.named("location").cluster = ClusterRouting(Members({
+        "here": {"region": "eu", "addresses": ["udp:127.0.0.1:5060"]},
+        "node-a": {"region": "eu", "addresses": ["tcp:127.0.0.1:5099", "udp:127.0.0.1:5071"]}}))
+    aor = "sip:alice@example.test"
+    node.location.update(aor, [
+        Binding(aor, parse_uri("sip:alice@192.168.1.20:5060"), 3600,
+                received=("udp", "127.0.0.1", 40123), node="node-a")])
+    node.send(invite("sip:alice@example.test"))
+    fwd, = node.to(UAS1, node.out())
+    assert [str(r.uri) for r in fwd.routes] == ["sip:127.0.0.1:5071;lr"]
+
+
+@pytest.mark.parametrize("holder", ["here", "gone", "no-udp", None])
+def test_a_flow_of_ours_or_of_a_node_we_cannot_reach_is_sent_to_directly(holder):
+    from sipcluster.routing.cluster import ClusterRouting
+    node = Node()
+    node.pipeline.named("location").cluster = ClusterRouting(Members({
+        "here": {"region": "eu", "addresses": ["udp:127.0.0.1:5060"]},
+        "no-udp": {"region": "eu", "addresses": ["tcp:127.0.0.1:5099"]}}))
+    aor = "sip:alice@example.test"
+    node.location.update(aor, [
+        Binding(aor, parse_uri("sip:alice@192.168.1.20:5060"), 3600,
+                received=("udp", "127.0.0.1", 40123), node=holder)])
+    node.send(invite("sip:alice@example.test"))
+    fwd, = [m for m, a in node.out() if a == ("127.0.0.1", 40123)]
+    assert not fwd.has("route")
+
+
+def test_a_draining_node_sends_callers_to_an_active_node_of_its_region_first():
+    from sipcluster.routing.cluster import ClusterRouting
+    members = Members({
+        "here": {"region": "eu", "state": "draining", "addresses": ["udp:10.0.0.1:5060"]},
+        "us-1": {"region": "us", "state": "active", "dialogs": 0, "addresses": ["udp:10.0.1.1:5060"]},
+        "eu-2": {"region": "eu", "state": "active", "dialogs": 9,
+                 "addresses": ["tcp:10.0.0.2:5080", "udp:10.0.0.2:5070"]},
+        "eu-3": {"region": "eu", "state": "active", "dialogs": 3, "addresses": ["udp:[2001:db8::3]:5060"]},
+        "eu-4": {"region": "eu", "state": "draining", "dialogs": 0, "addresses": ["udp:10.0.0.4:5060"]},
+        "eu-5": {"region": "eu", "state": "active", "dialogs": 0, "addresses": ["tcp:10.0.0.5:5060"]}})
+    routing = ClusterRouting(members)
+    # Our region, then the fewest dialogs; only nodes with UDP.
+    assert routing.active_node_uri("bob") == "sip:bob@[2001:db8::3]:5060"
+    assert routing.active_node_uri() == "sip:[2001:db8::3]:5060"
+    del members.nodes["eu-3"]
+    assert routing.active_node_uri("bob") == "sip:bob@10.0.0.2:5070"
+    members.nodes["eu-2"]["dialogs"] = None  # not reported yet: counts as 0
+    members.nodes["eu-6"] = {"region": "eu", "state": "active", "dialogs": 1,
+                             "addresses": ["udp:10.0.0.6:5060"]}
+    assert routing.active_node_uri("bob") == "sip:bob@10.0.0.2:5070"
+    del members.nodes["eu-2"], members.nodes["eu-6"]
+    assert routing.active_node_uri("bob") == "sip:bob@10.0.1.1:5060"  # another region at last
+    # Equal in everything: the node id decides, so every node agrees.
+    members.nodes["us-0"] = {"region": "us", "state": "active", "dialogs": 0,
+                             "addresses": ["udp:10.0.1.0:5060"]}
+    assert routing.active_node_uri("bob") == "sip:bob@10.0.1.0:5060"
+    for node_id in ("us-0", "us-1"):
+        del members.nodes[node_id]
+    assert routing.active_node_uri("bob") is None
+
+
+def test_region_rank_prefers_contacts_registered_through_our_region():
+    from sipcluster.routing.cluster import ClusterRouting
+    routing = ClusterRouting(Members({"here": {"region": "eu"}, "far": {"region": "us"},
+                                      "near": {"region": "eu"}}))
+    ranks = [routing.region_rank(Binding("sip:a@x", parse_uri("sip:a@192.0.2.1"), 60, node=n))
+             for n in ("near", "far", "here", "unknown", None)]
+    assert ranks == [0, 1, 0, 0, 0]

@@ -485,3 +485,122 @@ def test_calls_whose_bye_never_came_are_forgotten_after_the_longest_call():
     assert dset.destinations[0].active == 1
     node.h.clock.advance(14400 + 61)  # cluster.dialog_max_s, then a sweep
     assert dset.destinations[0].active == 0
+
+
+def weighted_hash_set(key="call-id"):
+    (dset,) = parse_sets({"h": {"algorithm": "hash", "hash": key, "destinations": [
+        URIS[0], {"uri": URIS[1], "weight": 2}, {"uri": URIS[2], "weight": 3}]}}).values()
+    return dset
+
+
+def test_hash_choices_are_the_same_on_every_node_and_version():
+    # Every node of a cluster (and the next release) must send a call to
+    # the same destination: these choices are the contract, not a detail.
+    dset = weighted_hash_set()
+    chosen = [dset.select(request_for(call_id="call-%d" % i)).uri.port - 5070 for i in range(24)]
+    assert chosen == [3, 3, 3, 3, 3, 2, 1, 2, 2, 3, 1, 3, 3, 3, 1, 3, 3, 2, 1, 3, 3, 1, 2, 3]
+
+
+def test_hash_shares_follow_the_weights():
+    dset = weighted_hash_set()
+    shares = collections.Counter(dset.select(request_for(call_id="k%d" % i)).uri.port
+                                 for i in range(3000))
+    # 1:2:3 of 3000, within a few percent.
+    assert 420 < shares[5071] < 580 and 900 < shares[5072] < 1100 and 1380 < shares[5073] < 1620
+
+
+@pytest.mark.parametrize("key,header", [("from-user", b"From"), ("to-user", b"To")])
+def test_hash_by_a_header_user_ignores_the_rest(key, header):
+    dset = weighted_hash_set(key)
+    name = header + b": "
+
+    def request(user, ruri_user, call_id):
+        data = invite("sip:%s@lb.test" % ruri_user).replace(
+            b"call-1@example.test", call_id.encode())
+        lines = [line for line in data.split(b"\r\n")]
+        for i, line in enumerate(lines):
+            if line.startswith(name):
+                lines[i] = name + b"<sip:%s@example.test>;tag=t" % user.encode()
+        return parse_message(b"\r\n".join(lines))
+
+    for n in range(12):
+        user = "user%d" % n
+        assert len({dset.select(request(user, "r%d" % i, "c%d-%d" % (n, i))).uri.port
+                    for i in range(6)}) == 1
+    assert len({dset.select(request("user%d" % n, "r", "c")).uri.port for n in range(12)}) > 1
+
+
+def test_hash_by_call_id_ignores_the_users():
+    dset = weighted_hash_set("call-id")
+    for n in range(12):
+        assert len({dset.select(request_for(user="u%d" % i, call_id="call-%d" % n)).uri.port
+                    for i in range(6)}) == 1
+
+
+def test_a_callees_bye_ends_the_count_too():
+    node = lb(algorithm="least_loaded")
+    dset = node.h.node.destinations["lb"]
+    call(node, 1)
+    ((_, fwd),) = where(node, node.out())
+    node.send(reply(fwd, 200), D1)
+    node.out()
+    assert [d.active for d in dset.destinations] == [1, 0, 0]
+    # The callee hangs up: From and To the other way round.
+    bye = invite("sip:alice@127.0.0.1:5080", method="BYE", branch="z9hG4bKbye2").replace(
+        b"From: Alice <sip:alice@example.test>;tag=a1", b"From: Bob <sip:bob@lb.test>;tag=b1").replace(
+        b"To: Bob <sip:bob@example.test>", b"To: Alice <sip:alice@example.test>;tag=a1").replace(
+        b"call-1@example.test", b"call-1@example.test").replace(b"CSeq: 1 BYE", b"CSeq: 9 BYE")
+    node.send(bye, D1)
+    (fwd_bye,) = [m for a, m in where(node, node.out(), "BYE")]
+    node.send(reply(fwd_bye, 200), UAC)
+    node.out()
+    assert [d.active for d in dset.destinations] == [0, 0, 0]
+
+
+def test_a_failed_over_call_counts_at_its_new_destination_only():
+    node = lb(algorithm="least_loaded")
+    dset = node.h.node.destinations["lb"]
+    call(node, 1)
+    ((_, first),) = where(node, node.out())
+    node.send(reply(first, 503), D1)
+    ((addr, second),) = where(node, node.out())
+    assert addr == D2
+    assert [d.active for d in dset.destinations] == [0, 1, 0]
+
+
+def test_calls_are_kept_until_the_longest_call_has_passed():
+    node = lb(algorithm="least_loaded")
+    dset = node.h.node.destinations["lb"]
+    call(node, 1)
+    ((_, fwd),) = where(node, node.out())
+    node.send(reply(fwd, 200), D1)
+    node.out()
+    node.h.clock.advance(14400 - 61)
+    assert dset.destinations[0].active == 1
+
+
+def test_a_probe_is_an_options_request_of_its_own():
+    # RFC 3261 11: an OPTIONS out of any dialog, a fresh transaction per
+    # probe, from the node (node.id) to the destination.
+    node = Node(settings={"node": {"id": "edge-7"}, "routing": {
+        "rules": [{"domain": "lb.test", "set": "lb"}],
+        "sets": {"lb": {"destinations": URIS[:2], "probe_interval_s": 1}}}})
+    node.h.clock.advance(0)
+    first = probes_of(node.out())
+    node.h.advance(1.0001)
+    second = probes_of(node.out())
+    assert sorted(a for a, _ in first) == [D1, D2]
+    probes = [m for _, m in first + second]
+    for m in probes:
+        assert m.method == "OPTIONS" and m.max_forwards == 70 and m.cseq.number == 1
+        assert m.cseq.method == "OPTIONS" and m.to_tag is None
+        assert str(m.from_.uri) == "sip:probe@edge-7" and len(m.from_tag) == 10
+        assert str(m.to.uri) == str(m.uri)
+        assert m.top_via.branch.startswith("z9hG4bK") and len(m.top_via.branch) == 27
+        assert m.top_via.host == "127.0.0.1" and m.top_via.port == 5060
+        assert m.body == b"" and m.header("content-length") == "0"
+    # Two rounds to two destinations: four probes (and retransmissions of
+    # the unanswered ones, RFC 3261 17.1.2.2), each with its own Call-ID,
+    # tag and branch.
+    for key in (lambda m: m.call_id, lambda m: m.from_tag, lambda m: m.top_via.branch):
+        assert len({key(m) for m in probes}) == 4

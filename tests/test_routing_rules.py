@@ -223,3 +223,36 @@ def test_the_stateless_mode_routes_by_rules_too():
     (fwd,) = requests_to(node, ("127.0.0.1", 5071), node.out())
     node.send(reply(fwd, 200), ("127.0.0.1", 5071))
     assert [m.status for m in final_to_caller(node)] == [200]
+
+
+def tcp_request(node, data, peer=("127.0.0.1", 40999), local=("127.0.0.1", 5060)):
+    """Deliver C{data} over a TCP connection accepted by the node; what it writes back."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    factory = [f for port, f, _, interface in node.h.reactor.tcpServers
+               if (interface, port) == local][0]
+    transport = StringTransport(hostAddress=IPv4Address("TCP", *local),
+                                peerAddress=IPv4Address("TCP", *peer))
+    protocol = factory.buildProtocol(IPv4Address("TCP", *peer))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(data)
+    return transport.value()
+
+
+@pytest.mark.parametrize("listen,refused", [
+    ("tcp:127.0.0.1:5060", True), ("udp:127.0.0.1:5060", False), ("tcp:127.0.0.1:5062", False)])
+def test_a_listen_match_knows_the_tcp_address_a_request_arrived_on(listen, refused):
+    node = routed([{"listen": listen, "reject": 499}])
+    answer = tcp_request(node, invite().replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"))
+    assert (b"SIP/2.0 499 " in answer) == refused
+
+
+def test_a_listen_match_knows_which_udp_socket_a_request_came_to():
+    node = Node(settings={"sip": {"listen": ["udp:127.0.0.1:5060", "udp:127.0.0.1:5062",
+                                             "tcp:127.0.0.1:5060"]},
+                          "routing": {"rules": [{"listen": "udp:127.0.0.1:5062", "reject": 499}],
+                                      "sets": {}}})
+    node.h.receive(invite(), UAC, to=("127.0.0.1", 5062))
+    assert [m.status for m in final_to_caller(node)] == [499]
+    node.h.receive(invite(branch="z9hG4bKuac2"), UAC, to=("127.0.0.1", 5060))
+    assert final_to_caller(node) == []
