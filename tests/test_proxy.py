@@ -1944,3 +1944,18 @@ def test_region_rank_prefers_contacts_registered_through_our_region():
     ranks = [routing.region_rank(Binding("sip:a@x", parse_uri("sip:a@192.0.2.1"), 60, node=n))
              for n in ("near", "far", "here", "unknown", None)]
     assert ranks == [0, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_response_whose_top_via_of_ours_lost_its_port_is_still_ours(stateless):
+    # RFC 3261 18.2.2 / 20.42: a sent-by without port means 5060, which
+    # is this node's.
+    node = Node(stateless=stateless)
+    node.send(invite())
+    fwd, = requests(node.to(FOREIGN, node.out()))
+    answer = reply(fwd, 486)
+    answer.set_top_via(answer.top_via.__class__.parse(str(answer.top_via).replace(":5060;", ";", 1)))
+    assert answer.top_via.port is None
+    node.send(answer, FOREIGN)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 486 and [v.branch for v in final.vias] == ["z9hG4bKuac1"]

@@ -521,3 +521,33 @@ def test_is_address(host, numeric):
 def test_transports_may_be_a_list(clock):
     peers = result(make(FakeDNS(), clock).resolve(uri("sip:192.0.2.1"), ["tcp"]))
     assert peers == [Peer("tcp", "192.0.2.1", 5060)]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("dns.example.test:53",
+     'expected a numeric DNS server "host:port", e.g. "127.0.0.1:53", got "dns.example.test:53"'),
+    ("127.0.0.1:0", 'expected a port from 1 to 65535 in "127.0.0.1:0"'),
+    ("127.0.0.1:65536", 'expected a port from 1 to 65535 in "127.0.0.1:65536"'),
+    ("127.0.0.1:x", 'expected a port from 1 to 65535 in "127.0.0.1:x"'),
+    ("[::1]x", 'expected "host:port", got "[::1]x"'),
+    ("[::1]:53]", 'expected a port from 1 to 65535 in "[::1]:53]"'),
+])
+def test_a_bad_dns_server_says_what_was_expected(text, message):
+    with pytest.raises(ValueError) as e:
+        parse_server(text)
+    assert str(e.value) == message
+
+
+def test_dns_server_ports_at_the_bounds():
+    assert parse_server("127.0.0.1:1") == ("127.0.0.1", 1)
+    assert parse_server("127.0.0.1:65535") == ("127.0.0.1", 65535)
+
+
+def test_a_resolution_failure_says_the_name_the_reason_and_each_question():
+    failure = rfc3263.ResolutionFailed("example.test", "no address", [
+        ("_sip._udp.example.test", "SRV", "no such name"), ("example.test", "A", "timeout")])
+    assert str(failure) == ("cannot resolve example.test: no address "
+                            "(_sip._udp.example.test SRV: no such name; example.test A: timeout)")
+    assert (failure.name, failure.reason) == ("example.test", "no address")
+    assert str(rfc3263.ResolutionFailed("example.test", "no address")) == \
+        "cannot resolve example.test: no address"

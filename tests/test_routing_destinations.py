@@ -604,3 +604,105 @@ def test_a_probe_is_an_options_request_of_its_own():
     # tag and branch.
     for key in (lambda m: m.call_id, lambda m: m.from_tag, lambda m: m.top_via.branch):
         assert len({key(m) for m in probes}) == 4
+
+
+# Each set error, whole: the line the operator reads (after the file name).
+SET_ERRORS = [
+    ('[routing.sets.gw]\ndestinations = []\n',
+     'routing.sets.gw.destinations: expected at least one destination'),
+    ('[routing.sets.gw]\ndestinations = "sip:a"\n',
+     'routing.sets.gw.destinations: expected at least one destination'),
+    ('[routing.sets.gw]\ndestinations = ["mailto:a"]\n',
+     'routing.sets.gw.destinations[0].uri: expected a sip: or sips: URI, got "mailto:a"'),
+    ('[routing.sets.gw]\ndestinations = [5]\n',
+     'routing.sets.gw.destinations[0]: expected a URI or a table with uri (and weight, priority, max_load), got 5'),
+    ('[routing.sets.gw]\ndestinations = [{uri = "sip:a", weight = 0}]\n',
+     'routing.sets.gw.destinations[0].weight: expected an integer of at least 1, got 0'),
+    ('[routing.sets.gw]\ndestinations = [{uri = "sip:a", weight = "x"}]\n',
+     'routing.sets.gw.destinations[0].weight: expected an integer of at least 1, got "x"'),
+    ('[routing.sets.gw]\ndestinations = [{uri = "sip:a", priority = -1}]\n',
+     'routing.sets.gw.destinations[0].priority: expected an integer of at least 0, got -1'),
+    ('[routing.sets.gw]\ndestinations = [{uri = "sip:a", max_load = -1}]\n',
+     'routing.sets.gw.destinations[0].max_load: expected an integer of at least 0, got -1'),
+    ('[routing.sets.gw]\ndestinations = [{uri = "sip:a", bogus = 1}]\n',
+     'routing.sets.gw.destinations[0].bogus: unknown key (known: uri, weight, priority, max_load)'),
+    ('[routing.sets.gw]\ndestinations = [{weight = 1}]\n',
+     "routing.sets.gw.destinations[0]: expected a URI or a table with uri (and weight, priority, max_load), got {'weight': 1}"),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nalgorithm = "random"\n',
+     'routing.sets.gw.algorithm: expected one of round_robin, weighted, hash, least_loaded, priority, got "random"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nalgorithm = "hash"\nhash = "via"\n',
+     'routing.sets.gw.hash: expected one of call-id, from-user, to-user, ruri-user, got "via"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nfailover_statuses = [200]\n',
+     'routing.sets.gw.failover_statuses: expected a list of statuses from 300 to 699, got [200]'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nfailover_statuses = "503"\n',
+     'routing.sets.gw.failover_statuses: expected a list of statuses from 300 to 699, got "503"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nmax_attempts = 0\n',
+     'routing.sets.gw.max_attempts: expected an integer of at least 1, got 0'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nbranch_timeout_s = "x"\n',
+     'routing.sets.gw.branch_timeout_s: expected a number of at least 0, got "x"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_interval_s = -1\n',
+     'routing.sets.gw.probe_interval_s: expected a number of at least 0, got -1'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_interval_s = 1\nprobe_timeout_s = 2\n',
+     'routing.sets.gw.probe_timeout_s: expected at most probe_interval_s (1), got 2'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_interval_s = 1\nprobe_failures = 0\n',
+     'routing.sets.gw.probe_failures: expected an integer of at least 1, got 0'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_interval_s = 1\nprobe_successes = 0\n',
+     'routing.sets.gw.probe_successes: expected an integer of at least 1, got 0'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_alive = [99]\n',
+     'routing.sets.gw.probe_alive: expected a list of statuses or classes like "2xx", "404", got [99]'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nfallback = "nope"\n',
+     'routing.sets.gw.fallback: expected the name of a set of routing.sets, got "nope"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nfallback = "gw"\n',
+     'routing.sets.gw.fallback: fallback sets loop back to "gw"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nbogus = 1\n',
+     'routing.sets.gw.bogus: unknown key (known: destinations, algorithm, hash, failover_statuses, max_attempts, branch_timeout_s, probe_interval_s, probe_timeout_s, probe_failures, probe_successes, probe_alive, passive, fallback)'),
+    ('[routing]\nsets = 5\n',
+     'routing.sets: expected a table, got 5'),
+    ('[routing.sets]\ngw = 5\n',
+     'routing.sets.gw: expected a table [routing.sets.gw]'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nmax_attempts = "x"\n',
+     'routing.sets.gw.max_attempts: expected an integer of at least 1, got "x"'),
+]
+
+
+@pytest.mark.parametrize("text,message", SET_ERRORS)
+def test_each_set_error_in_full(tmp_path, text, message):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(str(path))
+    assert str(e.value) == "%s: %s" % (path, message)
+
+
+def test_set_values_are_read_as_written(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text('''
+[routing.sets.gw]
+destinations = ["sip:127.0.0.1:5071", {uri = "sip:127.0.0.1:5072", weight = 3, priority = 2, max_load = 7}]
+algorithm = "hash"
+hash = "to-user"
+failover_statuses = [408, 503]
+max_attempts = 2
+branch_timeout_s = 1.5
+probe_interval_s = 4
+probe_timeout_s = 3
+probe_failures = 5
+probe_successes = 6
+probe_alive = ["2xx", "404"]
+passive = false
+fallback = "other"
+[routing.sets.other]
+destinations = ["sip:127.0.0.1:5073"]
+''')
+    sets = config.load(str(path)).routing.sets
+    gw = sets["gw"]
+    assert [(str(d.uri), d.weight, d.priority, d.max_load) for d in gw.destinations] == [
+        ("sip:127.0.0.1:5071", 1, 0, 0), ("sip:127.0.0.1:5072", 3, 2, 7)]
+    assert (gw.name, gw.algorithm, gw.hash_key, sorted(gw.failover_statuses), gw.max_attempts,
+            gw.branch_timeout, gw.probe_interval, gw.probe_timeout, gw.probe_failures,
+            gw.probe_successes, gw.fallback) == (
+        "gw", "hash", "to-user", [408, 503], 2, 1.5, 4, 3, 5, 6, "other")
+    assert gw.alive_status(204) and gw.alive_status(404) and not gw.alive_status(403)
+    other = sets["other"]
+    assert (other.algorithm, other.hash_key, other.max_attempts, other.branch_timeout,
+            other.probe_interval, other.fallback) == ("round_robin", "call-id", 1, None, 0, None)
