@@ -246,3 +246,71 @@ def test_etcd_back_and_lost_again_is_said_again():
         globalLogPublisher.removeObserver(seen.append)
     warnings = [e for e in seen if "etcd unreachable" in e.get("log_format", "")]
     assert len(warnings) == 2 and warnings[0]["zone"] == "sip.example.test"
+
+
+def test_a_positive_answer_has_no_authority_section():
+    service, reactor = serve()
+    reply = ask(reactor, "sip.example.test", dns.A)
+    assert reply.answers and reply.authority == []
+
+
+def test_answers_list_the_clients_region_first_then_by_node_id():
+    three = {"c": {"addresses": ["udp:10.0.0.3:5060"], "region": "us", "state": "active"},
+             "a": {"addresses": ["udp:10.0.0.1:5060"], "region": "eu", "state": "active"},
+             "b": {"addresses": ["udp:10.0.0.2:5060"], "region": "us", "state": "active"}}
+    service, reactor = serve(FakeMembership(three), regions=["us=192.0.2.0/24", "eu=10.0.0.0/8"])
+    us = ask(reactor, "sip.example.test", dns.A, source=("192.0.2.9", 40000))
+    assert [r.payload.dottedQuad() for r in us.answers] == ["10.0.0.2", "10.0.0.3", "10.0.0.1"]
+    eu = ask(reactor, "_sip._udp.sip.example.test", dns.SRV, source=("10.9.9.9", 40000))
+    assert [r.payload.target.name for r in eu.answers] == [
+        b"a.sip.example.test", b"b.sip.example.test", b"c.sip.example.test"]
+    anywhere = ask(reactor, "sip.example.test", dns.A, source=("172.16.0.1", 40000))
+    assert [r.payload.dottedQuad() for r in anywhere.answers] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def test_the_service_answers_over_tcp_too():
+    # RFC 1035 4.2.2 / RFC 7766: the same answers over a TCP connection,
+    # the client's region taken from the connection's peer.
+    import struct
+
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+    service, reactor = serve(regions=["us=192.0.2.0/24"])
+    factory = [f for port, f, _, interface in reactor.tcpServers
+               if (interface, port) == ("127.0.0.1", 5353)][0]
+    transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 5353),
+                                peerAddress=IPv4Address("TCP", "192.0.2.9", 40001))
+    protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", 40001))
+    protocol.makeConnection(transport)
+    query = dns.Message(id=7, recDes=0)
+    query.queries = [dns.Query("_sip._udp.sip.example.test", dns.SRV, dns.IN)]
+    data = query.toStr()
+    protocol.dataReceived(struct.pack("!H", len(data)) + data)
+    out = transport.value()
+    (length,) = struct.unpack("!H", out[:2])
+    reply = dns.Message()
+    reply.fromStr(out[2:2 + length])
+    assert reply.id == 7 and reply.auth and reply.rCode == dns.OK
+    assert sorted((r.payload.priority, r.payload.target.name) for r in reply.answers) == [
+        (10, b"b.sip.example.test"), (20, b"a.sip.example.test")]
+
+
+def test_a_name_that_is_not_ascii_is_no_name_of_ours():
+    service, reactor = serve()
+    reply = ask(reactor, b"caf\xc3\xa9.sip.example.test", dns.A)
+    assert reply.rCode == dns.ENAME
+
+
+def test_records_without_addresses_or_with_a_name_for_a_host_are_skipped():
+    records = {"a": {"addresses": ["udp:gw.example.net:5060", "udp:10.0.0.1:5060"], "state": "active"},
+               "b": {"state": "active"}}
+    service, reactor = serve(FakeMembership(records))
+    reply = ask(reactor, "a.sip.example.test", dns.A)
+    assert [r.payload.dottedQuad() for r in reply.answers] == ["10.0.0.1"]
+    assert ask(reactor, "b.sip.example.test", dns.A).rCode == dns.ENAME
+
+
+def test_region_prefixes_may_have_host_bits():
+    regions = parse_regions([" eu = 10.1.2.3/8 ", "us=2001:db8::1/32"])
+    assert [(str(network), region) for network, region in regions] == [
+        ("10.0.0.0/8", "eu"), ("2001:db8::/32", "us")]

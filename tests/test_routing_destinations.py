@@ -706,3 +706,53 @@ destinations = ["sip:127.0.0.1:5073"]
     other = sets["other"]
     assert (other.algorithm, other.hash_key, other.max_attempts, other.branch_timeout,
             other.probe_interval, other.fallback) == ("round_robin", "call-id", 1, None, 0, None)
+
+
+def test_the_published_view_is_what_other_nodes_and_the_cli_read():
+    import json
+
+    from twisted.internet.task import Clock
+
+    from sipcluster.cluster.store import MemoryStore
+    from sipcluster.routing.destinations import ClusterLoads, PublishedView
+    clock = Clock()
+    clock.advance(12.5)
+    store = MemoryStore(clock)
+    sets = parse_sets({"lb": {"algorithm": "least_loaded", "destinations": [
+        URIS[0], {"uri": URIS[1], "weight": 2, "priority": 1}]}})
+    d1, d2 = sets["lb"].destinations
+    d1.active, d2.up, d2.last_probe = 4, False, (11.0, 503)
+
+    class Member:
+        lease = None
+    member = Member()
+    store.grant(10).addCallback(lambda lease: setattr(member, "lease", lease))
+    view = PublishedView(store, member, "/sc", "node-c", sets, clock)
+    view.publish()
+    view.publish()
+    clock.advance(0)
+    assert view.published == 2
+    got = []
+    store.get("/sc/destinations/node-c").addCallback(got.append)
+    clock.advance(0)
+    value = got[0][0] if isinstance(got[0], tuple) else got[0]
+    assert json.loads(value) == {"node": "node-c", "time": 12.5, "sets": [
+        {"name": "lb", "algorithm": "least_loaded", "destinations": [
+            {"uri": URIS[0], "state": "up", "active": 4, "weight": 1, "priority": 0,
+             "last_probe": None},
+            {"uri": URIS[1], "state": "down", "active": 0, "weight": 2, "priority": 1,
+             "last_probe": [11.0, 503]}]}]}
+    # Another node reads its calls from it (a destination without "active"
+    # counts none; a record it cannot read counts nothing of that node).
+    loads = ClusterLoads(store, "/sc", "node-a")
+    store.put("/sc/destinations/node-d", json.dumps({"sets": [{"name": "lb", "destinations": [
+        {"uri": URIS[0]}, {"uri": URIS[1], "active": 2}]}]}).encode())
+    store.put("/sc/destinations/node-e", b"not json")
+    clock.advance(0)
+    loads.start()
+    clock.advance(0)
+    assert loads.remote("lb", URIS[0]) == 4 and loads.remote("lb", URIS[1]) == 2
+    assert sorted(loads.others) == ["node-c", "node-d"]
+    store.put("/sc/destinations/node-d", b"{}")
+    clock.advance(0)
+    assert loads.remote("lb", URIS[1]) == 0 and sorted(loads.others) == ["node-c"]
