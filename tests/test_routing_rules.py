@@ -349,3 +349,31 @@ def test_each_rule_error_in_full(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         config.load(path)
     assert str(e.value) == "%s: %s" % (path, message)
+
+
+@pytest.mark.parametrize("acl,refused", [
+    ({"allow": "10.0.0.0/8"}, True), ({"allow": ["127.0.0.0/8"]}, False),
+    ({"deny": "127.0.0.1/32"}, True), ({"deny": ["10.0.0.0/8"]}, False),
+])
+def test_a_rule_with_only_an_allow_or_only_a_deny_list(acl, refused):
+    node = routed([dict(acl, name="trunk", uri="sip:gw@127.0.0.1:5070")])
+    node.send(invite())
+    out = node.out()
+    if refused:
+        (final,) = final_to_caller(node, out)
+        assert (final.status, final.reason) == (403, "Forbidden (trunk)")
+        assert requests_to(node, FOREIGN, out) == []
+    else:
+        assert [str(m.uri) for m in requests_to(node, FOREIGN, out)] == ["sip:gw@127.0.0.1:5070"]
+
+
+def test_a_location_rule_forwards_to_the_registered_contact_or_answers_404():
+    from sipcluster.location.interface import Binding
+    from sipcluster.sip.uri import parse_uri
+    node = routed([{"user": ["bob", "carol"], "location": True}, {"reject": 499}])
+    aor = "sip:bob@example.test"
+    node.location.update(aor, [Binding(aor, parse_uri("sip:bob@127.0.0.1:5070"), 3600)])
+    node.send(invite("sip:bob@example.test"))
+    assert [str(m.uri) for m in requests_to(node, FOREIGN, node.out())] == ["sip:bob@127.0.0.1:5070"]
+    node.send(invite("sip:carol@example.test", branch="z9hG4bKuac3").replace(b"call-1@", b"call-3@"))
+    assert [m.status for m in final_to_caller(node)] == [404]
