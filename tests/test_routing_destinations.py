@@ -599,6 +599,8 @@ def test_a_probe_is_an_options_request_of_its_own():
         assert m.top_via.branch.startswith("z9hG4bK") and len(m.top_via.branch) == 27
         assert m.top_via.host == "127.0.0.1" and m.top_via.port == 5060
         assert m.body == b"" and m.header("content-length") == "0"
+        assert sorted({name.lower() for name, _ in m.items()}) == [
+            "call-id", "content-length", "cseq", "from", "max-forwards", "to", "via"]
     # Two rounds to two destinations: four probes (and retransmissions of
     # the unanswered ones, RFC 3261 17.1.2.2), each with its own Call-ID,
     # tag and branch.
