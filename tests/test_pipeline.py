@@ -648,3 +648,17 @@ def test_a_waiting_stage_failing_answers_the_caller(point):
     slow.waiting.errback(Respond(480, "Temporarily Unavailable (store)"))
     final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
     assert (final.status, final.reason) == (480, "Temporarily Unavailable (store)")
+
+
+def test_a_method_the_node_does_not_know_is_501_with_what_it_allows():
+    # RFC 3261 21.5.2 / 20.5: 501, Allow listing what the node knows.
+    from sipcluster.proxy.forwarding import ALLOW
+    node = Node()
+    node.send(invite("sip:127.0.0.1:5060", "PUBLISH"))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (501, "Not Implemented")
+    assert final.header("allow") == ALLOW
+    # A known method for the node itself, which is no user agent: 404.
+    node.send(invite("sip:127.0.0.1:5060", "MESSAGE", branch="z9hG4bKuac2"))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 404 and not final.has("allow")

@@ -758,3 +758,33 @@ def test_the_published_view_is_what_other_nodes_and_the_cli_read():
     store.put("/sc/destinations/node-d", b"{}")
     clock.advance(0)
     assert loads.remote("lb", URIS[1]) == 0 and sorted(loads.others) == ["node-c"]
+
+
+def test_health_needs_consecutive_failures_and_successes():
+    (dset,) = parse_sets({"s": {"destinations": URIS[:1], "probe_interval_s": 1,
+                                "probe_failures": 2, "probe_successes": 2}}).values()
+    (d,) = dset.destinations
+    d.failed()
+    d.answered(True)
+    d.failed()
+    assert d.up  # never two failures in a row
+    d.failed()
+    assert not d.up
+    d.answered(True)
+    d.failed()
+    d.answered(True)
+    assert not d.up  # never two successes in a row
+    d.answered(True)
+    assert d.up
+    d.answered(False)  # a dead status counts as a failure
+    d.answered(False)
+    assert not d.up
+
+
+def test_no_destination_left_names_the_set():
+    node = Node(settings={"routing": {"rules": [{"domain": "lb.test", "set": "a"}], "sets": {
+        "a": {"destinations": [URIS[0]]}}}})
+    node.h.node.destinations["a"].destinations[0].up = False
+    call(node, 1)
+    (final,) = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (503, "Service Unavailable (no destination of set a)")
