@@ -187,3 +187,47 @@ def test_a_later_reject_or_error_of_the_hook(errors):
         (500, "Server Internal Error (routing hook)")}
     assert errors[-1]["what"] == "no answer within 5.0s"
     assert node.h.node.routing.hook.failures == 2
+
+
+def test_a_candidate_without_a_next_hop_says_none():
+    node = Node(settings={"routing": {"hook": "tests.routing_hooks:records", "rules": [
+        {"domain": "lb.test", "uri": "sip:bob@127.0.0.1:5072"}], "sets": {}}})
+    del routing_hooks.views[:]
+    node.send(invite("sip:bob@lb.test"))
+    assert [a for a, _ in sent(node, node.out())] == [D2]
+    (view,) = routing_hooks.views
+    assert [(c.uri, c.next_hop, c.q) for c in view[7]] == [("sip:bob@127.0.0.1:5072", None, 1.0)]
+
+
+def test_a_later_none_keeps_the_rules_choice():
+    node = hooked("later", timeout=5)
+    del routing_hooks.pending[:]
+    node.send(invite("sip:bob@lb.test"))
+    node.out()
+    routing_hooks.pending.pop().callback(None)
+    assert [a for a, _ in sent(node, node.out())] == [D1]
+    node.send(invite("sip:bob@lb.test", branch="z9hG4bKl2").replace(b"call-1", b"call-2"))
+    node.out()
+    routing_hooks.pending.pop().callback("lb")
+    assert [a for a, _ in sent(node, node.out())] == [D1]
+
+
+@pytest.mark.parametrize("value,message", [
+    ("tests.routing_hooks", 'expected "package.module:function", got "tests.routing_hooks"'),
+    ("tests.routing_hooks:", 'expected "package.module:function", got "tests.routing_hooks:"'),
+    (":by_user", 'expected "package.module:function", got ":by_user"'),
+    ("tests.routing_hooks:nothing", "tests.routing_hooks has no function nothing"),
+    ("tests.routing_hooks:by_user:x", "tests.routing_hooks has no function by_user:x"),
+])
+def test_hook_errors_in_full(value, message):
+    from sipcluster.routing.hook import load_hook
+    with pytest.raises(ValueError) as e:
+        load_hook(value)
+    assert str(e.value) == message
+
+
+def test_a_hook_that_cannot_be_imported_says_why():
+    from sipcluster.routing.hook import load_hook
+    with pytest.raises(ValueError) as e:
+        load_hook("tests.nonexistent_module:f")
+    assert str(e.value) == "cannot import tests.nonexistent_module: No module named 'tests.nonexistent_module'"

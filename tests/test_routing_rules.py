@@ -377,3 +377,31 @@ def test_a_location_rule_forwards_to_the_registered_contact_or_answers_404():
     assert [str(m.uri) for m in requests_to(node, FOREIGN, node.out())] == ["sip:bob@127.0.0.1:5070"]
     node.send(invite("sip:carol@example.test", branch="z9hG4bKuac3").replace(b"call-1@", b"call-3@"))
     assert [m.status for m in final_to_caller(node)] == [404]
+
+
+def test_dialled_digits_drop_separators_plus_and_parameters():
+    assert dialled_digits("+44-20;phone-context=example.test;isub=7") == "4420"
+    assert dialled_digits("+1 (212) 555.0100") == "12125550100"
+    assert dialled_digits("") == "" and dialled_digits(None) == ""
+
+
+def test_a_prefix_as_long_as_the_number_matches_it():
+    table = PrefixTable([("44", "uk"), ("4420", "london"), ("", "world")])
+    assert table.longest("44") == ("44", "uk")
+    assert table.longest("4420") == ("4420", "london")
+    assert table.longest("442") == ("44", "uk")
+    assert table.longest("1") == ("", "world")
+    assert len(table) == 3
+
+
+def test_a_prefix_file_skips_comments_and_blank_lines_and_names_a_bad_line(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("  # indented comment\r\n44,uk\r\n\r\n,\r\n+1-212 , nyc \r\n")
+    assert read_prefix_file(str(good)) == [("44", "uk"), ("1212", "nyc")]
+    for line, shown in (("44,", "44,"), ("4x,uk", "4x,uk"), ("44,uk,extra", "44,uk,extra")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("# set by prefix\n%s\n" % line)
+        with pytest.raises(ValueError) as e:
+            read_prefix_file(str(bad))
+        assert str(e.value) == '%s line 2: expected "prefix,value" (digits, then a name), got %r' % (
+            bad, shown)
