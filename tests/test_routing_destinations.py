@@ -788,3 +788,55 @@ def test_no_destination_left_names_the_set():
     call(node, 1)
     (final,) = [m for m in node.to(UAC, node.out()) if m.status >= 200]
     assert (final.status, final.reason) == (503, "Service Unavailable (no destination of set a)")
+
+
+MORE_SET_ERRORS = [
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nfailover_statuses = [700]\n',
+     'routing.sets.gw.failover_statuses: expected a list of statuses from 300 to 699, got [700]'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nfailover_statuses = [true]\n',
+     'routing.sets.gw.failover_statuses: expected a list of statuses from 300 to 699, got [True]'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_alive = ["7xx"]\n',
+     'routing.sets.gw.probe_alive: expected a list of statuses or classes like "2xx", "404", got [\'7xx\']'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_alive = []\n',
+     'routing.sets.gw.probe_alive: expected a list of statuses or classes like "2xx", "404", got []'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nprobe_alive = "2xx"\n',
+     'routing.sets.gw.probe_alive: expected a list of statuses or classes like "2xx", "404", got "2xx"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\npassive = "x"\n',
+     'routing.sets.gw.passive: expected true or false'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nfallback = 5\n',
+     'routing.sets.gw.fallback: expected the name of a set'),
+    ('[routing.sets.a]\ndestinations = ["sip:a"]\nfallback = "b"\n'
+     '[routing.sets.b]\ndestinations = ["sip:b"]\nfallback = "a"\n',
+     'routing.sets.a.fallback: fallback sets loop back to "a"'),
+    ('[routing.sets.gw]\ndestinations = [{uri = 5}]\n',
+     'routing.sets.gw.destinations[0].uri: expected a sip: or sips: URI, got 5'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a"]\nmax_attempts = 1.5\n',
+     'routing.sets.gw.max_attempts: expected an integer of at least 1, got 1.5'),
+]
+
+
+@pytest.mark.parametrize("text,message", MORE_SET_ERRORS)
+def test_more_set_errors_in_full(tmp_path, text, message):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(str(path))
+    assert str(e.value) == "%s: %s" % (path, message)
+
+
+def test_set_bounds_and_defaults(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text('''
+[routing.sets.gw]
+destinations = ["sip:127.0.0.1:5071"]
+failover_statuses = [300, 699]
+branch_timeout_s = 1.5
+probe_interval_s = 0.5
+passive = false
+''')
+    gw = config.load(str(path)).routing.sets["gw"]
+    assert sorted(gw.failover_statuses) == [300, 699] and gw.branch_timeout == 1.5
+    assert (gw.probe_timeout, gw.probe_failures, gw.probe_successes, gw.passive) == (0.5, 2, 1, False)
+    path.write_text('[routing.sets.gw]\ndestinations = ["sip:127.0.0.1:5071"]\nprobe_interval_s = 5\n')
+    gw = config.load(str(path)).routing.sets["gw"]
+    assert (gw.probe_timeout, gw.passive) == (1.0, True)

@@ -405,3 +405,83 @@ def test_a_prefix_file_skips_comments_and_blank_lines_and_names_a_bad_line(tmp_p
             read_prefix_file(str(bad))
         assert str(e.value) == '%s line 2: expected "prefix,value" (digits, then a name), got %r' % (
             bad, shown)
+
+
+MORE_RULE_ERRORS = [
+    ('[[routing.rules]]\ntransport = 5\nreject = 403\n',
+     'routing.rules[0].transport: expected transports (a string or a list of them), got 5'),
+    ('[[routing.rules]]\nlisten = 5\nreject = 403\n',
+     'routing.rules[0].listen: expected listen addresses (a string or a list of them), got 5'),
+    ('[[routing.rules]]\nredirect = "sip:a@b"\nstatus = 400\n',
+     'routing.rules[0].status: expected a status from 300 to 399, got 400'),
+    ('[[routing.rules]]\nredirect = "sip:a@b"\nstatus = true\n',
+     'routing.rules[0].status: expected a status from 300 to 399, got True'),
+    ('[[routing.rules]]\nreject = true\n',
+     'routing.rules[0].reject: expected a status from 400 to 699, got True'),
+    ('[[routing.rules]]\nprefixes = {"44" = "gw"}\nreject = 403\n'
+     '[routing.sets.gw]\ndestinations = ["sip:a"]\n',
+     'routing.rules[0].reject: a prefix table names the set itself: give no other action'),
+    ('[routing]\nemergency_set = "sos"\n',
+     'routing.emergency_set: expected the name of a set of routing.sets, got "sos"'),
+]
+
+
+@pytest.mark.parametrize("text,message", MORE_RULE_ERRORS)
+def test_more_rule_errors_in_full(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value) == "%s: %s" % (path, message)
+
+
+def test_values_at_the_bounds_are_accepted(tmp_path):
+    path = write(tmp_path, '''
+[[routing.rules]]
+reject = 400
+[[routing.rules]]
+reject = 699
+[[routing.rules]]
+redirect = "sip:a@b"
+status = 300
+[[routing.rules]]
+redirect = "sip:a@b"
+status = 399
+[[routing.rules]]
+allow = "127.0.0.1/8"
+transport = ["udp", "tcp", "tls", "ws", "wss"]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+reject = 403
+''')
+    rules = config.load(path).routing.rules
+    assert [rule.argument[0] for rule in rules] == [400, 699, 300, 399, 403]
+
+
+def test_a_redirect_is_302_unless_told_and_unnamed_rules_are_numbered():
+    node = routed([{"user": "bob", "redirect": ["sip:bob@192.0.2.7", "sip:bob@192.0.2.8"]},
+                   {"allow": "10.0.0.0/8", "reject": 499}])
+    node.send(invite("sip:bob@example.test"))
+    (final,) = final_to_caller(node)
+    assert final.status == 302
+    assert final.values("contact") == ["<sip:bob@192.0.2.7>", "<sip:bob@192.0.2.8>"]
+    node.send(invite("sip:carol@example.test", branch="z9hG4bKuac2"))
+    (final,) = final_to_caller(node)
+    assert (final.status, final.reason) == (403, "Forbidden (rule 1)")
+
+
+def test_an_unnamed_prefix_rule_is_numbered_in_its_refusal():
+    node = routed([{"prefixes": {"44": "lb"}, "allow": "10.0.0.0/8"}], sets=SET)
+    node.send(invite("sip:4420@example.test"))
+    (final,) = final_to_caller(node)
+    assert (final.status, final.reason) == (403, "Forbidden (rule 0)")
+
+
+def test_a_domain_rule_does_not_match_a_tel_uri():
+    node = routed([{"domain": "example.test", "reject": 499}])
+    node.send(invite("tel:+4420"))
+    assert [m.status for m in final_to_caller(node)] != [499]
+
+
+def test_resource_priority_values_without_spaces():
+    node = routed([{"resource_priority": "ets.0", "reject": 499}])
+    node.send(invite(extra="Resource-Priority: wps.3,ets.0\n"))
+    assert [m.status for m in final_to_caller(node)] == [499]
