@@ -840,3 +840,51 @@ passive = false
     path.write_text('[routing.sets.gw]\ndestinations = ["sip:127.0.0.1:5071"]\nprobe_interval_s = 5\n')
     gw = config.load(str(path)).routing.sets["gw"]
     assert (gw.probe_timeout, gw.passive) == (1.0, True)
+
+
+def test_smooth_weighted_gives_nginxs_sequence():
+    (dset,) = parse_sets({"w": {"algorithm": "weighted", "destinations": [
+        {"uri": URIS[0], "weight": 5}, URIS[1], URIS[2]]}}).values()
+    chosen = [dset.select(request_for()).uri.port - 5070 for _ in range(14)]
+    assert chosen == [1, 1, 2, 1, 3, 1, 1] * 2
+
+
+def test_least_loaded_counts_calls_per_unit_of_weight():
+    (dset,) = parse_sets({"l": {"algorithm": "least_loaded", "destinations": [
+        URIS[0], {"uri": URIS[1], "weight": 3}]}}).values()
+    d1, d2 = dset.destinations
+    d1.active, d2.active = 1, 2  # 1 per unit against 2/3
+    assert dset.select(request_for()) is d2
+
+
+def test_hash_by_request_uri_user_spreads_users():
+    dset = weighted_hash_set("ruri-user")
+    ports = {dset.select(request_for(user="u%d" % n, call_id="c")).uri.port for n in range(12)}
+    assert len(ports) > 1
+
+
+def test_hash_keys_with_undecodable_bytes_still_choose():
+    dset = weighted_hash_set("call-id")
+    request = parse_message(invite("sip:bob@lb.test").replace(b"call-1@example.test", b"c\xff@x"))
+    assert dset.select(request) in dset.destinations
+
+
+def test_a_set_whose_destinations_all_failed_falls_back_to_its_fallback_set():
+    node = Node(settings={"routing": {"rules": [{"domain": "lb.test", "set": "a"}], "sets": {
+        "a": {"destinations": [URIS[0]], "fallback": "b"}, "b": {"destinations": [URIS[2]]}}}})
+    call(node, 1)
+    ((addr, first),) = where(node, node.out())
+    assert addr == D1
+    node.send(reply(first, 503), D1)
+    assert [a for a, _ in where(node, node.out())] == [D3]
+
+
+def test_failover_never_tries_the_same_destination_twice():
+    node = lb(algorithm="hash")
+    call(node, 1)
+    ((addr1, first),) = where(node, node.out())
+    node.send(reply(first, 503), addr1)
+    ((addr2, second),) = where(node, node.out())
+    node.send(reply(second, 503), addr2)
+    ((addr3, third),) = where(node, node.out())
+    assert len({addr1, addr2, addr3}) == 3
