@@ -144,16 +144,21 @@ def test_a_reload_brings_in_a_hook(node):
     assert node.h.node.routing_reload.reload()
     node.send(invite("sip:carol@lb.test", branch="z9hG4bKh1"))
     assert [str(m.uri) for a, m in invites(node, node.out())] == ["sip:carol@127.0.0.1:5072"]
-    # Its timeout is the new file's: a hook still thinking at 0.5 s is given up.
+    # Its timeout is the new file's: a hook still thinking at 0.5 s is
+    # given up, and the call answered 500.
     node.path.write_text(SECOND + '[routing]\nhook = "tests.routing_hooks:later"\nhook_timeout_s = 0.5\n')
     assert node.h.node.routing_reload.reload()
     del routing_hooks.pending[:]
     node.send(invite("sip:bob@lb.test", branch="z9hG4bKh2").replace(b"call-1@", b"call-h2@"))
     node.out()
+
+    def h2(out):
+        return [m for m, a in out if m.call_id == "call-h2@example.test"]
     node.h.advance(0.4)
-    assert invites(node, node.out()) == []
+    assert [getattr(m, "status", None) for m in h2(node.out())] == []
     node.h.advance(0.2)
-    assert [a for a, _ in invites(node, node.out())] == [D2]  # the rules' choice
+    answered = h2(node.out())
+    assert [(m.status, m.reason) for m in answered] == [(500, "Server Internal Error (routing hook)")]
     # And a file without the hook removes it.
     node.path.write_text(SECOND)
     assert node.h.node.routing_reload.reload()
@@ -238,3 +243,14 @@ def test_sighup_is_passed_on_to_the_workers(node):
     for f, args in reactor.calls:
         f(*args)
     assert Workers.processes[2].signals == ["HUP"]
+
+
+def test_a_reload_checks_the_file_in_the_mode_the_node_runs(tmp_path):
+    # A stateless node cannot probe (probes follow transactions): a file
+    # that asks for it is refused on reload as it would be at start-up.
+    n = Node(stateless=True, settings={"routing": FIRST})
+    path = tmp_path / "node.toml"
+    n.h.node.routing_reload.path = str(path)
+    path.write_text(SECOND + "probe_interval_s = 1\n")
+    assert not n.h.node.routing_reload.reload()
+    assert n.h.node.routing_reload.failures == 1
