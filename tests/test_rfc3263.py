@@ -614,3 +614,33 @@ def test_a_one_second_ttl_is_cached_for_that_second(clock):
     clock.advance(0.6)
     result(resolver.resolve(uri("sip:example.test:5060")))
     assert fake.asked.count(("example.test", A)) == 2
+
+
+def test_without_servers_the_system_resolver_reads_hosts_then_resolv_conf(clock):
+    # As twisted.names.client.createResolver builds it: /etc/hosts first,
+    # then the servers of /etc/resolv.conf, with our timeout and reactor.
+    from twisted.names import hosts
+    system = build_dns_resolver([], 3.0, clock)
+    first, second = system.resolvers
+    assert isinstance(first, hosts.Resolver) and first.file == b"/etc/hosts"
+    assert isinstance(second, client.Resolver) and second.resolv == "/etc/resolv.conf"
+    assert second.timeout == (1.0, 2.0) and second._reactor is clock
+    configured = build_dns_resolver(["127.0.0.9:5399"], 3.0, clock)
+    assert configured._reactor is clock
+
+
+def test_from_config_gives_the_resolvers_the_reactor(clock):
+    class Section:
+        servers = ["127.0.0.9:5399"]
+        timeout_s = 1.5
+        negative_ttl_s = 7
+        max_cache_entries = 5
+    resolver = SIPResolver.from_config(Section, clock)
+    assert resolver.reactor is clock and resolver.resolver._reactor is clock
+
+
+def test_a_zero_ttl_answer_replaces_what_was_cached(clock):
+    cache = RecordCache(clock)
+    cache.put(("example.test", A), ("old",), 300)
+    cache.put(("example.test", A), ("new",), 0)
+    assert cache.get(("example.test", A)) is None and len(cache) == 0
