@@ -758,6 +758,13 @@ def test_the_published_view_is_what_other_nodes_and_the_cli_read():
     store.put("/sc/destinations/node-d", b"{}")
     clock.advance(0)
     assert loads.remote("lb", URIS[1]) == 0 and sorted(loads.others) == ["node-c"]
+    # The view lives under the node's lease: it goes when the lease does.
+    store.revoke(member.lease)
+    clock.advance(0)
+    gone = []
+    store.get("/sc/destinations/node-c").addCallback(gone.append)
+    clock.advance(0)
+    assert gone == [None]
 
 
 def test_health_needs_consecutive_failures_and_successes():

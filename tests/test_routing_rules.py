@@ -485,3 +485,23 @@ def test_resource_priority_values_without_spaces():
     node = routed([{"resource_priority": "ets.0", "reject": 499}])
     node.send(invite(extra="Resource-Priority: wps.3,ets.0\n"))
     assert [m.status for m in final_to_caller(node)] == [499]
+
+
+def test_a_domain_rule_does_not_match_another_domain():
+    node = routed([{"domain": "other.test", "reject": 499}])
+    node.send(invite())
+    assert [m.status for m in final_to_caller(node)] != [499]
+
+
+def test_a_named_prefix_rule_with_a_deny_list_refuses_by_its_name():
+    node = routed([{"name": "uk-trunk", "prefixes": {"44": "lb"}, "deny": "127.0.0.0/8"}], sets=SET)
+    node.send(invite("sip:4420@example.test"))
+    (final,) = final_to_caller(node)
+    assert (final.status, final.reason) == (403, "Forbidden (uk-trunk)")
+
+
+def test_a_redirect_status_that_is_text_is_refused(tmp_path):
+    path = write(tmp_path, '[[routing.rules]]\nredirect = "sip:a@b"\nstatus = "302"\n')
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value) == '%s: routing.rules[0].status: expected a status from 300 to 399, got "302"' % path
