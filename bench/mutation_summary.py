@@ -34,7 +34,7 @@ def summary(package):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--list", action="store_true", help="list the mutants not killed")
-    parser.add_argument("packages", nargs="*", default=["sip", "transaction", "registrar", "location", "cluster"])
+    parser.add_argument("packages", nargs="*", default=["sip", "transaction", "registrar", "location", "cluster", "proxy", "routing"])
     args = parser.parse_args()
     for package in args.packages:
         counts, left = summary(package)

@@ -35,3 +35,37 @@ def later(request, candidates):
     d = defer.Deferred()
     pending.append(d)
     return d
+
+
+views = []
+
+
+def records(request, candidates):
+    """Notes what a hook is shown of the request, and leaves the choice as it was."""
+    views.append((request.method, request.uri, request.from_uri, request.to_uri, request.call_id,
+                  request.source, request.values("x-tier"), candidates))
+    return None
+
+
+def by_answer(request, candidates):
+    """Answers what the Request-URI's user names (for the error cases)."""
+    user = request.uri.split("@")[0].split(":")[1]
+    return {
+        "noset": "nope",
+        "mailto": ["mailto:bob@example.test"],
+        "number": [42],
+        "empty": [],
+        "hop": [Candidate("sip:bob@lb.test", "sip:127.0.0.1:5073", 0.5),
+                Candidate("sip:bob@127.0.0.1:5072", None, 1.0)],
+        "raises": None,
+    }[user]
+
+
+def rejects_later(request, candidates):
+    d = defer.Deferred()
+    pending.append(d)
+    return d
+
+
+def raises_reject(request, candidates):
+    raise Reject(486, "Busy Here (hook)")

@@ -13,7 +13,7 @@ from sipcluster.proxy.pipeline import Pipeline, RequestContext, Respond, Stage, 
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.message import parse_message
 from tests.sipdata import crlf
-from tests.test_proxy import FOREIGN, UAC, Node, invite, reply
+from tests.test_proxy import FOREIGN, UAC, Node, finals, invite, reply, requests
 
 
 class Recorder(Stage):
@@ -348,3 +348,317 @@ def test_a_rules_access_list_refuses_sources_it_does_not_allow():
     # Requests the rule does not match are not its business.
     node.send(invite(branch="z9hG4bKd4"), ("127.0.1.5", 5080))
     assert node.to(FOREIGN, node.out())
+
+
+# -- stages that wait, fail or pass, on a whole node ----------------------------------
+
+
+class Tagger(Stage):
+    """A branch stage adding one header to every copy, after a Deferred when told."""
+
+    points = (p.BRANCH,)
+
+    def __init__(self, name, wait=None, error=None):
+        self.name = name
+        self.wait = wait
+        self.error = error
+        self.seen = []
+
+    def branch(self, context, request, target):
+        if self.error is not None:
+            raise self.error
+        self.seen.append((context.request.method, str(target.uri)))
+        request.add("X-Stage", self.name)
+        return self.wait
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_branch_stages_after_a_waiting_one_run_when_it_fires(stateless):
+    node = Node(stateless=stateless)
+    waiting = defer.Deferred()
+    first = node.pipeline.add(Tagger("first"))
+    node.pipeline.add(Tagger("slow", waiting))
+    last = node.pipeline.add(Tagger("last"))
+    node.send(invite())
+    assert node.to(FOREIGN, node.out()) == []
+    waiting.callback(None)
+    fwd, = node.to(FOREIGN, node.out())
+    assert fwd.values("x-stage") == ["first", "slow", "last"]
+    assert first.seen == last.seen == [("INVITE", "sip:bob@127.0.0.1:5070")]
+
+
+@pytest.mark.parametrize("stateless", [False, True])
+def test_a_branch_stage_refusing_answers_the_caller(stateless):
+    node = Node(stateless=stateless)
+    node.pipeline.add(Tagger("no", error=Respond(488, "Not Acceptable Here (media)")))
+    node.send(invite())
+    sent = node.out()
+    assert node.to(FOREIGN, sent) == []
+    final, = [m for m in node.to(UAC, sent) if m.status >= 200]
+    assert (final.status, final.reason) == (488, "Not Acceptable Here (media)")
+
+
+def test_a_branch_stage_failing_after_waiting_answers_the_caller():
+    node = Node()
+    waiting = defer.Deferred()
+    node.pipeline.add(Tagger("slow", waiting))
+    node.pipeline.add(Tagger("no", error=Respond(403)))
+    node.send(invite())
+    node.out()
+    waiting.callback(None)
+    assert [m.status for m in node.to(UAC, node.out()) if m.status >= 200] == [403]
+
+
+class Breaking(Stage):
+    """A response and dialog stage with a bug: it raises."""
+
+    name = "breaking"
+    points = (p.RESPONSE, p.DIALOG)
+
+    def response(self, context, response):
+        raise KeyError("bug")
+
+    def dialog_confirmed(self, request, response):
+        raise KeyError("bug")
+
+    dialog_ended = call_failed = dialog_confirmed
+
+
+class Confirmations(Stage):
+    name = "confirmations"
+    points = (p.RESPONSE, p.DIALOG)
+
+    def __init__(self):
+        self.events = []
+
+    def response(self, context, response):
+        self.events.append(("response", response.status, context is not None))
+
+    def dialog_confirmed(self, request, response):
+        self.events.append(("confirmed", response.status))
+
+    def dialog_ended(self, request, response):
+        self.events.append(("ended", response.status))
+
+    def call_failed(self, request, response, started):
+        self.events.append(("failed", response.status))
+
+
+def test_a_stage_that_raises_does_not_stop_the_response_or_the_others():
+    node = Node()
+    node.pipeline.add(Breaking())
+    seen = node.pipeline.add(Confirmations())
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 180), FOREIGN)
+    node.send(reply(fwd, 200), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [180, 200]
+    assert seen.events == [("response", 180, True), ("response", 200, True), ("confirmed", 200)]
+
+
+def test_stateless_response_stages_get_no_context():
+    node = Node(stateless=True)
+    node.pipeline.add(Breaking())
+    seen = node.pipeline.add(Confirmations())
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [486]
+    assert seen.events == [("response", 486, False)]
+
+
+class Backup(Stage):
+    """A failure stage: its targets, at once or by a Deferred."""
+
+    points = (p.FAILURE,)
+    needs_transactions = True
+
+    def __init__(self, name, result):
+        self.name = name
+        self.result = result
+        self.asked = 0
+
+    def failure(self, context, responses):
+        self.asked += 1
+        result, self.result = self.result, None
+        return result
+
+
+@pytest.mark.parametrize("passing", [None, [], "deferred-none", "deferred-empty"])
+def test_a_failure_stage_that_passes_hands_on_to_the_next(passing):
+    from sipcluster.proxy.forwarding import Target
+    from sipcluster.sip.uri import parse_uri
+    node = Node()
+    backup = ("127.0.0.1", 5071)
+    if passing == "deferred-none":
+        passing = defer.succeed(None)
+    elif passing == "deferred-empty":
+        passing = defer.succeed([])
+    first = node.pipeline.add(Backup("first", passing))
+    second = node.pipeline.add(Backup("second", [Target(parse_uri("sip:bob@127.0.0.1:5071"))]))
+    third = node.pipeline.add(Backup("third", None))
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    sent = node.out()
+    assert [m.method for m in node.to(backup, sent)] == ["INVITE"]
+    assert finals(node, sent) == []
+    assert (first.asked, second.asked, third.asked) == (1, 1, 0)
+
+
+def test_a_failure_stage_waiting_then_naming_targets_forks_to_them():
+    from sipcluster.proxy.forwarding import Target
+    from sipcluster.sip.uri import parse_uri
+    node = Node()
+    waiting = defer.Deferred()
+    node.pipeline.add(Backup("slow", waiting))
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    assert finals(node, node.out()) == []
+    waiting.callback([Target(parse_uri("sip:bob@127.0.0.1:5071"))])
+    second, = requests(node.to(("127.0.0.1", 5071), node.out()))
+    node.send(reply(second, 480), ("127.0.0.1", 5071))
+    assert finals(node, node.out()) == [480]
+
+
+def test_a_failure_stage_that_fails_lets_the_best_response_go_upstream():
+    node = Node()
+    waiting = defer.Deferred()
+    node.pipeline.add(Backup("slow", waiting))
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    waiting.errback(KeyError("bug"))
+    assert finals(node, node.out()) == [486]
+    node = Node()
+    node.pipeline.add(Backup("raising", None)).failure = lambda c, r: {}["bug"]
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    assert finals(node, node.out()) == [486]
+
+
+def test_a_stage_provides_the_interfaces_of_its_points_only():
+    class Both(Stage):
+        name = "both"
+        points = (p.REQUEST, p.DIALOG)
+
+    stage = Both()
+    assert p.IRequestStage.providedBy(stage) and p.IDialogStage.providedBy(stage)
+    assert not p.ITargetStage.providedBy(stage) and not p.IBranchStage.providedBy(stage)
+
+
+def test_a_pipeline_is_stateful_unless_told():
+    stage = Recorder("dialogs", (p.DIALOG,), [])
+    stage.needs_transactions = True
+    assert Pipeline().add(stage) is stage
+
+
+def test_an_unknown_point_is_named_in_the_error():
+    with pytest.raises(ValueError, match=r"^stage odd: unknown pipeline point 'somewhere'$"):
+        Pipeline().add(Recorder("odd", ("somewhere",), []))
+
+
+def test_a_stateless_node_refuses_a_stage_that_follows_transactions_by_its_key():
+    from sipcluster.config import ConfigError
+    from tests.harness import NodeHarness
+    with pytest.raises(ConfigError, match="cluster.max_dialogs"):
+        NodeHarness({"node": {"mode": "stateless"}, "cluster": {"max_dialogs": 10}})
+
+
+class Noting(Stage):
+    """A failure stage noting what it is shown, passing."""
+
+    points = (p.FAILURE,)
+    needs_transactions = True
+
+    def __init__(self, name, result=None):
+        self.name = name
+        self.result = result
+        self.seen = []
+
+    def failure(self, context, responses):
+        self.seen.append((context.request.method, [r.status for r in responses]))
+        return self.result
+
+
+def test_failure_stages_after_waiting_ones_see_the_request_and_responses():
+    from sipcluster.proxy.forwarding import Target
+    from sipcluster.sip.uri import parse_uri
+    node = Node()
+    first = node.pipeline.add(Noting("first", defer.succeed(None)))
+    second = node.pipeline.add(Noting("second"))
+    third = node.pipeline.add(Noting("third", [Target(parse_uri("sip:bob@127.0.0.1:5071"))]))
+    node.send(invite())
+    fwd, = node.to(FOREIGN, node.out())
+    node.send(reply(fwd, 486), FOREIGN)
+    assert [m.method for m in node.to(("127.0.0.1", 5071), node.out())] == ["INVITE"]
+    assert first.seen == second.seen == third.seen == [("INVITE", [486])]
+
+
+class Refusing(Stage):
+    points = (p.REQUEST, p.TARGETS)
+
+    def __init__(self, name, error):
+        self.name = name
+        self.error = error
+
+    def on_request(self, context):
+        raise self.error
+
+    targets = on_request
+
+
+class Slow(Stage):
+    points = (p.REQUEST, p.TARGETS)
+
+    def __init__(self, name):
+        self.name = name
+        self.waiting = defer.Deferred()
+
+    def on_request(self, context):
+        return self.waiting
+
+    targets = on_request
+
+
+@pytest.mark.parametrize("point", [p.REQUEST, p.TARGETS])
+def test_a_stage_refusing_after_a_waiting_one_answers_the_caller(point):
+    node = Node()
+    slow, no = Slow("slow"), Refusing("no", Respond(403, "Forbidden (later stage)"))
+    slow.points = no.points = (point,)
+    node.pipeline.add(slow, before="registrar")
+    node.pipeline.add(no, before="registrar")
+    node.send(invite())
+    node.out()
+    slow.waiting.callback(None)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (403, "Forbidden (later stage)")
+
+
+@pytest.mark.parametrize("point", [p.REQUEST, p.TARGETS])
+def test_a_waiting_stage_failing_answers_the_caller(point):
+    node = Node()
+    slow = Slow("slow")
+    slow.points = (point,)
+    node.pipeline.add(slow, before="registrar")
+    node.send(invite())
+    node.out()
+    slow.waiting.errback(Respond(480, "Temporarily Unavailable (store)"))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (480, "Temporarily Unavailable (store)")
+
+
+def test_a_method_the_node_does_not_know_is_501_with_what_it_allows():
+    # RFC 3261 21.5.2 / 20.5: 501, Allow listing what the node knows.
+    from sipcluster.proxy.forwarding import ALLOW
+    node = Node()
+    node.send(invite("sip:127.0.0.1:5060", "PUBLISH"))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert (final.status, final.reason) == (501, "Not Implemented")
+    assert final.header("allow") == ALLOW
+    # A known method for the node itself, which is no user agent: 404.
+    node.send(invite("sip:127.0.0.1:5060", "MESSAGE", branch="z9hG4bKuac2"))
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 404 and not final.has("allow")

@@ -521,3 +521,126 @@ def test_is_address(host, numeric):
 def test_transports_may_be_a_list(clock):
     peers = result(make(FakeDNS(), clock).resolve(uri("sip:192.0.2.1"), ["tcp"]))
     assert peers == [Peer("tcp", "192.0.2.1", 5060)]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("dns.example.test:53",
+     'expected a numeric DNS server "host:port", e.g. "127.0.0.1:53", got "dns.example.test:53"'),
+    ("127.0.0.1:0", 'expected a port from 1 to 65535 in "127.0.0.1:0"'),
+    ("127.0.0.1:65536", 'expected a port from 1 to 65535 in "127.0.0.1:65536"'),
+    ("127.0.0.1:x", 'expected a port from 1 to 65535 in "127.0.0.1:x"'),
+    ("[::1]x", 'expected "host:port", got "[::1]x"'),
+    ("[::1]:53]", 'expected a port from 1 to 65535 in "[::1]:53]"'),
+])
+def test_a_bad_dns_server_says_what_was_expected(text, message):
+    with pytest.raises(ValueError) as e:
+        parse_server(text)
+    assert str(e.value) == message
+
+
+def test_dns_server_ports_at_the_bounds():
+    assert parse_server("127.0.0.1:1") == ("127.0.0.1", 1)
+    assert parse_server("127.0.0.1:65535") == ("127.0.0.1", 65535)
+
+
+def test_a_resolution_failure_says_the_name_the_reason_and_each_question():
+    failure = rfc3263.ResolutionFailed("example.test", "no address", [
+        ("_sip._udp.example.test", "SRV", "no such name"), ("example.test", "A", "timeout")])
+    assert str(failure) == ("cannot resolve example.test: no address "
+                            "(_sip._udp.example.test SRV: no such name; example.test A: timeout)")
+    assert (failure.name, failure.reason) == ("example.test", "no address")
+    assert str(rfc3263.ResolutionFailed("example.test", "no address")) == \
+        "cannot resolve example.test: no address"
+
+
+def test_unusable_naptr_records_before_the_usable_ones_are_skipped(clock):
+    # RFC 3263 4.1 / RFC 3403: whatever order the answer lists them in,
+    # records the client may not follow are passed over, not an end.
+    fake = FakeDNS()
+    fake.naptr("example.test", 1, 1, "SIP+D2T", "_sip._udp.example.test", flags=b"u")
+    fake.naptr("example.test", 1, 1, "E2U+sip", "_whatever.example.test")
+    fake.naptr("example.test", 5, 1, "SIPS+D2T", "_sips._tcp.example.test")
+    fake.add("example.test", dns.Record_NAPTR(2, 1, b"s", b"SIP+D2U", b"!^.*$!sip:x@y!",
+                                              b"_sip._udp.rx.example.test"))
+    # Same order: by preference (udp 10 before tcp 20), whatever the names.
+    fake.naptr("example.test", 10, 20, "SIP+D2T", "_sip._tcp.example.test")
+    fake.naptr("example.test", 10, 10, "SIP+D2U", "_sip._udp.example.test")
+    fake.srv("_sip._udp.example.test", 0, 0, 5060, "u.example.test")
+    fake.srv("_sip._tcp.example.test", 0, 0, 5060, "t.example.test")
+    fake.srv("_sip._udp.rx.example.test", 0, 0, 5060, "rx.example.test")
+    fake.a("u.example.test", "192.0.2.1").a("t.example.test", "192.0.2.2")
+    fake.a("rx.example.test", "192.0.2.9")
+    peers = result(make(fake, clock).resolve(uri("sip:bob@example.test")))
+    assert peers == [Peer("udp", "192.0.2.1", 5060), Peer("tcp", "192.0.2.2", 5060)]
+    assert ("_sip._udp.rx.example.test", SRV) not in fake.asked
+
+
+def test_a_cname_before_the_records_is_passed_over(clock):
+    fake = FakeDNS().srv("_sip._udp.example.test", 0, 0, 5070, "u.example.test")
+    fake.records[("_sip._udp.example.test", SRV)].insert(0, dns.RRHeader(
+        b"_sip._udp.example.test", dns.CNAME, payload=dns.Record_CNAME(b"other.example.test")))
+    fake.a("u.example.test", "192.0.2.1")
+    peers = result(make(fake, clock).resolve(uri("sip:bob@example.test"), ("udp",)))
+    assert peers == [Peer("udp", "192.0.2.1", 5070)]
+
+
+def test_udp_is_the_default_transport_whatever_the_node_lists_first(clock):
+    peers = result(make(FakeDNS(), clock).resolve(uri("sip:192.0.2.1"), ["tcp", "udp"]))
+    assert peers == [Peer("udp", "192.0.2.1", 5060)]
+    peers = result(make(FakeDNS(), clock).resolve(uri("sip:192.0.2.1;transport=udp"), ["tcp", "udp"]))
+    assert peers == [Peer("udp", "192.0.2.1", 5060)]
+
+
+def test_a_sips_uri_needs_tcp_or_tls_on_the_node(clock):
+    d = make(FakeDNS(), clock).resolve(uri("sips:bob@192.0.2.1"), ["udp", "sctp"])
+    with pytest.raises(ResolutionFailed) as e:
+        result(d)
+    assert str(e.value) == "cannot resolve 192.0.2.1: none of the transports udp/sctp can carry a sips URI"
+    peers = result(make(FakeDNS(), clock).resolve(uri("sips:bob@192.0.2.1"), ["udp", "tcp"]))
+    assert peers == [Peer("tcp", "192.0.2.1", 5061)]
+
+
+def test_an_ipv6_address_ending_in_a_letter_is_an_address():
+    assert rfc3263._is_address("2001:db8::a") and rfc3263._is_address("fe80::1:abcd")
+
+
+def test_a_one_second_ttl_is_cached_for_that_second(clock):
+    fake = FakeDNS().a("example.test", "192.0.2.1", ttl=1)
+    resolver = make(fake, clock)
+    result(resolver.resolve(uri("sip:example.test:5060")))
+    clock.advance(0.5)
+    result(resolver.resolve(uri("sip:example.test:5060")))
+    assert fake.asked.count(("example.test", A)) == 1
+    clock.advance(0.6)
+    result(resolver.resolve(uri("sip:example.test:5060")))
+    assert fake.asked.count(("example.test", A)) == 2
+
+
+def test_without_servers_the_system_resolver_reads_hosts_then_resolv_conf(clock):
+    # As twisted.names.client.createResolver builds it: /etc/hosts first,
+    # then the servers of /etc/resolv.conf, with our timeout and reactor.
+    from twisted.names import hosts
+    system = build_dns_resolver([], 3.0, clock)
+    first, second = system.resolvers
+    assert isinstance(first, hosts.Resolver) and first.file == b"/etc/hosts"
+    assert isinstance(second, client.Resolver) and second.resolv == "/etc/resolv.conf"
+    assert second.timeout == (1.0, 2.0) and second._reactor is clock
+    configured = build_dns_resolver(["127.0.0.9:5399"], 3.0, clock)
+    assert configured._reactor is clock
+
+
+def test_from_config_gives_the_resolvers_the_reactor(clock):
+    class Section:
+        servers = ["127.0.0.9:5399"]
+        timeout_s = 1.5
+        negative_ttl_s = 7
+        max_cache_entries = 5
+    resolver = SIPResolver.from_config(Section, clock)
+    assert resolver.reactor is clock and resolver.resolver._reactor is clock
+
+
+def test_a_zero_ttl_answer_replaces_what_was_cached(clock):
+    cache = RecordCache(clock)
+    cache.put(("example.test", A), ("old",), 300)
+    cache.put(("example.test", A), ("new",), 0)
+    assert cache.get(("example.test", A)) is None and len(cache) == 0

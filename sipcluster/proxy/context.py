@@ -97,8 +97,9 @@ class ResponseContext:
         if tx.state == "terminated" and tx.final is None:
             # The first send failed inside start_client (a UDP socket
             # error), before this branch knew its transaction: the
-            # transport_failed it reported found no branch.
-            self.transport_failed(tx)
+            # transport_failed it reported found no branch.  Its owner
+            # hears of it again: a NextAddress tries the next address.
+            tx.owner.transport_failed(tx)
             return
         if self.is_invite and not branch.done:
             branch.timer_c = self.clock.callLater(self.timer_c, self._timer_c, branch)

@@ -72,6 +72,9 @@ class StatefulProxy:
             forward_stateless(self.forwarder, self.pipeline, context, targets[0], self.log)
             return
         server_tx = context.server_tx
+        if server_tx.state not in ("trying", "proceeding"):
+            # Answered while a stage waited (a CANCEL's 487, 16.10).
+            return
         rc = ResponseContext(self, context, group_by_q(targets), self.clock, self.timers.timer_c)
         self.contexts[server_tx.key] = rc
         if rc.is_invite and context.request.to_tag is None:
@@ -258,7 +261,11 @@ class NextAddress:
         source = rc.context.source
         out = self.proxy.forwarder.for_peer(self.out, peer, "%s.%d" % (
             self.out.top_via.branch, self.tried), (source.transport, source.host))
-        branch.tx = self.proxy.transactions.start_client(out, peer, self)
+        branch.tx = tx = self.proxy.transactions.start_client(out, peer, self)
+        if tx.state == "terminated" and tx.final is None:
+            # Its first send failed inside start_client, unheard (as in
+            # ResponseContext.branch_started): on to the next address.
+            self.transport_failed(tx)
         return True
 
 
