@@ -3,6 +3,12 @@
 # for a sipcluster node and Kamailio doing the same job in the same run.
 #
 #   bench/sipp_calls.sh [stateless|stateful|both|floor] [RATES...] [--workers N]
+#       [--root DIR] [--no-kamailio]
+#
+# --root runs the sipcluster tree at DIR (an older commit checked out with
+# git worktree) with this tree's .venv, so two commits are compared in one
+# run; SIPCLUSTER_NO_EXTENSIONS=1 in the environment runs pure Python.  The
+# build that ran is in each line's name.
 #
 # "floor" runs bench/twisted_floor.py, a Twisted relay that parses nothing,
 # under the same load: the reactor and kernel part of the cost.
@@ -17,9 +23,13 @@ cd "$(dirname "$0")/.."
 MODES=${1:-both}; shift || true
 RATES=()
 WORKERS=1
+ROOT=$PWD
+KAMAILIO=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --workers) WORKERS=$2; shift 2 ;;
+        --root) ROOT=$(cd "$2" && pwd); shift 2 ;;
+        --no-kamailio) KAMAILIO=0; shift ;;
         *) RATES+=("$1"); shift ;;
     esac
 done
@@ -57,7 +67,7 @@ run_step() {  # name pid rate
     rm -f "$TMP/stat.csv"
     local hz; hz=$(getconf CLK_TCK)
     awk -v n="$name" -v r="$rate" -v ok="$ok" -v f="$failed" -v t=$((after - before)) -v hz="$hz" \
-        'BEGIN { printf "%-26s %5d cps  %6d ok  %4d failed  %8.1f us CPU/call\n", n, r, ok, f, (ok > 0 ? t / hz / ok * 1e6 : 0) }'
+        'BEGIN { printf "%-38s %5d cps  %6d ok  %4d failed  %8.1f us CPU/call\n", n, r, ok, f, (ok > 0 ? t / hz / ok * 1e6 : 0) }'
 }
 
 start_uas() {
@@ -67,13 +77,25 @@ start_uas() {
     PIDS+=("$UAS_PID")
 }
 
+build_of() {  # the build the tree at ROOT runs, in one word
+    (cd "$ROOT" && PYTHONPATH="$ROOT" "$OLDPWD/.venv/bin/python" -c '
+try:
+    from sipcluster import compiled
+except ImportError:
+    print("pure")  # a commit before the compiled build
+else:
+    print("compiled" if compiled.build().startswith("compiled") else "pure")')
+}
+
 bench_sipcluster() {  # mode
-    PYTHONPATH=. .venv/bin/twistd -n --pidfile= --logfile="$TMP/node.log" sipcluster --mode "$1" \
-        --listen "udp:$HOST:$PROXY_PORT" --workers "$WORKERS" --node-id bench &
+    local build; build=$(build_of)
+    (cd "$ROOT" && PYTHONPATH="$ROOT" exec "$OLDPWD/.venv/bin/twistd" -n --pidfile= \
+        --logfile="$TMP/node.log" sipcluster --mode "$1" \
+        --listen "udp:$HOST:$PROXY_PORT" --workers "$WORKERS" --node-id bench) &
     local pid=$!
     PIDS+=("$pid")
     sleep 2
-    for rate in "${RATES[@]}"; do run_step "sipcluster $1 w=$WORKERS" "$pid" "$rate"; done
+    for rate in "${RATES[@]}"; do run_step "sipcluster $1 w=$WORKERS $build" "$pid" "$rate"; done
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 }
 
@@ -101,6 +123,6 @@ if [ "$MODES" = floor ]; then bench_floor; exit 0; fi
 for mode in stateless stateful; do
     if [ "$MODES" = both ] || [ "$MODES" = "$mode" ]; then
         bench_sipcluster "$mode"
-        bench_kamailio "$mode"
+        [ $KAMAILIO = 0 ] || bench_kamailio "$mode"
     fi
 done

@@ -147,3 +147,51 @@ def test_compiled_messages_are_out_of_the_cyclic_collectors_reach():
         assert not gc.is_tracked(message._cache)
     else:
         assert all(gc.is_tracked(value) for value in parsed)
+
+
+def _declared(pxd):
+    import re
+    classes, current = {}, None
+    with open(pxd) as f:
+        for line in f:
+            m = re.match(r"cdef class (\w+)", line)
+            if m:
+                current = classes.setdefault(m.group(1), [])
+                continue
+            m = re.match(r"\s+cdef public \w+ (\w+)", line)
+            if m and current is not None:
+                current.append(m.group(1))
+    return classes
+
+
+def _slots(source):
+    import ast
+    with open(source) as f:
+        tree = ast.parse(f.read())
+    slots = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.Assign) and any(
+                        getattr(t, "id", None) == "__slots__" for t in item.targets):
+                    slots[node.name] = list(ast.literal_eval(item.value))
+    return slots
+
+
+def test_every_pxd_declares_exactly_the_slots_of_its_classes():
+    """
+    A slot added to a class in the .py but not to its .pxd would pass every
+    pure-Python test and fail the compiled build with AttributeError: the
+    two must name the same fields (the .pxd adds only the class's own).
+    """
+    import glob
+    pxds = glob.glob(os.path.join(ROOT, "sipcluster", "**", "*.pxd"), recursive=True)
+    assert pxds
+    for pxd in pxds:
+        declared = _declared(pxd)
+        slots = _slots(pxd[:-4] + ".py")
+        assert declared, pxd
+        for name, fields in declared.items():
+            assert sorted(fields) == sorted(slots[name]), (pxd, name)
+        module = os.path.relpath(pxd[:-4], ROOT).replace(os.sep, ".")
+        assert module in compiled.MODULES, module
