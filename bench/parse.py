@@ -3,9 +3,14 @@ Parse-rate benchmark (not a test): parse a typical INVITE, REGISTER and
 200 OK, read what a proxy reads (top Via branch, Call-ID, CSeq,
 Max-Forwards, Route, To tag), add a Via and serialize.
 
-    .venv/bin/python bench/parse.py [--seconds N]
+    .venv/bin/python bench/parse.py [--seconds N] [--root DIR]
+    valgrind --tool=callgrind .venv/bin/python bench/parse.py --count N --only INVITE
 
-Prints messages per second for each message and for the mix.
+Prints messages per second for each message and for the mix.  --count
+handles exactly N of each message (or of the one --only names) and prints
+nothing, for instruction counts: per message = (Ir(N2) - Ir(N1)) / (N2 - N1).
+--root measures the sipcluster tree at DIR (another commit, checked out with
+git worktree) with this script.
 """
 
 import argparse
@@ -13,7 +18,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if "--root" in sys.argv:
+    ROOT = os.path.abspath(sys.argv[sys.argv.index("--root") + 1])
+sys.path.insert(0, ROOT)
 
 from sipcluster.sip.message import parse_message  # noqa: E402
 from sipcluster.sip.via import Via  # noqa: E402
@@ -108,9 +116,19 @@ def rate(raw, seconds):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--only", choices=["INVITE", "REGISTER", "OK"])
+    parser.add_argument("--root", help="the sipcluster tree to measure (default: this one)")
     args = parser.parse_args()
+    messages = (("INVITE", INVITE), ("REGISTER", REGISTER), ("200 OK", OK))
+    if args.count is not None:
+        for name, raw in messages:
+            if args.only is None or args.only in name:
+                for _ in range(args.count):
+                    proxy_work(raw)
+        return
     results = {}
-    for name, raw in (("INVITE", INVITE), ("REGISTER", REGISTER), ("200 OK", OK)):
+    for name, raw in messages:
         results[name] = rate(raw, args.seconds)
         print("%-9s %8.0f msg/s  (%d bytes)" % (name, results[name], len(raw)))
     mix = [INVITE, REGISTER, OK]
