@@ -22,7 +22,7 @@ _sipcluster_hash() {
     } | sha256sum | cut -c1-16
 }
 _sipcluster_want=${SIPCLUSTER_INSTALL:-.}
-read -r _sipcluster_had _sipcluster_hashed < .venv/.sipcluster-install 2>/dev/null || true
+read -r _sipcluster_had _sipcluster_hashed 2>/dev/null < .venv/.sipcluster-install || true
 if [ "${_sipcluster_hashed:-}" != "$(_sipcluster_hash)" ] ||
         { [ "$_sipcluster_want" != . ] && [ "$_sipcluster_want" != "${_sipcluster_had:-}" ]; }; then
     # editable_mode=compat: the checkout on sys.path (a .pth), so that
