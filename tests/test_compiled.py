@@ -4,6 +4,7 @@ compiled, the switch back to pure Python, an edited source winning over a
 stale build, and what C{sipcluster version} says.
 """
 
+import importlib
 import importlib.machinery
 import os
 import subprocess
@@ -108,7 +109,7 @@ def test_the_suite_runs_the_build_it_expects():
     """
     expected = os.environ.get("SIPCLUSTER_EXPECT_BUILD")
     if compiled.disabled():
-        assert not any(compiled.is_compiled(sys.modules.get(name) or __import__(name, fromlist=["_"]))
+        assert not any(compiled.is_compiled(importlib.import_module(name))
                        for name in compiled.MODULES)
         return
     if expected != "compiled":

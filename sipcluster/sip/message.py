@@ -338,7 +338,9 @@ class Message:
             return None
         tag = _TAGS.get(value, _UNKNOWN)
         if tag is _UNKNOWN:
-            tag = self._address(key).tag
+            # Parsed as _address would, without looking for the line again.
+            address = self._cache[key] = Address.parse(value)
+            tag = address.tag
             if len(_TAGS) >= _TAGS_SIZE:
                 _TAGS.clear()
             _TAGS[value] = tag

@@ -13,8 +13,9 @@ from twisted.internet.protocol import DatagramProtocol
 from sipcluster.transport.base import Peer, Source
 
 
-# Addresses already seen to be numeric, of the family of the socket that
-# sent to them (a few hundred peers; emptied when large).
+# Addresses already seen to be numeric (a few hundred peers; emptied when
+# large).  One set for both families: an address of the other family than
+# the socket's is refused by sendto itself (no lookup), and counted.
 _NUMERIC = set()
 
 
