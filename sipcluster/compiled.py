@@ -58,14 +58,22 @@ class pure_cython:
     """
     What the compiled modules use of Cython's pure-Python mode (the
     C{cython} module), for pure Python where Cython is not installed: its
-    class decorators, doing nothing.
+    class decorators and C{locals} (the C types of a function's variables),
+    doing nothing.
     """
+
+    # The C types @cython.locals names; in Python they are only names.
+    Py_ssize_t = Py_UCS4 = bint = int
 
     @staticmethod
     def cclass(cls):
         return cls
 
     no_gc = cclass
+
+    @staticmethod
+    def locals(**types):
+        return lambda function: function
 
 
 def disabled():

@@ -1959,3 +1959,15 @@ def test_a_response_whose_top_via_of_ours_lost_its_port_is_still_ours(stateless)
     node.send(answer, FOREIGN)
     final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
     assert final.status == 486 and [v.branch for v in final.vias] == ["z9hG4bKuac1"]
+
+
+def test_numeric_hosts_are_classified_once_and_bounded(monkeypatch):
+    from sipcluster.proxy import forwarding
+    monkeypatch.setattr(forwarding, "_NUMERIC", {})
+    monkeypatch.setattr(forwarding, "_NUMERIC_SIZE", 3)
+    cases = [("192.0.2.1", True), ("2001:db8::1", True), ("proxy.example.com", False),
+             ("256.1.1.1", False), ("1.2.3", False), ("fe80::1::2", False), ("10.0.0.255", True)]
+    for _ in range(2):
+        for host, numeric in cases:
+            assert forwarding.is_numeric(host) is numeric, host
+            assert len(forwarding._NUMERIC) <= 3

@@ -709,3 +709,30 @@ def test_the_remembered_tags_are_bounded(monkeypatch):
     for n in range(10):
         assert _with_from("<sip:a@example.com>;tag=%d" % n).from_tag == str(n)
         assert len(module._TAGS) <= 3
+
+
+def test_a_changed_call_id_is_read_again():
+    message = _with_from("<sip:a@example.com>;tag=one")
+    assert message.call_id == "t@x"
+    message.set("call-id", "other@x")
+    assert message.call_id == "other@x"
+    message.remove("i")
+    assert message.call_id is None
+    message.add("Call-ID", "third@x")
+    assert message.call_id == "third@x"
+    # A copy reads its own header, not the original's remembered one.
+    copy = message.copy()
+    copy.set("call-id", "copy@x")
+    assert (message.call_id, copy.call_id) == ("third@x", "copy@x")
+
+
+def test_a_from_line_spelled_otherwise_has_the_same_tag():
+    # The remembered tags are by header line: the compact form, another
+    # spacing and a folded line are other lines with the same tag.
+    for line in ("f: <sip:a@example.com>;tag=c", "From:<sip:a@example.com>;tag=c",
+                 "From: <sip:a@example.com>\n ;tag=c"):
+        message = parse_message(crlf(
+            "OPTIONS sip:b@example.com SIP/2.0\n"
+            "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-t\n"
+            "%s\nTo: <sip:b@example.com>\nCall-ID: t@x\nCSeq: 1 OPTIONS\n\n" % line))
+        assert message.from_tag == "c", line

@@ -242,3 +242,17 @@ def test_bad_uri_fault_cut_to_60():
     with pytest.raises(ParseError) as e:
         parse_uri("x" * 80)
     assert e.value.reason == 'Bad URI "%s"' % ("x" * 60)
+
+
+def test_remembered_hosts_are_only_valid_ones_and_bounded(monkeypatch):
+    from sipcluster.sip import uri as module
+    monkeypatch.setattr(module, "_KNOWN_HOSTS", set())
+    monkeypatch.setattr(module, "_KNOWN_HOSTS_SIZE", 2)
+    for host in ("a.example.com", "b.example.com", "c.example.com"):
+        assert module.parse_host(host) == host
+        assert module.parse_host(host) == host
+    assert module._KNOWN_HOSTS == {"a.example.com", "b.example.com"}
+    for bad in ("a b", "", "a.example.com,", "[::1"):
+        with pytest.raises(ParseError):
+            module.parse_host(bad)
+    assert module._KNOWN_HOSTS == {"a.example.com", "b.example.com"}

@@ -353,8 +353,24 @@ def _is_v6(uri, received):
     return False if is_numeric(host) else None
 
 
+# Hosts already classified by is_numeric: the next hops of a proxy are a
+# few addresses, asked about on every forward.  Bounded: emptied when full.
+_NUMERIC = {}
+_NUMERIC_SIZE = 4096
+
+
 def is_numeric(host):
     """Whether C{host} (no brackets) is an IPv4 or IPv6 address rather than a name."""
+    numeric = _NUMERIC.get(host)
+    if numeric is None:
+        numeric = _is_numeric(host)
+        if len(_NUMERIC) >= _NUMERIC_SIZE:
+            _NUMERIC.clear()
+        _NUMERIC[host] = numeric
+    return numeric
+
+
+def _is_numeric(host):
     if ":" in host:
         try:
             ipaddress.IPv6Address(host)

@@ -8,6 +8,11 @@ The common case (no quotes, no angle brackets) takes a C-speed fast path; the
 character-by-character scanner runs only when a value needs it.
 """
 
+try:
+    import cython
+except ImportError:  # pure Python without Cython: its decorators do nothing
+    from sipcluster.compiled import pure_cython as cython
+
 from sipcluster.sip.errors import ParseError, quoted
 
 # RFC 3261 25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" /
@@ -33,6 +38,11 @@ def is_token(text):
     return True
 
 
+# The C types of the scanners' variables, for the compiled build: a
+# character compared in C, indices as C integers, the text's str methods
+# called directly (no attribute lookup).  Pure Python ignores them.
+@cython.locals(value=str, part=str, parts=list, start=cython.Py_ssize_t, i=cython.Py_ssize_t,
+               n=cython.Py_ssize_t, c=cython.Py_UCS4, quoted=cython.bint, angle=cython.bint)
 def split_commas(value):
     """
     Split a header value into its comma-separated elements (RFC 3261 7.3.1),
@@ -83,6 +93,8 @@ def split_commas(value):
     return parts
 
 
+@cython.locals(text=str, parts=list, start=cython.Py_ssize_t, i=cython.Py_ssize_t,
+               n=cython.Py_ssize_t, c=cython.Py_UCS4, quoted=cython.bint)
 def split_semicolons(text):
     """
     Split C{text} on semicolons that are outside quoted strings.
@@ -115,6 +127,7 @@ def split_semicolons(text):
     return parts
 
 
+@cython.locals(text=str, params=dict, item=str, name=str, eq=str, val=str)
 def parse_params(text, what="parameter"):
     """
     Parse C{;name=value;name2} (the leading semicolon already removed) into

@@ -34,16 +34,36 @@ _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"  # undecodable bytes round-trip unchanged
 
 
-# The tag of a From or To value, by its text.  Every message of a call
-# repeats the same From and To values, and each one's tags are read (RFC
-# 3261 16.3 validation, transaction and dialog matching); Address.parse is
-# a function of the text, so a text that parsed once has its tag without
-# parsing again.  Bounded: emptied when full.
+# The tag of a From or To header line, by the line's text.  Every message
+# of a call repeats the same From and To lines, and each one's tags are read
+# (RFC 3261 16.3 validation, transaction and dialog matching); Address.parse
+# is a function of the text, so a line that parsed once has its tag without
+# parsing (or even unfolding) it again.  Bounded: emptied when full.
 _TAGS = {}
 _TAGS_SIZE = 8192
 _UNKNOWN = object()
 
 
+def _number(value, digits, fault, highest=None):
+    """
+    A header value that is a decimal number of at most C{digits} digits (and
+    at most C{highest}), as an int; None for None.
+
+    @raise ParseError: with text C{fault} for anything else.
+    """
+    if value is None:
+        return None
+    if not value.isdigit() or not value.isascii() or len(value) > digits:
+        raise ParseError(fault)
+    number = int(value)
+    if highest is not None and number > highest:
+        raise ParseError(fault)
+    return number
+
+
+# @cython.locals: the C types of variables in the compiled build (a str's
+# methods called directly, indices as C integers); pure Python ignores them.
+@cython.locals(line=str, value=str)
 def _value_of(line):
     """The value of a raw header line: after the colon, unfolded, stripped."""
     value = line[line.index(":") + 1 :]
@@ -80,6 +100,7 @@ class Message:
 
     # -- raw header access ------------------------------------------------
 
+    @cython.locals(field=tuple)
     def header(self, name):
         """
         The value of the first header line called C{name} (any spelling or
@@ -92,13 +113,17 @@ class Message:
                 return _value_of(field[1])
         return None
 
+    @cython.locals(field=tuple, lines=list, out=list)
     def values(self, name):
         """
         Every value of header C{name}, in order.  List headers (Via, Route,
         Contact...) are split at their separating commas.
         """
         key = canonical(name) or name.lower()
-        lines = [_value_of(f[1]) for f in self._fields if f[0] == key]
+        lines = []
+        for field in self._fields:
+            if field[0] == key:
+                lines.append(_value_of(field[1]))
         if key in LIST_HEADERS:
             out = []
             for value in lines:
@@ -106,6 +131,7 @@ class Message:
             return out
         return lines
 
+    @cython.locals(field=tuple)
     def has(self, name):
         key = canonical(name) or name.lower()
         for field in self._fields:
@@ -217,13 +243,13 @@ class Message:
 
     # -- typed headers ------------------------------------------------------
 
-    def _cached(self, key, build):
-        cache = self._cache
-        if key in cache:
-            return cache[key]
-        value = cache[key] = build()
-        return value
+    # Each typed header below is parsed on first use and kept in _cache
+    # under its key until the header changes.  A parse that fails caches
+    # nothing (it fails again, with the same error, when asked again).  No
+    # closure is made on each access: reading a cached value costs one
+    # dictionary lookup.
 
+    @cython.locals(field=tuple)
     def _single(self, key):
         for field in self._fields:
             if field[0] == key:
@@ -233,7 +259,10 @@ class Message:
     @property
     def vias(self):
         """Every Via, top first."""
-        return self._cached("via", lambda: [Via.parse(v) for v in self.values("via")])
+        vias = self._cache.get("via")
+        if vias is None:
+            vias = self._cache["via"] = [Via.parse(v) for v in self.values("via")]
+        return vias
 
     @property
     def top_via(self):
@@ -277,26 +306,27 @@ class Message:
 
     @property
     def call_id(self):
-        return self._single("call-id")
+        call_id = self._cache.get("call-id", _UNKNOWN)
+        if call_id is _UNKNOWN:
+            call_id = self._cache["call-id"] = self._single("call-id")
+        return call_id
 
     @property
     def cseq(self):
-        def build():
+        cseq = self._cache.get("cseq", _UNKNOWN)
+        if cseq is _UNKNOWN:
             value = self._single("cseq")
-            return CSeq.parse(value) if value is not None else None
-        return self._cached("cseq", build)
+            cseq = self._cache["cseq"] = CSeq.parse(value) if value is not None else None
+        return cseq
 
     @property
     def max_forwards(self):
         """Max-Forwards as an int, or None when absent."""
-        def build():
-            value = self._single("max-forwards")
-            if value is None:
-                return None
-            if not value.isdigit() or not value.isascii() or len(value) > 10 or int(value) > 255:
-                raise ParseError("Bad Max-Forwards")
-            return int(value)
-        return self._cached("max-forwards", build)
+        number = self._cache.get("max-forwards", _UNKNOWN)
+        if number is _UNKNOWN:
+            number = self._cache["max-forwards"] = _number(
+                self._single("max-forwards"), 10, "Bad Max-Forwards", 255)
+        return number
 
     @max_forwards.setter
     def max_forwards(self, value):
@@ -304,20 +334,18 @@ class Message:
 
     @property
     def content_length(self):
-        def build():
-            value = self._single("content-length")
-            if value is None:
-                return None
-            if not value.isdigit() or not value.isascii() or len(value) > 9:
-                raise ParseError("Bad Content-Length")
-            return int(value)
-        return self._cached("content-length", build)
+        number = self._cache.get("content-length", _UNKNOWN)
+        if number is _UNKNOWN:
+            number = self._cache["content-length"] = _number(
+                self._single("content-length"), 9, "Bad Content-Length")
+        return number
 
     def _address(self, key):
-        def build():
+        address = self._cache.get(key, _UNKNOWN)
+        if address is _UNKNOWN:
             value = self._single(key)
-            return Address.parse(value) if value is not None else None
-        return self._cached(key, build)
+            address = self._cache[key] = Address.parse(value) if value is not None else None
+        return address
 
     @property
     def from_(self):
@@ -329,21 +357,25 @@ class Message:
         """The To header as an L{Address}, or None."""
         return self._address("to")
 
+    @cython.locals(field=tuple, line=str)
     def _tag(self, key):
         address = self._cache.get(key)
         if address is not None:
             return address.tag
-        value = self._single(key)
-        if value is None:
+        for field in self._fields:
+            if field[0] == key:
+                line = field[1]
+                break
+        else:
             return None
-        tag = _TAGS.get(value, _UNKNOWN)
+        tag = _TAGS.get(line, _UNKNOWN)
         if tag is _UNKNOWN:
             # Parsed as _address would, without looking for the line again.
-            address = self._cache[key] = Address.parse(value)
+            address = self._cache[key] = Address.parse(_value_of(line))
             tag = address.tag
             if len(_TAGS) >= _TAGS_SIZE:
                 _TAGS.clear()
-            _TAGS[value] = tag
+            _TAGS[line] = tag
         return tag
 
     @property
@@ -355,7 +387,10 @@ class Message:
         return self._tag("to")
 
     def _address_list(self, key):
-        return self._cached(key, lambda: [Address.parse(v) for v in self.values(key)])
+        addresses = self._cache.get(key)
+        if addresses is None:
+            addresses = self._cache[key] = [Address.parse(v) for v in self.values(key)]
+        return addresses
 
     @property
     def contacts(self):
@@ -370,14 +405,13 @@ class Message:
     @property
     def is_star_contact(self):
         """Whether the Contact is the C{*} of RFC 3261 10.2.2."""
-        def build():
+        star = self._cache.get(" star")
+        if star is None:
             values = self.values("contact")
-            if "*" in values:
-                if len(values) != 1:
-                    raise ParseError("Contact * with other contacts")
-                return True
-            return False
-        return self._cached(" star", build)
+            if "*" in values and len(values) != 1:
+                raise ParseError("Contact * with other contacts")
+            star = self._cache[" star"] = "*" in values
+        return star
 
     @property
     def routes(self):
@@ -394,14 +428,10 @@ class Message:
     @property
     def expires(self):
         """The Expires header as an int, or None."""
-        def build():
-            value = self._single("expires")
-            if value is None:
-                return None
-            if not value.isdigit() or not value.isascii() or len(value) > 10:
-                raise ParseError("Bad Expires")
-            return int(value)
-        return self._cached("expires", build)
+        number = self._cache.get("expires", _UNKNOWN)
+        if number is _UNKNOWN:
+            number = self._cache["expires"] = _number(self._single("expires"), 10, "Bad Expires")
+        return number
 
     def option_tags(self, name):
         """The option tags of Require, Proxy-Require, Supported... lower-cased."""
@@ -437,6 +467,7 @@ class Message:
     # Headers that may appear once only (RFC 3261 7.3.1: not list headers).
     _SINGLE = frozenset(["call-id", "cseq", "from", "to", "max-forwards", "content-length"])
 
+    @cython.locals(counts=dict, field=tuple)
     def _validate(self):
         # RFC 3261 16.3 step 1: what the transaction and proxy layers use
         # must be well-formed; other components are left alone (a proxy
@@ -444,7 +475,8 @@ class Message:
         counts = {}
         single = self._SINGLE
         has_via = False
-        for key, _ in self._fields:
+        for field in self._fields:
+            key = field[0]
             if key == "via":
                 has_via = True
             elif key in single:
@@ -468,6 +500,7 @@ class Message:
     def start_line(self):
         raise NotImplementedError
 
+    @cython.locals(lines=list, field=tuple)
     def to_bytes(self):
         """
         Serialize.  A Content-Length is added when missing, since it is
@@ -476,10 +509,10 @@ class Message:
         fields = self._fields
         lines = [self.start_line()]
         has_length = False
-        for key, line in fields:
-            if key == "content-length":
+        for field in fields:
+            if field[0] == "content-length":
                 has_length = True
-            lines.append(line)
+            lines.append(field[1])
         if not has_length:
             lines.append("Content-Length: %d" % len(self.body))
         lines.append("")
@@ -607,6 +640,7 @@ def make_response(request, status, reason=None, to_tag=None, extra=()):
     return response
 
 
+@cython.locals(data=bytes, end=cython.Py_ssize_t)
 def _split_head(data):
     """Find the end of the header section: (head bytes, body start) or None."""
     end = data.find(b"\r\n\r\n")
@@ -618,6 +652,8 @@ def _split_head(data):
     return None
 
 
+@cython.locals(head=str, lines=list, first=str, fields=list, line=str, colon=cython.Py_ssize_t,
+               known=dict, name=str, body=bytes, head_end=cython.Py_ssize_t)
 def parse_message(data, max_size=None, stream=False):
     """
     Parse one SIP message from C{data} (bytes).

@@ -36,6 +36,12 @@ _TEL_CHARS = frozenset("0123456789abcdefABCDEF*#+-.()pwPW")
 
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 
+# Host names and IPv4 addresses found valid: every message names the same
+# few hosts again and again (in Via, Contact, Route, Request-URIs), so a
+# bounded number of them is remembered and checked with one lookup.
+_KNOWN_HOSTS = set()
+_KNOWN_HOSTS_SIZE = 4096
+
 
 def _check_escapes(text, what):
     i = text.find("%")
@@ -52,6 +58,9 @@ def pct_decode(text):
     return _pct_unquote(text, errors="surrogateescape")
 
 
+# @cython.locals: the C types of variables in the compiled build (a str's
+# methods called directly, indices as C integers); pure Python ignores them.
+@cython.locals(text=str)
 def parse_host(text):
     """
     Validate a host (hostname, IPv4 address or IPv6 reference) and return it
@@ -59,6 +68,8 @@ def parse_host(text):
 
     @raise ParseError: when C{text} is not a host.
     """
+    if text in _KNOWN_HOSTS:
+        return text
     if not text:
         raise ParseError("Empty host")
     if text[0] == "[":
@@ -71,9 +82,12 @@ def parse_host(text):
         return text
     if not set(text) <= _HOST_CHARS:
         raise ParseError("Bad host %s" % quoted(text, 60))
+    if len(_KNOWN_HOSTS) < _KNOWN_HOSTS_SIZE:
+        _KNOWN_HOSTS.add(text)
     return text
 
 
+@cython.locals(text=str, host=str, rest=str, colon=str, end=cython.Py_ssize_t)
 def split_hostport(text):
     """
     Split C{host[:port]} into C{(host, port)} with port an int or None.
@@ -142,6 +156,9 @@ class SipURI:
         self._text = _text
 
     @classmethod
+    @cython.locals(text=str, rest=str, headers=str, at=cython.Py_ssize_t, userinfo=str,
+                   hostpart=str, q=cython.Py_ssize_t, semi=cython.Py_ssize_t, paramtext=str,
+                   hostport=str)
     def parse(cls, text, scheme=None):
         """
         Parse a sip: or sips: URI.
@@ -351,6 +368,7 @@ class AbsoluteURI:
         return hash(self.text)
 
 
+@cython.locals(colon=cython.Py_ssize_t, scheme=str)
 def parse_uri(text):
     """
     Parse any absolute URI: L{SipURI} for sip/sips, L{TelURI} for tel,
