@@ -827,8 +827,19 @@ def test_a_stateless_ack_that_cannot_be_forwarded_is_dropped_unanswered():
     node = Node(stateless=True, resolver=Hops(TWO))
     ack = invite("sip:bob@nowhere.example.net", "ACK").replace(
         b"To: Bob <sip:bob@example.test>", b"To: Bob <sip:bob@example.test>;tag=b1")
-    node.send(ack)
+    from twisted.logger import globalLogPublisher
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        node.send(ack)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
     assert node.out() == []
+    # Said once, in the proxy's own log namespace.
+    said = [e for e in events if e.get("log_format", "").startswith("stateless forward failed")]
+    assert len(said) == 1
+    assert said[0]["log_namespace"] == "sipcluster.proxy.stateless.StatelessProxy"
+    assert "nowhere.example.net" in said[0]["why"]
 
 
 @pytest.mark.parametrize("cached", [False, True])

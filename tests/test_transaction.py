@@ -347,9 +347,15 @@ def at(h, t):
 
 
 def pending(h):
-    """How far ahead, in seconds, each timer still scheduled on the clock is."""
+    """
+    How far ahead, in seconds, each timer still scheduled is: the
+    transactions' own (on the layer's timer heap) and any other on the clock
+    (but the heap's one DelayedCall, for its earliest deadline).
+    """
     now = h.clock.seconds()
-    return sorted(round(call.getTime() - now, 3) for call in h.clock.getDelayedCalls())
+    heap = h.tl.timer_heap
+    others = [call.getTime() for call in h.clock.getDelayedCalls() if call is not heap._call]
+    return sorted(round(t - now, 3) for t in heap.scheduled() + others)
 
 
 def statuses(h, addr=UAC):
@@ -1165,3 +1171,122 @@ def test_a_failed_ack_send_is_absorbed():
     finally:
         globalLogPublisher.removeObserver(observer)
     assert logged == []
+
+
+# -- the timer heap ---------------------------------------------------------------
+
+
+def _heap():
+    from twisted.internet.task import Clock
+
+    from sipcluster.transaction.timers import TimerHeap
+    clock = Clock()
+    return clock, TimerHeap(clock)
+
+
+def test_timer_heap_fires_each_timer_at_its_deadline_not_before():
+    clock, heap = _heap()
+    fired = []
+    for delay in (32.0, 0.5, 4.0, 0.5):
+        heap.call_later(delay, lambda d=delay: fired.append((d, clock.seconds())))
+    assert len(clock.getDelayedCalls()) == 1  # one reactor timer, for 0.5 s
+    clock.advance(0.4999)
+    assert fired == []
+    clock.advance(0.0001)
+    assert fired == [(0.5, 0.5), (0.5, 0.5)]
+    clock.advance(3.4999)
+    assert len(fired) == 2
+    clock.advance(0.0001)
+    assert fired[2] == (4.0, 4.0)
+    clock.advance(27.9999)
+    assert len(fired) == 3 and len(heap) == 1
+    clock.advance(0.0001)
+    assert fired[3] == (32.0, 32.0)
+    assert len(heap) == 0 and clock.getDelayedCalls() == []
+
+
+def test_timer_heap_equal_deadlines_fire_in_the_order_armed():
+    clock, heap = _heap()
+    fired = []
+    for n in range(5):
+        heap.call_later(1.0, fired.append, n)
+    clock.advance(1.0)
+    assert fired == [0, 1, 2, 3, 4]
+
+
+def test_timer_heap_stopped_timers_never_fire_and_leave_no_reactor_timer():
+    clock, heap = _heap()
+    fired = []
+    a = heap.call_later(1.0, fired.append, "a")
+    b = heap.call_later(2.0, fired.append, "b")
+    assert heap.active(a) and heap.active(b)
+    heap.cancel(a)
+    heap.cancel(a)  # twice: nothing more happens
+    assert not heap.active(a) and heap.scheduled() == [2.0]
+    clock.advance(1.5)
+    assert fired == []
+    heap.cancel(b)
+    assert clock.getDelayedCalls() == [] and len(heap) == 0
+    clock.advance(10)
+    assert fired == []
+    heap.cancel(12345)  # an unknown handle: nothing
+
+
+def test_timer_heap_an_earlier_timer_moves_the_reactor_timer_sooner():
+    clock, heap = _heap()
+    fired = []
+    heap.call_later(10.0, fired.append, "late")
+    heap.call_later(1.0, fired.append, "soon")
+    assert [round(c.getTime(), 3) for c in clock.getDelayedCalls()] == [1.0]
+    clock.advance(1.0)
+    assert fired == ["soon"]
+    assert [round(c.getTime(), 3) for c in clock.getDelayedCalls()] == [10.0]
+
+
+def test_timer_heap_timers_armed_while_firing():
+    clock, heap = _heap()
+    fired = []
+
+    def first():
+        fired.append("first")
+        heap.call_later(0, fired.append, "now")      # due at once: same pass
+        heap.call_later(5.0, fired.append, "later")  # the next reactor timer
+
+    heap.call_later(1.0, first)
+    clock.advance(1.0)
+    assert fired == ["first", "now"]
+    assert [round(c.getTime(), 3) for c in clock.getDelayedCalls()] == [6.0]
+    clock.advance(4.9)
+    assert fired == ["first", "now"]
+    clock.advance(0.1)
+    assert fired == ["first", "now", "later"]
+
+
+def test_timer_heap_a_failing_timer_is_logged_and_the_others_fire():
+    from twisted.logger import globalLogPublisher
+    clock, heap = _heap()
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        fired = []
+        heap.call_later(1.0, lambda: 1 / 0)
+        heap.call_later(1.0, fired.append, "after")
+        clock.advance(1.0)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert fired == ["after"]
+    failures = [e for e in events if e.get("log_failure") is not None]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(ZeroDivisionError)
+
+
+def test_timer_heap_compacts_stopped_timers_and_keeps_the_live_ones():
+    clock, heap = _heap()
+    fired = []
+    handles = [heap.call_later(1.0 + n / 1000.0, fired.append, n) for n in range(300)]
+    for handle in handles[:-3]:
+        heap.cancel(handle)
+    assert len(heap._heap) < 100  # compacted
+    assert [round(t, 3) for t in heap.scheduled()] == [1.297, 1.298, 1.299]
+    clock.advance(2.0)
+    assert fired == [297, 298, 299]
+    assert clock.getDelayedCalls() == []

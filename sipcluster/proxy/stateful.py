@@ -69,7 +69,7 @@ class StatefulProxy:
     def forward(self, context, targets):
         """The pipeline chose C{targets}: fork to them (16.6), or forward an ACK."""
         if context.server_tx is None:
-            forward_stateless(self.forwarder, self.pipeline, context, targets[0], self.log)
+            forward_stateless(self.forwarder, self.pipeline, context, targets[0], self)
             return
         server_tx = context.server_tx
         if server_tx.state not in ("trying", "proceeding"):

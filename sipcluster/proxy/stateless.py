@@ -41,17 +41,18 @@ class StatelessProxy:
             self.transport.send_response(response, context.source)
 
     def forward(self, context, targets):
-        forward_stateless(self.forwarder, self.pipeline, context, targets[0], self.log)
+        forward_stateless(self.forwarder, self.pipeline, context, targets[0], self)
 
     def response_received(self, response, source):
         forward_response_stateless(self.forwarder, self.pipeline, response)
 
 
-def forward_stateless(forwarder, pipeline, context, target, log):
+def forward_stateless(forwarder, pipeline, context, target, proxy):
     """
     Forward the request of C{context} to C{target} without state (RFC 3261
     16.11): a branch derived from the request, no retransmission.  Errors
-    are answered (never an ACK) or dropped.
+    are answered (never an ACK) or dropped, and logged by C{proxy.log}
+    (asked for only then: a class's Logger is made anew at each access).
     """
     request = context.request
     suffix = stateless_branch_suffix(request, target.uri)
@@ -65,13 +66,13 @@ def forward_stateless(forwarder, pipeline, context, target, log):
         peer = forwarder.numeric_peer(next_uri, transport, target.received)
         peers = [peer] if peer is not None else forwarder.cached_peers(next_uri)
         if peers:
-            _send(peers, forwarder, out, context).addErrback(_failed, forwarder, context, log)
+            _send(peers, forwarder, out, context).addErrback(_failed, forwarder, context, proxy)
             return
         d = forwarder.resolve(next_uri, transport, target.received)
     else:
         d = pipeline.run_branch(context, out, target)
         d.addCallback(lambda _: forwarder.resolve(next_uri, transport, target.received))
-    d.addCallback(_send, forwarder, out, context).addErrback(_failed, forwarder, context, log)
+    d.addCallback(_send, forwarder, out, context).addErrback(_failed, forwarder, context, proxy)
 
 
 def _send(peers, forwarder, out, context):
@@ -87,14 +88,14 @@ def _send(peers, forwarder, out, context):
     return forwarder.transport.send_request(out, peer)
 
 
-def _failed(failure, forwarder, context, log):
+def _failed(failure, forwarder, context, proxy):
     error = failure.value
     request = context.request
     if isinstance(error, Respond) and request.method != "ACK":
         context.respond(forwarder.local_response(request, error.status, error.reason,
                                                  error.headers))
     else:
-        log.info("stateless forward failed: {why}", why=failure.getErrorMessage())
+        proxy.log.info("stateless forward failed: {why}", why=failure.getErrorMessage())
 
 
 def forward_response_stateless(forwarder, pipeline, response):

@@ -6,7 +6,8 @@ from twisted.logger import Logger
 
 class Transaction:
     """
-    A transaction with named states and named timers on an injected clock.
+    A transaction with named states and named timers, on its layer's
+    L{TimerHeap} (and so on the layer's clock).
 
     @ivar layer: the L{TransactionLayer}, which owns the matching tables
         and the transport.
@@ -38,16 +39,16 @@ class Transaction:
             # stay scheduled for 64*T1 on a transaction nobody holds.
             return
         self.cancel_timer(name)
-        self._timers[name] = self.clock.callLater(delay, self._fire, name, fire)
+        self._timers[name] = self.layer.timer_heap.call_later(delay, self._fire, name, fire)
 
     def _fire(self, name, fire):
         self._timers.pop(name, None)
         fire()
 
     def cancel_timer(self, name):
-        call = self._timers.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            self.layer.timer_heap.cancel(handle)
 
     def timer_running(self, name):
         return name in self._timers

@@ -17,7 +17,7 @@ from sipcluster.transaction.client import (
     ClientInviteTransaction, ClientNonInviteTransaction)
 from sipcluster.transaction.server import (
     ServerInviteTransaction, ServerNonInviteTransaction)
-from sipcluster.transaction.timers import TimerValues
+from sipcluster.transaction.timers import TimerHeap, TimerValues
 
 
 def server_key(request):
@@ -40,12 +40,14 @@ class TransactionLayer:
     """
     @ivar transport: the L{TransportLayer}; this layer is its receiver.
     @ivar clock: an IReactorTime driving every timer.
+    @ivar timer_heap: the L{TimerHeap} every transaction timer runs on.
     """
 
     def __init__(self, transport, clock, timers=None, tu=None):
         self.transport = transport
         self.clock = clock
         self.timers = timers or TimerValues()
+        self.timer_heap = TimerHeap(clock)
         self.tu = tu
         self.servers = {}
         self.clients = {}

@@ -1,5 +1,13 @@
 # -*- test-case-name: tests.test_transaction -*-
-"""The timer values of RFC 3261 17 and table 4, from T1, T2 and T4."""
+"""
+The timer values of RFC 3261 17 and table 4, from T1, T2 and T4, and the
+heap every transaction timer of a node runs on.
+"""
+
+import heapq
+import itertools
+
+from twisted.logger import Logger
 
 from sipcluster.schema import ConfigSection, Key
 
@@ -46,3 +54,116 @@ class TimerValues:
     def timer_d(self):
         """Timer D for unreliable transports: at least 32 s."""
         return max(32.0, 64 * self.t1)
+
+
+class TimerHeap:
+    """
+    The transaction timers of one node on a single reactor timer, as
+    Kamailio's tm keeps its timers in lists of its own rather than one
+    system timer each.
+
+    A stateful proxy arms about ten timers per call (A, B, D or M; E, F, K;
+    G, H, I or L; J), most of them stopped within a second, and keeps tens
+    of thousands armed at once (64*T1 = 32 s each).  As one Twisted
+    DelayedCall each, every one is a Python object with its own bound
+    methods in the reactor's heap, which orders them by calling
+    C{DelayedCall.__lt__} (a Python method) about seventeen times per
+    insertion.  Here a timer is a (time, number) pair in a heap ordered in
+    C, and its callable and arguments in a dict by number; one DelayedCall
+    waits for the earliest deadline.
+
+    A timer fires at its exact deadline, in deadline order (equal deadlines
+    in the order they were armed).  A stopped timer's pair stays in the heap
+    until it comes up or the heap is compacted (when stopped pairs outnumber
+    live timers).  With no timer armed, no DelayedCall is left in the
+    reactor.
+
+    @ivar clock: the IReactorTime it runs on.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._heap = []
+        self._timers = {}
+        self._numbers = itertools.count()
+        self._call = None       # the DelayedCall for the earliest deadline
+        self._call_at = None    # ... and that deadline
+        self._running = False   # in _run: it arms the next DelayedCall itself
+
+    def __len__(self):
+        """How many timers are armed."""
+        return len(self._timers)
+
+    def call_later(self, delay, fire, *args):
+        """
+        Call C{fire(*args)} in C{delay} seconds.  Returns a handle for
+        L{cancel}.
+        """
+        when = self.clock.seconds() + delay
+        number = next(self._numbers)
+        self._timers[number] = (fire, args)
+        heapq.heappush(self._heap, (when, number))
+        if not self._running and (self._call_at is None or when < self._call_at):
+            self._arm(when)
+        return number
+
+    def cancel(self, handle):
+        """Stop the timer C{handle}; nothing happens when it already fired or stopped."""
+        if self._timers.pop(handle, None) is None:
+            return
+        if not self._timers:
+            self._heap = []
+            if self._call is not None and not self._running:
+                self._call.cancel()
+                self._call = self._call_at = None
+        elif len(self._heap) > 64 and len(self._heap) > 2 * len(self._timers):
+            # Mostly stopped timers: keep the live ones only.
+            timers = self._timers
+            self._heap = [entry for entry in self._heap if entry[1] in timers]
+            heapq.heapify(self._heap)
+
+    def active(self, handle):
+        """Whether the timer C{handle} is armed."""
+        return handle in self._timers
+
+    def scheduled(self):
+        """The deadlines of the armed timers, earliest first."""
+        timers = self._timers
+        return sorted(when for when, number in self._heap if number in timers)
+
+    def _arm(self, when):
+        if self._call is not None:
+            self._call.cancel()
+        self._call_at = when
+        self._call = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._run)
+
+    def _run(self):
+        self._call = self._call_at = None
+        self._running = True
+        heap = self._heap
+        timers = self._timers
+        try:
+            # A deadline computed as now + delay by us and by the reactor can
+            # differ in the last bit: what is due within a nanosecond is due.
+            now = self.clock.seconds() + 1e-9
+            while heap and heap[0][0] <= now:
+                entry = timers.pop(heapq.heappop(heap)[1], None)
+                if entry is None:
+                    continue  # stopped
+                try:
+                    entry[0](*entry[1])
+                except Exception:
+                    # As the reactor does for a failing DelayedCall: logged,
+                    # and the other timers still fire.
+                    self.log.failure("transaction timer {fire!r} failed", fire=entry[0])
+                heap = self._heap  # compacted by a cancel meanwhile
+            while heap and heap[0][1] not in timers:
+                heapq.heappop(heap)
+        finally:
+            self._running = False
+        if heap:
+            self._arm(heap[0][0])
+        elif not timers:
+            self._heap = []
