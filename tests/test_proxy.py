@@ -1977,8 +1977,45 @@ def test_numeric_hosts_are_classified_once_and_bounded(monkeypatch):
     monkeypatch.setattr(forwarding, "_NUMERIC", {})
     monkeypatch.setattr(forwarding, "_NUMERIC_SIZE", 3)
     cases = [("192.0.2.1", True), ("2001:db8::1", True), ("proxy.example.com", False),
-             ("256.1.1.1", False), ("1.2.3", False), ("fe80::1::2", False), ("10.0.0.255", True)]
+             ("256.1.1.1", False), ("1.2.3", False), ("fe80::1::2", False), ("10.0.0.255", True),
+             ("mx.a.b.c", False), ("0001.2.3.4", False), ("1.2.3.04", True)]
     for _ in range(2):
         for host, numeric in cases:
             assert forwarding.is_numeric(host) is numeric, host
             assert len(forwarding._NUMERIC) <= 3
+
+
+@pytest.mark.parametrize("method", ["INVITE", "ACK"])
+def test_a_stateless_forward_that_cannot_be_sent_is_logged_not_answered(method):
+    # RFC 3261 16.11: no state, so no next address and no answer of our own
+    # for a transport error: the node says so in its log, once.
+    from twisted.logger import globalLogPublisher
+    node = Node(stateless=True)
+    failing_writes(node, UAS1)
+    request = invite("sip:bob@127.0.0.1:5071", method)
+    if method == "ACK":
+        request = request.replace(b"To: Bob <sip:bob@example.test>",
+                                  b"To: Bob <sip:bob@example.test>;tag=b1")
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        node.send(request)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert node.out() == []
+    said = [e for e in events if e.get("log_format", "").startswith("stateless forward failed")]
+    assert len(said) == 1
+    assert said[0]["log_namespace"] == "sipcluster.proxy.stateless.StatelessProxy"
+    assert said[0]["why"] == "UDP send to udp:127.0.0.1:5071 failed"
+
+
+def test_a_host_is_classified_once(monkeypatch):
+    from sipcluster.proxy import forwarding
+    monkeypatch.setattr(forwarding, "_NUMERIC", {})
+    asked = []
+    real = forwarding._is_numeric
+    monkeypatch.setattr(forwarding, "_is_numeric", lambda host: asked.append(host) or real(host))
+    for _ in range(3):
+        assert forwarding.is_numeric("192.0.2.7") is True
+        assert forwarding.is_numeric("gw.example.com") is False
+    assert asked == ["192.0.2.7", "gw.example.com"]

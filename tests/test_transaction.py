@@ -1269,7 +1269,9 @@ def test_timer_heap_a_failing_timer_is_logged_and_the_others_fire():
     globalLogPublisher.addObserver(events.append)
     try:
         fired = []
-        heap.call_later(1.0, lambda: 1 / 0)
+        def failing():
+            return 1 / 0
+        heap.call_later(1.0, failing)
         heap.call_later(1.0, fired.append, "after")
         clock.advance(1.0)
     finally:
@@ -1277,6 +1279,9 @@ def test_timer_heap_a_failing_timer_is_logged_and_the_others_fire():
     assert fired == ["after"]
     failures = [e for e in events if e.get("log_failure") is not None]
     assert len(failures) == 1 and failures[0]["log_failure"].check(ZeroDivisionError)
+    assert failures[0]["log_format"] == "transaction timer {fire!r} failed"
+    assert failures[0]["fire"] is failing
+    assert failures[0]["log_namespace"] == "sipcluster.transaction.timers.TimerHeap"
 
 
 def test_timer_heap_compacts_stopped_timers_and_keeps_the_live_ones():
@@ -1290,3 +1295,29 @@ def test_timer_heap_compacts_stopped_timers_and_keeps_the_live_ones():
     clock.advance(2.0)
     assert fired == [297, 298, 299]
     assert clock.getDelayedCalls() == []
+
+
+def test_timer_heap_stopped_pairs_never_outnumber_twice_the_live_timers_past_64():
+    clock, heap = _heap()
+    handles = [heap.call_later(1.0 + n, lambda: None) for n in range(200)]
+    for handle in handles:
+        heap.cancel(handle)
+        assert len(heap._heap) <= max(64, 2 * len(heap))
+    assert heap._heap == [] and clock.getDelayedCalls() == []
+    handles = [heap.call_later(1.0, lambda: None) for n in range(65)]
+    for handle in handles[:33]:
+        heap.cancel(handle)
+    assert len(heap._heap) == len(heap) == 32
+
+
+def test_timer_heap_a_timer_due_at_the_wake_up_fires_then():
+    # A deadline the reactor's timer reaches exactly.
+    clock, heap = _heap()
+    fired = []
+    clock.advance(0.1)
+    heap.call_later(0.7, fired.append, "a")
+    heap.call_later(0.2, fired.append, "b")
+    clock.advance(0.2)
+    assert fired == ["b"]
+    clock.advance(0.5)
+    assert fired == ["b", "a"]

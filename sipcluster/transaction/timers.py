@@ -115,7 +115,7 @@ class TimerHeap:
             return
         if not self._timers:
             self._heap = []
-            if self._call is not None and not self._running:
+            if self._call is not None:  # (None while _run runs)
                 self._call.cancel()
                 self._call = self._call_at = None
         elif len(self._heap) > 64 and len(self._heap) > 2 * len(self._timers):
@@ -145,9 +145,7 @@ class TimerHeap:
         heap = self._heap
         timers = self._timers
         try:
-            # A deadline computed as now + delay by us and by the reactor can
-            # differ in the last bit: what is due within a nanosecond is due.
-            now = self.clock.seconds() + 1e-9
+            now = self.clock.seconds()
             while heap and heap[0][0] <= now:
                 entry = timers.pop(heapq.heappop(heap)[1], None)
                 if entry is None:
@@ -164,6 +162,6 @@ class TimerHeap:
         finally:
             self._running = False
         if heap:
+            # (Woken a last bit before a deadline, by rounding, it comes
+            # back for it at once.)
             self._arm(heap[0][0])
-        elif not timers:
-            self._heap = []
