@@ -1,6 +1,7 @@
 """sipcluster.policy.auth: digest challenges and their answers, on a whole node in memory."""
 
 import json
+import os
 
 import pytest
 from twisted.internet.task import Clock
@@ -178,6 +179,23 @@ def test_a_tampered_nonce_is_refused(node):
     assert node.stage.stats["forged"] == 1
 
 
+@pytest.mark.parametrize("qop, nc", [(None, None), (None, "00000001"), ("auth", "not-hex")])
+def test_an_answer_without_qop_or_with_a_bad_nonce_count_is_challenged_again(node, qop, nc):
+    # RFC 7616 3.4: qop is required, it carries the nonce count replays are
+    # found by; an RFC 2069 answer (right password, no qop) is no pass, nor
+    # one whose count is no number (the response computed with it).
+    challenge = node.challenge()
+    value = challenge.values("www-authenticate")[1]
+    creds = credentials(value, "REGISTER", "sip:example.test", "alice", PASSWORDS["alice"],
+                        qop=qop, nc=nc or 1)
+    if qop is None and nc is not None:
+        creds += ", nc=%s" % nc  # a count without qop
+    answer = node.final(message(extra=[("Authorization", creds)]))
+    assert answer.status == 401 and answer.has("www-authenticate")
+    assert node.stage.stats["accepted"] == 0
+    assert node.h.node.location.lookup("sip:alice@example.test") == []
+
+
 def test_registering_someone_elses_aor_is_403(node):
     challenge = node.challenge(frm="sip:bob@example.test")
     value = challenge.values("www-authenticate")[1]
@@ -293,6 +311,56 @@ def test_store_users_follow_changes():
     store.delete(user_key("/sc", "alice"))
     clock.advance(0.01)
     assert users.lookup("alice") is None and users.lookup("mallory") is None
+
+
+def test_a_nonce_secret_changed_in_the_store_is_taken_by_every_node():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = authmod.ClusterSecret(store=store), authmod.ClusterSecret(store=store)
+    a.start(), b.start()
+    clock.advance(0.1)
+    before = authmod.make_nonce(a.key, "example.test", 100.0)
+    store.put(a.store_key, b"a-new-secret-put-by-hand")
+    clock.advance(0.1)
+    assert a.key == b.key == b"a-new-secret-put-by-hand"
+    assert authmod.nonce_issued(b.key, "example.test", before) is None
+    after = authmod.make_nonce(a.key, "example.test", 100.0)
+    assert authmod.nonce_issued(b.key, "example.test", after) == 100.0
+
+
+def test_store_users_already_in_the_store_are_there_at_start():
+    clock = Clock()
+    store = MemoryStore(clock)
+    record = make_record("alice", "example.test", "x")
+    store.put(user_key("/sc", "alice"), json.dumps(record).encode())
+    store.put(user_key("/sc", "mallory"), b"not json")
+    store.put(user_key("/sc", "trudy"), json.dumps({"realm": "example.test"}).encode())
+    clock.advance(0.01)
+    users = StoreUsers(store, "/sc")
+    users.start()
+    clock.advance(0.01)
+    assert users.ready
+    assert users.lookup("alice") == record
+    assert users.lookup("mallory") is None and users.lookup("trudy") is None
+
+
+@pytest.mark.parametrize("broken", [
+    "{", "[]", '{"alice": "x"}', '{"alice": {"realm": "example.test"}}',
+    '{"alice": {"realm": "example.test", "ha1": {"MD5": 5}}}', None])
+def test_a_users_file_broken_by_hand_keeps_the_users_read_before(tmp_path, node, broken):
+    path = node.h.config.auth.users_file
+    if broken is None:
+        os.remove(path)
+    else:
+        with open(path, "w") as f:
+            f.write(broken)
+    node.h.advance(1.1)
+    assert node.register()[0].status == 200
+    assert node.register(user="bob")[0].status == 200
+    # and the file is still followed: mended, it is read again.
+    write_users_file(path, {"alice": make_record("alice", "example.test", "a-new-Passw0rd-here")})
+    node.h.advance(1.1)
+    assert node.register(password="a-new-Passw0rd-here")[0].status == 200
 
 
 def test_not_ready_is_503_never_a_pass(node):
