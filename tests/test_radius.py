@@ -273,3 +273,36 @@ def test_a_single_node_with_accounting_follows_its_dialogs_for_their_expiry(tmp_
     assert h.node.radius_accounting.dialog_expired in h.node.dialogs.on_end
     names = [s.name for s in h.node.pipeline.dialog]
     assert names.index("radius-accounting") < names.index("dialogs")  # sees records before they go
+
+
+# -- what the configuration refuses ---------------------------------------------
+
+@pytest.mark.parametrize("data, expected", [
+    ({"auth": {"enabled": True, "verify": "radius", "algorithms": ["MD5"]}},
+     'radius.servers: expected at least one server with auth.verify = "radius"'),
+    ({"auth": {"enabled": True, "verify": "radius"}, "radius": {"servers": ["127.0.0.1:1812"]}},
+     'auth.algorithms: expected ["MD5"] with auth.verify = "radius"'),
+    ({"radius": {"servers": ["127.0.0.1"]}},
+     'expected "host:port", e.g. "127.0.0.1:1812", got "127.0.0.1"'),
+    ({"radius": {"accounting_servers": ["127.0.0.1:99999"]}}, 'got "127.0.0.1:99999"'),
+    ({"radius": {"accounting_servers": ["127.0.0.1:1813"]}},
+     "radius.accounting_spool: expected a directory"),
+    ({"radius": {"accounting_servers": ["127.0.0.1:1813"], "accounting_spool": "/nonexistent/spool"}},
+     'radius.accounting_spool: expected a writable directory, got "/nonexistent/spool"'),
+    ({"radius": {"accounting_servers": ["127.0.0.1:1813"], "accounting_spool": "FILE"}},
+     "radius.accounting_spool: expected a writable directory"),
+    ({"node": {"mode": "stateless"},
+      "radius": {"accounting_servers": ["127.0.0.1:1813"], "accounting_spool": "SPOOL"}},
+     'radius.accounting_servers: needs node.mode = "stateful"'),
+])
+def test_config_refuses_radius_settings_that_cannot_work(tmp_path, data, expected):
+    from sipcluster import config
+    radius = data.get("radius", {})
+    if radius.get("accounting_spool") == "SPOOL":
+        radius["accounting_spool"] = str(tmp_path)
+    elif radius.get("accounting_spool") == "FILE":
+        radius["accounting_spool"] = str(tmp_path / "a-file")
+        (tmp_path / "a-file").write_text("")
+    with pytest.raises(config.ConfigError) as e:
+        config.build(data, "n.toml")
+    assert expected in str(e.value)
