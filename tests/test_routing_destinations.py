@@ -616,6 +616,8 @@ SET_ERRORS = [
      'routing.sets.gw.destinations: expected at least one destination'),
     ('[routing.sets.gw]\ndestinations = ["mailto:a"]\n',
      'routing.sets.gw.destinations[0].uri: expected a sip: or sips: URI, got "mailto:a"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a b"]\n',
+     'routing.sets.gw.destinations[0].uri: expected a sip: or sips: URI, got "sip:a b"'),
     ('[routing.sets.gw]\ndestinations = [5]\n',
      'routing.sets.gw.destinations[0]: expected a URI or a table with uri (and weight, priority, max_load), got 5'),
     ('[routing.sets.gw]\ndestinations = [{uri = "sip:a", weight = 0}]\n',

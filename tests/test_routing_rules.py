@@ -296,6 +296,8 @@ RULE_ERRORS = [
      'routing.rules[0].transport: expected udp, tcp, tls, ws or wss, got "sctp"'),
     ('[[routing.rules]]\nuri = 5\n',
      'routing.rules[0].uri: expected a sip: or sips: URI, got 5'),
+    ('[[routing.rules]]\nuri = "sip:bob@"\n',
+     'routing.rules[0].uri: expected a sip: or sips: URI, got "sip:bob@"'),
     ('[[routing.rules]]\nuser_regex = 5\nreject = 403\n',
      'routing.rules[0].user_regex: expected a regular expression, got 5'),
     ('[[routing.rules]]\nreject = 403\nreason = 5\n',
