@@ -236,6 +236,22 @@ def test_invite_from_our_domain_gets_407_then_goes_out_without_our_credentials(n
     assert forwarded.values("proxy-authorization") == [theirs]
 
 
+def test_credentials_we_cannot_read_are_not_ours_and_go_on_as_written(node):
+    # Another hop's scheme (RFC 7235 token68, "Negotiate"...) does not parse
+    # as name=value parameters: it is no answer to our challenge, and not
+    # ours to remove.
+    out = invite_with(node, [])
+    (challenge,) = [m for m, a in out if a == PHONE and m.status >= 200]
+    value = challenge.values("proxy-authenticate")[0]
+    ours = credentials(value, "INVITE", "sip:carol@192.0.2.9:5060", "alice", PASSWORDS["alice"])
+    unreadable = "Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnagMDAu"
+    out = invite_with(node, [("Proxy-Authorization", unreadable)])
+    assert [m.status for m, a in out if a == PHONE and m.status >= 200] == [407]
+    out = invite_with(node, [("Proxy-Authorization", unreadable), ("Proxy-Authorization", ours)])
+    (forwarded,) = [m for m, a in out if a == FOREIGN]
+    assert forwarded.values("proxy-authorization") == [unreadable]
+
+
 def test_sending_as_someone_else_is_403(node):
     out = invite_with(node, [])
     (challenge,) = [m for m, a in out if a == PHONE and m.status >= 200]
@@ -388,6 +404,20 @@ def test_config_needs_a_source_of_users_and_known_algorithms():
     with pytest.raises(ConfigError) as e:
         NodeHarness({"auth": {"enabled": True, "users_file": "/nonexistent/users.json"}})
     assert "auth.users_file: cannot read /nonexistent/users.json" in str(e.value)
+
+
+def test_algorithms_are_written_any_case_once_each_and_at_least_one(monkeypatch):
+    cfg = config.build({"auth": {"algorithms": ["sha-256", "MD5", "SHA-256"]}}, "n.toml")
+    assert cfg.auth.algorithms == ["SHA-256", "MD5"]
+    with pytest.raises(ConfigError) as e:
+        config.build({"auth": {"algorithms": []}}, "n.toml")
+    assert "auth.algorithms: expected at least one algorithm" in str(e.value)
+    # An OpenSSL built without SHA-512/256 (FIPS builds, some distributions).
+    from sipcluster.policy import digest
+    monkeypatch.setitem(digest._HASHLIB_NAMES, "SHA-512-256", "no-such-hash")
+    with pytest.raises(ConfigError) as e:
+        config.build({"auth": {"algorithms": ["SHA-512-256"]}}, "n.toml")
+    assert "auth.algorithms: SHA-512-256 is not available in this Python's OpenSSL" in str(e.value)
 
 
 def test_the_shipped_example_is_what_the_issue_asks_for():
