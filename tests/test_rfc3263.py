@@ -477,6 +477,7 @@ def test_parse_server():
     assert parse_server("127.0.0.1:5399") == ("127.0.0.1", 5399)
     assert parse_server("192.0.2.1") == ("192.0.2.1", 53)
     assert parse_server("[::1]:5353") == ("::1", 5353)
+    assert parse_server("[::1]") == ("::1", 53)
     assert parse_server("::1") == ("::1", 53)
     for bad in ("dns.example.test:53", "127.0.0.1:0", "127.0.0.1:x", "[::1]x"):
         with pytest.raises(ValueError):

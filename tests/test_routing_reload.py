@@ -85,6 +85,21 @@ def test_a_faulty_file_keeps_the_old_configuration_with_one_line(node, log_lines
     assert [a for a, _ in invites(node, node.out())] == [D1]  # the old rules
 
 
+def test_a_reload_may_bring_in_a_new_set(node):
+    node.path.write_text(SECOND + '''
+[[routing.rules]]
+domain = "new.test"
+set = "new"
+[routing.sets.new]
+destinations = ["sip:127.0.0.1:5074"]
+''')
+    assert node.h.node.routing_reload.reload()
+    node.send(invite("sip:bob@new.test", branch="z9hG4bKnew"))
+    assert [a for a, _ in invites(node, node.out())] == [("127.0.0.1", 5074)]
+    call(node, 2)
+    assert [a for a, _ in invites(node, node.out())] == [D2]
+
+
 def test_probes_follow_the_new_sets(node):
     node.path.write_text(SECOND + "probe_interval_s = 1\n")
     assert node.h.node.routing_reload.reload()
