@@ -295,3 +295,23 @@ def test_udp_send_never_looks_a_name_up_and_counts_what_fails():
     finally:
         sender.close()
         receiver.close()
+
+
+# -- addresses and listeners ------------------------------------------------------
+
+def test_an_advertised_name_without_port_keeps_the_listening_port():
+    h = Harness(port=5070, advertise="sip.example.test")
+    assert h.layer.sent_by("udp") == ("sip.example.test", 5070)
+    assert h.layer.sent_by_text("udp") == "udp:sip.example.test:5070"
+    assert h.layer.is_local("sip.example.test", 5070)
+    assert not h.layer.is_local("sip.example.test", 5071)
+
+
+def test_a_udp_peer_with_no_udp_listener_fails_to_send():
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportError, TransportLayer
+    layer = TransportLayer(Clock(), [ListenAddress("tcp", "127.0.0.1", 5060)])
+    failures = []
+    layer.send_data(OK, Peer("udp", "127.0.0.1", 5070)).addErrback(failures.append)
+    (failure,) = failures
+    assert failure.check(TransportError) and failure.getErrorMessage() == "no UDP listener"
