@@ -217,6 +217,17 @@ def test_too_large():
     assert e.value.status == 513
 
 
+def test_too_large_and_unreadable_is_too_large_with_no_message_to_answer():
+    # 513 is answered only when the head can be read (RFC 3261 21.5.7);
+    # oversize garbage is still MessageTooLarge, not a parse error.
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(INVITE, max_size=100)
+    assert e.value.message is not None and e.value.message.method == "INVITE"
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(b"\x00 not SIP\r\n" * 20, max_size=100)
+    assert e.value.message is None
+
+
 def test_leading_crlf_and_bare_lf():
     assert parse_message(b"\r\n\r\n" + INVITE).method == "INVITE"
     msg = parse_message(REGISTER.replace(b"\r\n", b"\n") + b"x")
