@@ -170,6 +170,23 @@ def test_tcp_connection_limit():
     assert layer.stats["refused_connections"] == 1
 
 
+def test_tcp_connection_limit_holds_for_connections_out_too():
+    from twisted.internet.error import ConnectError
+    from twisted.internet.testing import MemoryReactorClock
+    reactor = MemoryReactorClock()
+    table = ConnectionTable(FakeLayer(), reactor, 60, 2, 65535)
+    connect(table, port=1)
+    proto, _ = connect(table, port=2)
+    failures = []
+    table.connect(Peer("tcp", "127.0.0.9", 5070)).addErrback(failures.append)
+    (failure,) = failures
+    assert failure.check(ConnectError) and reactor.tcpClients == []
+    # An open connection is still reused at the limit.
+    reused = []
+    table.connect(Peer("tcp", "127.0.0.1", 2)).addCallback(reused.append)
+    assert reused == [proto]
+
+
 def test_response_over_the_request_connection():
     h = Harness()
     h.layer.receiver = Receiver()
