@@ -245,6 +245,22 @@ def test_challenges_are_aggregated(node):
     assert [v for k, v in final.items() if k.lower() == "proxy-authenticate"] == ['Digest realm="b", nonce="2"']
 
 
+def test_challenges_are_aggregated_once_each_and_only_from_401_and_407(node):
+    uas3 = ("127.0.0.1", 5073)
+    node.bind("bob", (UAS1, 1.0), (UAS2, 1.0), (uas3, 1.0))
+    node.send(invite("sip:bob@example.test", "MESSAGE"))
+    sent = node.out()
+    (b1,), (b2,), (b3,) = node.to(UAS1, sent), node.to(UAS2, sent), node.to(uas3, sent)
+    same = 'Digest realm="a", nonce="1"'
+    node.send(reply(b1, 401, extra=[("WWW-Authenticate", same)]), UAS1)
+    node.send(reply(b2, 401, "t2", extra=[("WWW-Authenticate", same)]), UAS2)
+    # A challenge on another status is no challenge (RFC 3261 16.7 step 7).
+    node.send(reply(b3, 486, "t3", extra=[("WWW-Authenticate", 'Digest realm="c", nonce="3"')]), uas3)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 401
+    assert [v for k, v in final.items() if k.lower() == "www-authenticate"] == [same]
+
+
 def test_cancel_before_answer(node):
     fwd = ringing(node)
     node.send(invite(method="CANCEL"))
