@@ -306,3 +306,29 @@ def test_config_refuses_radius_settings_that_cannot_work(tmp_path, data, expecte
     with pytest.raises(config.ConfigError) as e:
         config.build(data, "n.toml")
     assert expected in str(e.value)
+
+
+def test_short_or_undecodable_datagrams_are_not_answers():
+    reactor, c = client()
+    results = []
+    c.send(c.auth_packet(User_Name="alice")).addCallback(results.append)
+    (data, _), = sent(reactor)
+    c.datagramReceived(b"\x02", PRIMARY)
+    # The id of the request asked, a length no packet has.
+    c.datagramReceived(b"\x02" + data[1:2] + b"\x00\x05" + b"\x00" * 16, PRIMARY)
+    assert results == [] and c.stats["answered"] == 0
+    c.datagramReceived(answer(c, data), PRIMARY)
+    assert [r.code for r in results] == [packet.AccessAccept]
+
+
+def test_the_spool_passes_over_other_files_and_records_it_cannot_read(tmp_path):
+    from sipcluster.policy.radius import AccountingSpool
+    reactor = Reactor()
+    spool = AccountingSpool(str(tmp_path), reactor, in_thread=lambda f, *a: _done(f(*a)))
+    name = spool.add({"status": "Start", "call_id": "call-1"})
+    (tmp_path / "notes.txt").write_text('{"status": "Stop", "call_id": "not a record"}')
+    (tmp_path / "0000000000000000001-stop.acct").write_bytes(b"{ half a rec")
+    assert spool.waiting() == [(name, {"status": "Start", "call_id": "call-1"})]
+    spool.remove(name)
+    spool.remove(name)  # already gone: nothing to do
+    assert sorted(os.listdir(tmp_path)) == ["0000000000000000001-stop.acct", "notes.txt"]
