@@ -888,6 +888,27 @@ def test_a_set_whose_destinations_all_failed_falls_back_to_its_fallback_set():
     assert [a for a, _ in where(node, node.out())] == [D3]
 
 
+def test_a_spent_set_whose_fallback_set_is_down_too_answers_with_what_it_heard():
+    node = Node(settings={"routing": {"rules": [{"domain": "lb.test", "set": "a"}], "sets": {
+        "a": {"destinations": [URIS[0]], "fallback": "b"}, "b": {"destinations": [URIS[2]]}}}})
+    node.h.node.destinations["b"].destinations[0].up = False
+    call(node, 1)
+    ((addr, first),) = where(node, node.out())
+    assert addr == D1
+    from twisted.logger import globalLogPublisher
+    failures = []
+    observer = lambda event: failures.append(event) if "log_failure" in event else None  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        node.send(reply(first, 503), D1)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    out = node.out()
+    # No new branch, no traceback in the log: the caller hears what D1 said.
+    assert where(node, out) == [] and finals(node, out) == [500]
+    assert failures == []
+
+
 def test_failover_never_tries_the_same_destination_twice():
     node = lb(algorithm="hash")
     call(node, 1)
