@@ -497,6 +497,13 @@ def test_bad_alias_is_ignored():
         assert parse_alias(bad) is None
 
 
+def test_a_request_uri_with_a_bad_alias_goes_where_it_says_untouched():
+    node = Node()
+    node.send(invite("sip:alice@192.168.1.20:5060;alias=host~40123~udp"))
+    fwd, = [m for m, a in node.out() if a == ("192.168.1.20", 5060)]
+    assert str(fwd.uri) == "sip:alice@192.168.1.20:5060;alias=host~40123~udp"
+
+
 def test_calls_being_set_up_are_counted_until_their_final_response(node):
     """C{proxy.setups}: what call admission counts besides confirmed dialogs."""
     node.send(invite())
