@@ -157,7 +157,7 @@ def test_a_stale_nonce_with_a_wrong_password_is_not_called_stale(node):
     assert all("stale" not in challenge_params(v) for v in answer.values("www-authenticate"))
 
 
-@pytest.mark.parametrize("nonce", ["forged", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+@pytest.mark.parametrize("nonce", ["forged", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "not base64!"])
 def test_a_forged_nonce_is_refused(node, nonce):
     challenge = node.challenge()
     value = challenge.values("www-authenticate")[1]
@@ -194,6 +194,21 @@ def test_an_answer_without_qop_or_with_a_bad_nonce_count_is_challenged_again(nod
     assert answer.status == 401 and answer.has("www-authenticate")
     assert node.stage.stats["accepted"] == 0
     assert node.h.node.location.lookup("sip:alice@example.test") == []
+
+
+@pytest.mark.parametrize("old, new", [
+    ("algorithm=SHA-256", "algorithm=SHA-1"),  # not offered
+    ('username="alice", ', ""),
+    (', uri="sip:example.test"', ""),
+    (', response="', ', answer="')])
+def test_an_answer_short_of_what_it_needs_is_challenged_again_not_called_wrong(node, old, new):
+    challenge = node.challenge()
+    value = challenge.values("www-authenticate")[1]
+    creds = credentials(value, "REGISTER", "sip:example.test", "alice", PASSWORDS["alice"])
+    assert old in creds
+    answer = node.final(message(extra=[("Authorization", creds.replace(old, new))]))
+    assert answer.status == 401 and answer.has("www-authenticate")
+    assert node.stage.stats["challenged"] == 2 and node.stage.stats["wrong"] == 0
 
 
 def test_registering_someone_elses_aor_is_403(node):
