@@ -30,6 +30,27 @@ def test_children_stop_one_after_the_other_last_started_first():
     assert events[-1] == "store down" and done.called
 
 
+def test_a_child_failing_to_stop_is_logged_and_the_others_still_stop():
+    from twisted.logger import globalLogPublisher
+    events, failures = [], []
+    top = OrderedServices()
+    Lifecycle("store", None, lambda: events.append("store down")).setServiceParent(top)
+
+    def broken():
+        raise RuntimeError("socket already gone")
+    Lifecycle("transport", None, broken).setServiceParent(top)
+    top.startService()
+    observer = lambda e: failures.append(e) if "log_failure" in e else None  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        done = top.stopService()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert events == ["store down"] and done.called and not top.running
+    (failure,) = failures
+    assert failure["name"] == "transport" and failure["log_failure"].check(RuntimeError)
+
+
 def test_a_follower_retries_until_the_store_answers_and_stops_retrying_when_stopped():
     clock = Clock()
     attempts = []
