@@ -100,6 +100,17 @@ destinations = ["sip:127.0.0.1:5074"]
     assert [a for a, _ in invites(node, node.out())] == [D2]
 
 
+def test_a_stateless_node_reloads_too(tmp_path):
+    node = Node(stateless=True, settings={"routing": FIRST})
+    assert node.h.node.probes is None  # nothing probes without transactions
+    path = tmp_path / "node.toml"
+    node.h.node.routing_reload.path = str(path)
+    path.write_text(SECOND)
+    assert node.h.node.routing_reload.reload()
+    call(node, 1, user="mallory")
+    assert [m.status for m in node.to(UAC, node.out()) if m.status >= 200] == [403]
+
+
 def test_probes_follow_the_new_sets(node):
     node.path.write_text(SECOND + "probe_interval_s = 1\n")
     assert node.h.node.routing_reload.reload()
