@@ -332,3 +332,22 @@ def test_the_spool_passes_over_other_files_and_records_it_cannot_read(tmp_path):
     spool.remove(name)
     spool.remove(name)  # already gone: nothing to do
     assert sorted(os.listdir(tmp_path)) == ["0000000000000000001-stop.acct", "notes.txt"]
+
+
+def test_an_expired_dialog_is_forgotten_so_a_late_bye_adds_no_session_time(tmp_path):
+    reactor, c, stage = accounting(tmp_path)
+    invite, ok, bye = call()
+    stage.dialog_confirmed(invite, ok)
+    (data, _), = sent(reactor)
+    c.datagramReceived(acct_answer(data)[0], PRIMARY)
+    reactor.advance(100)
+    stage.dialog_expired({"state": "expired", "call_id": "call-1", "from": "sip:alice@example.test",
+                          "to": "sip:bob@example.test", "duration": 100})
+    (data, _), = sent(reactor)
+    reply, stop = acct_answer(data)
+    assert stop["Acct-Session-Time"] == [100] and stop["Acct-Terminate-Cause"] == [5]
+    c.datagramReceived(reply, PRIMARY)
+    reactor.advance(5)
+    stage.dialog_ended(bye, ok)  # the BYE after all: its Stop bills nothing more
+    (data, _), = sent(reactor)
+    assert acct_answer(data)[1]["Acct-Session-Time"] == [0]
