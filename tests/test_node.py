@@ -110,3 +110,15 @@ def test_registrar_disabled_leaves_it_out_of_the_pipeline():
                       MemoryReactorClock())
     assert node.registrar is None and node.transactions is None
     assert [s.name for s in node.pipeline.stages] == ["local", "location", "request-uri"]
+
+
+def test_the_load_a_node_publishes_is_its_transactions_and_zero_when_stateless():
+    from tests.harness import NodeHarness
+    from tests.test_proxy import invite
+    stateless = NodeHarness({"node": {"mode": "stateless"}})
+    stateless.receive(invite())
+    assert stateless.node.load() == 0
+    stateful = NodeHarness()
+    assert stateful.node.load() == 0
+    stateful.receive(invite())
+    assert stateful.node.load() == 2  # the caller's server transaction, ours to the next hop
