@@ -332,3 +332,27 @@ def test_a_udp_peer_with_no_udp_listener_fails_to_send():
     layer.send_data(OK, Peer("udp", "127.0.0.1", 5070)).addErrback(failures.append)
     (failure,) = failures
     assert failure.check(TransportError) and failure.getErrorMessage() == "no UDP listener"
+
+
+def test_debug_lines_for_a_request_answered_with_an_error_and_for_what_is_dropped():
+    from twisted.logger import formatEvent, globalLogPublisher
+    lines = []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("sipcluster.transport"):
+            lines.append(formatEvent(event))
+    h = Harness(trace=True)
+    h.layer.receiver = Receiver()
+    globalLogPublisher.addObserver(observe)
+    try:
+        h.receive(INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: x INVITE"), ("127.0.0.1", 5080))
+        h.receive(b"\x00\x01garbage", ("127.0.0.1", 5081))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert [m.status for m, _ in h.sent()] == [400]
+    inbound, outbound, dropped = lines
+    # The CSeq that does not parse is a "-", not a second error.
+    assert inbound.startswith("in INVITE call-id=a84b4c76e66710@pc33.atlanta.example.com cseq=- ")
+    assert "127.0.0.1:5080 -> udp:127.0.0.1:5060" in inbound
+    assert outbound.startswith("out 400 call-id=a84b4c76e66710@pc33.atlanta.example.com cseq=-")
+    assert dropped.startswith("in dropped udp:127.0.0.1:5081 -> udp:127.0.0.1:5060: ")
