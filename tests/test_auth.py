@@ -394,6 +394,18 @@ def test_a_users_file_broken_by_hand_keeps_the_users_read_before(tmp_path, node,
     assert node.register(password="a-new-Passw0rd-here")[0].status == 200
 
 
+def test_a_users_file_that_cannot_be_replaced_leaves_no_temporary_file(tmp_path):
+    # HA1s are password equivalents: a failed write must not leave a copy.
+    target = tmp_path / "users.json"
+    target.mkdir()  # a directory where the file should be: the rename fails
+    with pytest.raises(OSError):
+        write_users_file(str(target), {"alice": make_record("alice", "example.test", "x")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json"]
+    with pytest.raises(TypeError):  # not JSON: fails before the rename
+        write_users_file(str(tmp_path / "other.json"), {"alice": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json"]
+
+
 def test_not_ready_is_503_never_a_pass(node):
     node.stage.users = type("Users", (), {"ready": False, "lookup": lambda self, n: None})()
     answer = node.final(message())
