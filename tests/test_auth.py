@@ -519,6 +519,17 @@ def test_a_remote_verifier_is_waited_for_and_its_outage_is_503(node):
     assert [m.status for m, a in node.h.sent() if a == PHONE] == [503]
 
 
+def test_a_remote_verifier_is_not_asked_about_an_answer_that_fails_our_own_checks(node):
+    verifier = node.stage.verifier = FakeVerifier()
+    node.stage.algorithms = ["MD5"]
+    value = node.challenge().values("www-authenticate")[0]
+    for creds in (credentials(value, "REGISTER", "sip:example.test", "alice", "x", qop=None),
+                  credentials(value, "REGISTER", "sip:example.test", "alice", "x", nonce="forged")):
+        answer = node.final(message(extra=[("Authorization", creds)]))
+        assert answer.status == 401 and answer.has("www-authenticate")
+    assert verifier.asked == []
+
+
 def test_the_requires_seam_decides_what_is_challenged(tmp_path):
     # What the routing rules will do: a rule saying "no authentication".
     node = Node(tmp_path)
