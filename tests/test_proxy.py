@@ -143,6 +143,17 @@ def test_rejections(node, data, status):
         assert finals[0].header("Unsupported") == "foo, bar"
 
 
+def test_an_empty_server_header_leaves_our_responses_without_one():
+    node = Node(settings={"sip": {"server_header": ""}})
+    node.send(invite("sip:nobody@example.test"))
+    (final,) = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 404 and not final.has("server")
+    node = Node()
+    node.send(invite("sip:nobody@example.test"))
+    (final,) = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.header("server") == "sipcluster-test"
+
+
 def test_options_to_the_proxy_itself(node):
     node.send(invite("sip:127.0.0.1:5060", "OPTIONS"))
     (resp,) = node.to(UAC, node.out())
