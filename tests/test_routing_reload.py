@@ -111,6 +111,17 @@ def test_a_stateless_node_reloads_too(tmp_path):
     assert [m.status for m in node.to(UAC, node.out()) if m.status >= 200] == [403]
 
 
+def test_the_destination_view_published_to_the_cluster_follows_the_new_sets(node):
+    # In a cluster (store.backend = "etcd") the node publishes its view of
+    # the destinations (routing.destinations.PublishedView); here a stand-in.
+    view = node.h.node.destination_view = type("View", (), {"sets": None})()
+    node.path.write_text(SECOND)
+    assert node.h.node.routing_reload.reload()
+    assert view.sets is node.h.node.destinations
+    assert [str(d.uri) for d in view.sets["lb"].destinations] == [
+        "sip:127.0.0.1:5072", "sip:127.0.0.1:5073"]
+
+
 def test_probes_follow_the_new_sets(node):
     node.path.write_text(SECOND + "probe_interval_s = 1\n")
     assert node.h.node.routing_reload.reload()
