@@ -356,3 +356,55 @@ def test_debug_lines_for_a_request_answered_with_an_error_and_for_what_is_droppe
     assert "127.0.0.1:5080 -> udp:127.0.0.1:5060" in inbound
     assert outbound.startswith("out 400 call-id=a84b4c76e66710@pc33.atlanta.example.com cseq=-")
     assert dropped.startswith("in dropped udp:127.0.0.1:5081 -> udp:127.0.0.1:5060: ")
+
+
+# -- RFC 3263 5: a response whose connection is gone ------------------------------
+
+def _response_over_tcp(via):
+    return make_response(parse_message(REGISTER.replace(
+        b"Via: SIP/2.0/UDP bobspc.biloxi.example.com:5060;branch=z9hG4bKnashds7",
+        b"Via: SIP/2.0/TCP " + via + b";branch=z9hG4bKnashds7")), 200, to_tag="x")
+
+
+def _send_failing_every_connection(layer, reactor, response):
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.logger import formatEvent, globalLogPublisher
+    lines, results, tried = [], [], []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("sipcluster.transport"):
+            lines.append(formatEvent(event))
+    globalLogPublisher.addObserver(observe)
+    try:
+        layer.send_response(response).addCallback(results.append)
+        while reactor.tcpClients:
+            host, port, factory, _, _ = reactor.tcpClients.pop(0)
+            tried.append((host, port))
+            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    return results, tried, lines
+
+
+def test_a_response_to_a_via_name_tries_each_address_then_says_none_took_it():
+    from twisted.internet.testing import MemoryReactorClock
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportLayer
+    from twisted.internet import defer
+
+    class Resolver:
+        def resolve(self, uri, transports):
+            assert (str(uri), transports) == ("sip:phone.example.test;transport=tcp", ("tcp",))
+            return defer.succeed([Peer("tcp", "127.0.0.8", 5070), Peer("tcp", "127.0.0.9", 5070)])
+    reactor = MemoryReactorClock()
+    layer = TransportLayer(reactor, [ListenAddress("tcp", "127.0.0.1", 5060)], resolver=Resolver())
+    results, tried, lines = _send_failing_every_connection(
+        layer, reactor, _response_over_tcp(b"phone.example.test"))
+    assert tried == [("127.0.0.8", 5070), ("127.0.0.9", 5070)] and results == [False]
+    assert layer.stats["send_errors"] == 1
+    assert lines[-1].endswith(": no address of phone.example.test took the response")
+    # A sent-by that is an address is not looked up: its own failure is the reason.
+    results, tried, lines = _send_failing_every_connection(
+        layer, reactor, _response_over_tcp(b"127.0.0.5:5070"))
+    assert tried == [("127.0.0.5", 5070)] and results == [False]
+    assert "cannot connect to" in lines[-1]
