@@ -747,3 +747,11 @@ def test_a_from_line_spelled_otherwise_has_the_same_tag():
             "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-t\n"
             "%s\nTo: <sip:b@example.com>\nCall-ID: t@x\nCSeq: 1 OPTIONS\n\n" % line))
         assert message.from_tag == "c", line
+
+
+def test_the_vias_are_parsed_once_and_again_after_a_change():
+    message = parse_message(REGISTER)
+    vias = message.vias
+    assert message.vias is vias
+    message.push_via(Via.parse("SIP/2.0/UDP proxy.example.test;branch=z9hG4bKp1"))
+    assert [v.host for v in message.vias] == ["proxy.example.test"] + [v.host for v in vias]
