@@ -408,3 +408,20 @@ def test_a_response_to_a_via_name_tries_each_address_then_says_none_took_it():
         layer, reactor, _response_over_tcp(b"127.0.0.5:5070"))
     assert tried == [("127.0.0.5", 5070)] and results == [False]
     assert "cannot connect to" in lines[-1]
+
+
+@pytest.mark.parametrize("listen, bind", [
+    (["tcp:0.0.0.0:5060"], None),  # any address: the kernel picks the source
+    (["tcp:127.0.0.2:5060", "tcp:127.0.0.3:5070"], ("127.0.0.2", 0)),  # the first one
+])
+def test_connections_out_leave_from_the_first_tcp_listening_address(listen, bind):
+    from twisted.internet.testing import MemoryReactorClock
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportLayer
+    reactor = MemoryReactorClock()
+    addresses = [ListenAddress(*text.split(":")[:2], int(text.split(":")[2])) for text in listen]
+    layer = TransportLayer(reactor, addresses)
+    layer.listen()
+    layer.send_data(b"OPTIONS", Peer("tcp", "127.0.0.9", 5080))
+    (host, port, _, _, bind_address), = reactor.tcpClients
+    assert (host, port, bind_address) == ("127.0.0.9", 5080, bind)
