@@ -351,3 +351,25 @@ def test_an_expired_dialog_is_forgotten_so_a_late_bye_adds_no_session_time(tmp_p
     stage.dialog_ended(bye, ok)  # the BYE after all: its Stop bills nothing more
     (data, _), = sent(reactor)
     assert acct_answer(data)[1]["Acct-Session-Time"] == [0]
+
+
+def test_a_bye_through_another_node_takes_the_start_from_the_shared_dialog_registry(tmp_path):
+    # In a cluster the INVITE may have gone through another node: the
+    # dialog registry (shared through the store) knows when it started.
+    class Registry:
+        on_end = []
+        dialogs = {}
+    registry = Registry()
+    reactor, c = client(servers=(PRIMARY,), retries=0)
+    from sipcluster.policy.radius import AccountingSpool, RadiusAccounting
+    stage = RadiusAccounting(c, AccountingSpool(str(tmp_path), reactor, lambda f, *a: _done(f(*a))),
+                             reactor, "node-b", dialogs=lambda: registry)
+    stage.start()
+    _, ok, bye = call()
+    # The registry's key is the caller's tags; the callee's BYE has them the other way round.
+    registry.dialogs["call-1;a1;b1"] = {"started": 40.0}
+    reactor.advance(100)
+    stage.dialog_ended(bye, ok)
+    (data, _), = sent(reactor)
+    stop = acct_answer(data)[1]
+    assert stop["Acct-Status-Type"] == ["Stop"] and stop["Acct-Session-Time"] == [60]
