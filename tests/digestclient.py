@@ -32,7 +32,7 @@ def credentials(challenge, method, uri, user, password, nc=1, cnonce="0a4f113b",
     nonce = nonce or c["nonce"]
     ha1 = _h(algorithm, "%s:%s:%s" % (user, realm, password))
     ha2 = _h(algorithm, "%s:%s" % (method, uri))
-    ncs = "%08x" % nc
+    ncs = nc if isinstance(nc, str) else "%08x" % nc  # a string: written as it is
     if qop:
         response = _h(algorithm, "%s:%s:%s:%s:%s:%s" % (ha1, nonce, ncs, cnonce, qop, ha2))
         tail = ', qop=%s, nc=%s, cnonce="%s"' % (qop, ncs, cnonce)

@@ -53,6 +53,7 @@ def by_answer(request, candidates):
     return {
         "noset": "nope",
         "mailto": ["mailto:bob@example.test"],
+        "unparseable": ["sip:bob@"],
         "number": [42],
         "empty": [],
         "hop": [Candidate("sip:bob@lb.test", "sip:127.0.0.1:5073", 0.5),

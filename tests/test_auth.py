@@ -1,6 +1,7 @@
 """sipcluster.policy.auth: digest challenges and their answers, on a whole node in memory."""
 
 import json
+import os
 
 import pytest
 from twisted.internet.task import Clock
@@ -156,7 +157,7 @@ def test_a_stale_nonce_with_a_wrong_password_is_not_called_stale(node):
     assert all("stale" not in challenge_params(v) for v in answer.values("www-authenticate"))
 
 
-@pytest.mark.parametrize("nonce", ["forged", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+@pytest.mark.parametrize("nonce", ["forged", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "not base64!"])
 def test_a_forged_nonce_is_refused(node, nonce):
     challenge = node.challenge()
     value = challenge.values("www-authenticate")[1]
@@ -176,6 +177,38 @@ def test_a_tampered_nonce_is_refused(node):
                         nonce=tampered)
     assert node.final(message(extra=[("Authorization", creds)])).status == 401
     assert node.stage.stats["forged"] == 1
+
+
+@pytest.mark.parametrize("qop, nc", [(None, None), (None, "00000001"), ("auth", "not-hex")])
+def test_an_answer_without_qop_or_with_a_bad_nonce_count_is_challenged_again(node, qop, nc):
+    # RFC 7616 3.4: qop is required, it carries the nonce count replays are
+    # found by; an RFC 2069 answer (right password, no qop) is no pass, nor
+    # one whose count is no number (the response computed with it).
+    challenge = node.challenge()
+    value = challenge.values("www-authenticate")[1]
+    creds = credentials(value, "REGISTER", "sip:example.test", "alice", PASSWORDS["alice"],
+                        qop=qop, nc=nc or 1)
+    if qop is None and nc is not None:
+        creds += ", nc=%s" % nc  # a count without qop
+    answer = node.final(message(extra=[("Authorization", creds)]))
+    assert answer.status == 401 and answer.has("www-authenticate")
+    assert node.stage.stats["accepted"] == 0
+    assert node.h.node.location.lookup("sip:alice@example.test") == []
+
+
+@pytest.mark.parametrize("old, new", [
+    ("algorithm=SHA-256", "algorithm=SHA-1"),  # not offered
+    ('username="alice", ', ""),
+    (', uri="sip:example.test"', ""),
+    (', response="', ', answer="')])
+def test_an_answer_short_of_what_it_needs_is_challenged_again_not_called_wrong(node, old, new):
+    challenge = node.challenge()
+    value = challenge.values("www-authenticate")[1]
+    creds = credentials(value, "REGISTER", "sip:example.test", "alice", PASSWORDS["alice"])
+    assert old in creds
+    answer = node.final(message(extra=[("Authorization", creds.replace(old, new))]))
+    assert answer.status == 401 and answer.has("www-authenticate")
+    assert node.stage.stats["challenged"] == 2 and node.stage.stats["wrong"] == 0
 
 
 def test_registering_someone_elses_aor_is_403(node):
@@ -216,6 +249,22 @@ def test_invite_from_our_domain_gets_407_then_goes_out_without_our_credentials(n
     (forwarded,) = [m for m, a in out if a == FOREIGN]
     assert forwarded.method == "INVITE"
     assert forwarded.values("proxy-authorization") == [theirs]
+
+
+def test_credentials_we_cannot_read_are_not_ours_and_go_on_as_written(node):
+    # Another hop's scheme (RFC 7235 token68, "Negotiate"...) does not parse
+    # as name=value parameters: it is no answer to our challenge, and not
+    # ours to remove.
+    out = invite_with(node, [])
+    (challenge,) = [m for m, a in out if a == PHONE and m.status >= 200]
+    value = challenge.values("proxy-authenticate")[0]
+    ours = credentials(value, "INVITE", "sip:carol@192.0.2.9:5060", "alice", PASSWORDS["alice"])
+    unreadable = "Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnagMDAu"
+    out = invite_with(node, [("Proxy-Authorization", unreadable)])
+    assert [m.status for m, a in out if a == PHONE and m.status >= 200] == [407]
+    out = invite_with(node, [("Proxy-Authorization", unreadable), ("Proxy-Authorization", ours)])
+    (forwarded,) = [m for m, a in out if a == FOREIGN]
+    assert forwarded.values("proxy-authorization") == [unreadable]
 
 
 def test_sending_as_someone_else_is_403(node):
@@ -295,6 +344,68 @@ def test_store_users_follow_changes():
     assert users.lookup("alice") is None and users.lookup("mallory") is None
 
 
+def test_a_nonce_secret_changed_in_the_store_is_taken_by_every_node():
+    clock = Clock()
+    store = MemoryStore(clock)
+    a, b = authmod.ClusterSecret(store=store), authmod.ClusterSecret(store=store)
+    a.start(), b.start()
+    clock.advance(0.1)
+    before = authmod.make_nonce(a.key, "example.test", 100.0)
+    store.put(a.store_key, b"a-new-secret-put-by-hand")
+    clock.advance(0.1)
+    assert a.key == b.key == b"a-new-secret-put-by-hand"
+    assert authmod.nonce_issued(b.key, "example.test", before) is None
+    after = authmod.make_nonce(a.key, "example.test", 100.0)
+    assert authmod.nonce_issued(b.key, "example.test", after) == 100.0
+
+
+def test_store_users_already_in_the_store_are_there_at_start():
+    clock = Clock()
+    store = MemoryStore(clock)
+    record = make_record("alice", "example.test", "x")
+    store.put(user_key("/sc", "alice"), json.dumps(record).encode())
+    store.put(user_key("/sc", "mallory"), b"not json")
+    store.put(user_key("/sc", "trudy"), json.dumps({"realm": "example.test"}).encode())
+    clock.advance(0.01)
+    users = StoreUsers(store, "/sc")
+    users.start()
+    clock.advance(0.01)
+    assert users.ready
+    assert users.lookup("alice") == record
+    assert users.lookup("mallory") is None and users.lookup("trudy") is None
+
+
+@pytest.mark.parametrize("broken", [
+    "{", "[]", '{"alice": "x"}', '{"alice": {"realm": "example.test"}}',
+    '{"alice": {"realm": "example.test", "ha1": {"MD5": 5}}}', None])
+def test_a_users_file_broken_by_hand_keeps_the_users_read_before(tmp_path, node, broken):
+    path = node.h.config.auth.users_file
+    if broken is None:
+        os.remove(path)
+    else:
+        with open(path, "w") as f:
+            f.write(broken)
+    node.h.advance(1.1)
+    assert node.register()[0].status == 200
+    assert node.register(user="bob")[0].status == 200
+    # and the file is still followed: mended, it is read again.
+    write_users_file(path, {"alice": make_record("alice", "example.test", "a-new-Passw0rd-here")})
+    node.h.advance(1.1)
+    assert node.register(password="a-new-Passw0rd-here")[0].status == 200
+
+
+def test_a_users_file_that_cannot_be_replaced_leaves_no_temporary_file(tmp_path):
+    # HA1s are password equivalents: a failed write must not leave a copy.
+    target = tmp_path / "users.json"
+    target.mkdir()  # a directory where the file should be: the rename fails
+    with pytest.raises(OSError):
+        write_users_file(str(target), {"alice": make_record("alice", "example.test", "x")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json"]
+    with pytest.raises(TypeError):  # not JSON: fails before the rename
+        write_users_file(str(tmp_path / "other.json"), {"alice": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json"]
+
+
 def test_not_ready_is_503_never_a_pass(node):
     node.stage.users = type("Users", (), {"ready": False, "lookup": lambda self, n: None})()
     answer = node.final(message())
@@ -320,6 +431,20 @@ def test_config_needs_a_source_of_users_and_known_algorithms():
     with pytest.raises(ConfigError) as e:
         NodeHarness({"auth": {"enabled": True, "users_file": "/nonexistent/users.json"}})
     assert "auth.users_file: cannot read /nonexistent/users.json" in str(e.value)
+
+
+def test_algorithms_are_written_any_case_once_each_and_at_least_one(monkeypatch):
+    cfg = config.build({"auth": {"algorithms": ["sha-256", "MD5", "SHA-256"]}}, "n.toml")
+    assert cfg.auth.algorithms == ["SHA-256", "MD5"]
+    with pytest.raises(ConfigError) as e:
+        config.build({"auth": {"algorithms": []}}, "n.toml")
+    assert "auth.algorithms: expected at least one algorithm" in str(e.value)
+    # An OpenSSL built without SHA-512/256 (FIPS builds, some distributions).
+    from sipcluster.policy import digest
+    monkeypatch.setitem(digest._HASHLIB_NAMES, "SHA-512-256", "no-such-hash")
+    with pytest.raises(ConfigError) as e:
+        config.build({"auth": {"algorithms": ["SHA-512-256"]}}, "n.toml")
+    assert "auth.algorithms: SHA-512-256 is not available in this Python's OpenSSL" in str(e.value)
 
 
 def test_the_shipped_example_is_what_the_issue_asks_for():
@@ -392,6 +517,17 @@ def test_a_remote_verifier_is_waited_for_and_its_outage_is_503(node):
     node.send(message(extra=[("Authorization", creds)]))
     verifier.asked[-1][2].errback(RadiusUnavailable())
     assert [m.status for m, a in node.h.sent() if a == PHONE] == [503]
+
+
+def test_a_remote_verifier_is_not_asked_about_an_answer_that_fails_our_own_checks(node):
+    verifier = node.stage.verifier = FakeVerifier()
+    node.stage.algorithms = ["MD5"]
+    value = node.challenge().values("www-authenticate")[0]
+    for creds in (credentials(value, "REGISTER", "sip:example.test", "alice", "x", qop=None),
+                  credentials(value, "REGISTER", "sip:example.test", "alice", "x", nonce="forged")):
+        answer = node.final(message(extra=[("Authorization", creds)]))
+        assert answer.status == 401 and answer.has("www-authenticate")
+    assert verifier.asked == []
 
 
 def test_the_requires_seam_decides_what_is_challenged(tmp_path):

@@ -108,3 +108,21 @@ def test_crlf_keepalive():
     h.clock.advance(30)
     assert h.socket.written == [(b"\r\n\r\n", ("127.0.0.1", 40123))]
     service.stopService()
+
+
+def test_a_node_sends_keepalives_when_configured_and_by_default_removes_no_binding():
+    from tests.harness import NodeHarness
+    h = NodeHarness({"sip": {"domains": ["example.test"]}, "nat": {"keepalive_interval_s": 30}})
+    location = h.node.location
+    location.update("sip:alice@example.test", [
+        Binding("sip:alice@example.test", parse_uri("sip:alice@192.168.1.20:5060"), 3600,
+                received=("udp", "127.0.0.1", 40123))])
+    h.advance(30)
+    sent = [(m.method, a) for m, a in h.sent()]
+    assert sent == [("OPTIONS", ("127.0.0.1", 40123))]
+    h.advance(32.5)  # unanswered (Timer F): nat.keepalive_remove is false
+    assert [str(b.contact) for b in location.lookup("sip:alice@example.test")] == [
+        "sip:alice@192.168.1.20:5060"]
+    h.sent()
+    h.advance(30)  # and is still sent keepalives
+    assert {(m.method, a) for m, a in h.sent()} == {("OPTIONS", ("127.0.0.1", 40123))}

@@ -30,6 +30,27 @@ def test_children_stop_one_after_the_other_last_started_first():
     assert events[-1] == "store down" and done.called
 
 
+def test_a_child_failing_to_stop_is_logged_and_the_others_still_stop():
+    from twisted.logger import globalLogPublisher
+    events, failures = [], []
+    top = OrderedServices()
+    Lifecycle("store", None, lambda: events.append("store down")).setServiceParent(top)
+
+    def broken():
+        raise RuntimeError("socket already gone")
+    Lifecycle("transport", None, broken).setServiceParent(top)
+    top.startService()
+    observer = lambda e: failures.append(e) if "log_failure" in e else None  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        done = top.stopService()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert events == ["store down"] and done.called and not top.running
+    (failure,) = failures
+    assert failure["name"] == "transport" and failure["log_failure"].check(RuntimeError)
+
+
 def test_a_follower_retries_until_the_store_answers_and_stops_retrying_when_stopped():
     clock = Clock()
     attempts = []
@@ -89,3 +110,15 @@ def test_registrar_disabled_leaves_it_out_of_the_pipeline():
                       MemoryReactorClock())
     assert node.registrar is None and node.transactions is None
     assert [s.name for s in node.pipeline.stages] == ["local", "location", "request-uri"]
+
+
+def test_the_load_a_node_publishes_is_its_transactions_and_zero_when_stateless():
+    from tests.harness import NodeHarness
+    from tests.test_proxy import invite
+    stateless = NodeHarness({"node": {"mode": "stateless"}})
+    stateless.receive(invite())
+    assert stateless.node.load() == 0
+    stateful = NodeHarness()
+    assert stateful.node.load() == 0
+    stateful.receive(invite())
+    assert stateful.node.load() == 2  # the caller's server transaction, ours to the next hop

@@ -110,6 +110,22 @@ def test_a_waiting_target_stage_that_passes_hands_on_to_the_next():
     assert log == ["slow", "next"] and chosen == [["t"]]
 
 
+def test_a_target_stage_that_answered_ends_the_walk_silently():
+    from sipcluster.sip.message import make_response
+    log, chosen, answers = [], [], []
+
+    class Answers(Recorder):
+        def targets(self, context):
+            self.log.append(self.name)
+            context.respond(make_response(context.request, 486, "Busy Here", "t1"))
+            return None
+    pl = Pipeline()
+    pl.add(Answers("answers", (p.TARGETS,), log))
+    pl.add(Recorder("never", (p.TARGETS,), log, result=["t"]))
+    pl.select_targets(context(answers), lambda c, t: chosen.append(t), None)
+    assert log == ["answers"] and chosen == [] and answers == [486]
+
+
 def test_no_target_stage_answers_with_an_empty_set():
     chosen = []
     Pipeline().select_targets(context(), lambda c, t: chosen.append(t), None)

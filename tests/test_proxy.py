@@ -143,6 +143,17 @@ def test_rejections(node, data, status):
         assert finals[0].header("Unsupported") == "foo, bar"
 
 
+def test_an_empty_server_header_leaves_our_responses_without_one():
+    node = Node(settings={"sip": {"server_header": ""}})
+    node.send(invite("sip:nobody@example.test"))
+    (final,) = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 404 and not final.has("server")
+    node = Node()
+    node.send(invite("sip:nobody@example.test"))
+    (final,) = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.header("server") == "sipcluster-test"
+
+
 def test_options_to_the_proxy_itself(node):
     node.send(invite("sip:127.0.0.1:5060", "OPTIONS"))
     (resp,) = node.to(UAC, node.out())
@@ -243,6 +254,22 @@ def test_challenges_are_aggregated(node):
     assert final.status in (401, 407)
     assert [v for k, v in final.items() if k.lower() == "www-authenticate"] == ['Digest realm="a", nonce="1"']
     assert [v for k, v in final.items() if k.lower() == "proxy-authenticate"] == ['Digest realm="b", nonce="2"']
+
+
+def test_challenges_are_aggregated_once_each_and_only_from_401_and_407(node):
+    uas3 = ("127.0.0.1", 5073)
+    node.bind("bob", (UAS1, 1.0), (UAS2, 1.0), (uas3, 1.0))
+    node.send(invite("sip:bob@example.test", "MESSAGE"))
+    sent = node.out()
+    (b1,), (b2,), (b3,) = node.to(UAS1, sent), node.to(UAS2, sent), node.to(uas3, sent)
+    same = 'Digest realm="a", nonce="1"'
+    node.send(reply(b1, 401, extra=[("WWW-Authenticate", same)]), UAS1)
+    node.send(reply(b2, 401, "t2", extra=[("WWW-Authenticate", same)]), UAS2)
+    # A challenge on another status is no challenge (RFC 3261 16.7 step 7).
+    node.send(reply(b3, 486, "t3", extra=[("WWW-Authenticate", 'Digest realm="c", nonce="3"')]), uas3)
+    final, = [m for m in node.to(UAC, node.out()) if m.status >= 200]
+    assert final.status == 401
+    assert [v for k, v in final.items() if k.lower() == "www-authenticate"] == [same]
 
 
 def test_cancel_before_answer(node):
@@ -479,6 +506,13 @@ def test_bad_alias_is_ignored():
     assert parse_alias("127.0.0.1~40123~udp") == ("udp", "127.0.0.1", 40123)
     for bad in ["host~1~udp", "127.0.0.1~x~udp", "127.0.0.1~1~sctp", "127.0.0.1~1"]:
         assert parse_alias(bad) is None
+
+
+def test_a_request_uri_with_a_bad_alias_goes_where_it_says_untouched():
+    node = Node()
+    node.send(invite("sip:alice@192.168.1.20:5060;alias=host~40123~udp"))
+    fwd, = [m for m, a in node.out() if a == ("192.168.1.20", 5060)]
+    assert str(fwd.uri) == "sip:alice@192.168.1.20:5060;alias=host~40123~udp"
 
 
 def test_calls_being_set_up_are_counted_until_their_final_response(node):

@@ -273,3 +273,103 @@ def test_a_single_node_with_accounting_follows_its_dialogs_for_their_expiry(tmp_
     assert h.node.radius_accounting.dialog_expired in h.node.dialogs.on_end
     names = [s.name for s in h.node.pipeline.dialog]
     assert names.index("radius-accounting") < names.index("dialogs")  # sees records before they go
+
+
+# -- what the configuration refuses ---------------------------------------------
+
+@pytest.mark.parametrize("data, expected", [
+    ({"auth": {"enabled": True, "verify": "radius", "algorithms": ["MD5"]}},
+     'radius.servers: expected at least one server with auth.verify = "radius"'),
+    ({"auth": {"enabled": True, "verify": "radius"}, "radius": {"servers": ["127.0.0.1:1812"]}},
+     'auth.algorithms: expected ["MD5"] with auth.verify = "radius"'),
+    ({"radius": {"servers": ["127.0.0.1"]}},
+     'expected "host:port", e.g. "127.0.0.1:1812", got "127.0.0.1"'),
+    ({"radius": {"accounting_servers": ["127.0.0.1:99999"]}}, 'got "127.0.0.1:99999"'),
+    ({"radius": {"accounting_servers": ["127.0.0.1:1813"]}},
+     "radius.accounting_spool: expected a directory"),
+    ({"radius": {"accounting_servers": ["127.0.0.1:1813"], "accounting_spool": "/nonexistent/spool"}},
+     'radius.accounting_spool: expected a writable directory, got "/nonexistent/spool"'),
+    ({"radius": {"accounting_servers": ["127.0.0.1:1813"], "accounting_spool": "FILE"}},
+     "radius.accounting_spool: expected a writable directory"),
+    ({"node": {"mode": "stateless"},
+      "radius": {"accounting_servers": ["127.0.0.1:1813"], "accounting_spool": "SPOOL"}},
+     'radius.accounting_servers: needs node.mode = "stateful"'),
+])
+def test_config_refuses_radius_settings_that_cannot_work(tmp_path, data, expected):
+    from sipcluster import config
+    radius = data.get("radius", {})
+    if radius.get("accounting_spool") == "SPOOL":
+        radius["accounting_spool"] = str(tmp_path)
+    elif radius.get("accounting_spool") == "FILE":
+        radius["accounting_spool"] = str(tmp_path / "a-file")
+        (tmp_path / "a-file").write_text("")
+    with pytest.raises(config.ConfigError) as e:
+        config.build(data, "n.toml")
+    assert expected in str(e.value)
+
+
+def test_short_or_undecodable_datagrams_are_not_answers():
+    reactor, c = client()
+    results = []
+    c.send(c.auth_packet(User_Name="alice")).addCallback(results.append)
+    (data, _), = sent(reactor)
+    c.datagramReceived(b"\x02", PRIMARY)
+    # The id of the request asked, a length no packet has.
+    c.datagramReceived(b"\x02" + data[1:2] + b"\x00\x05" + b"\x00" * 16, PRIMARY)
+    assert results == [] and c.stats["answered"] == 0
+    c.datagramReceived(answer(c, data), PRIMARY)
+    assert [r.code for r in results] == [packet.AccessAccept]
+
+
+def test_the_spool_passes_over_other_files_and_records_it_cannot_read(tmp_path):
+    from sipcluster.policy.radius import AccountingSpool
+    reactor = Reactor()
+    spool = AccountingSpool(str(tmp_path), reactor, in_thread=lambda f, *a: _done(f(*a)))
+    name = spool.add({"status": "Start", "call_id": "call-1"})
+    (tmp_path / "notes.txt").write_text('{"status": "Stop", "call_id": "not a record"}')
+    (tmp_path / "0000000000000000001-stop.acct").write_bytes(b"{ half a rec")
+    assert spool.waiting() == [(name, {"status": "Start", "call_id": "call-1"})]
+    spool.remove(name)
+    spool.remove(name)  # already gone: nothing to do
+    assert sorted(os.listdir(tmp_path)) == ["0000000000000000001-stop.acct", "notes.txt"]
+
+
+def test_an_expired_dialog_is_forgotten_so_a_late_bye_adds_no_session_time(tmp_path):
+    reactor, c, stage = accounting(tmp_path)
+    invite, ok, bye = call()
+    stage.dialog_confirmed(invite, ok)
+    (data, _), = sent(reactor)
+    c.datagramReceived(acct_answer(data)[0], PRIMARY)
+    reactor.advance(100)
+    stage.dialog_expired({"state": "expired", "call_id": "call-1", "from": "sip:alice@example.test",
+                          "to": "sip:bob@example.test", "duration": 100})
+    (data, _), = sent(reactor)
+    reply, stop = acct_answer(data)
+    assert stop["Acct-Session-Time"] == [100] and stop["Acct-Terminate-Cause"] == [5]
+    c.datagramReceived(reply, PRIMARY)
+    reactor.advance(5)
+    stage.dialog_ended(bye, ok)  # the BYE after all: its Stop bills nothing more
+    (data, _), = sent(reactor)
+    assert acct_answer(data)[1]["Acct-Session-Time"] == [0]
+
+
+def test_a_bye_through_another_node_takes_the_start_from_the_shared_dialog_registry(tmp_path):
+    # In a cluster the INVITE may have gone through another node: the
+    # dialog registry (shared through the store) knows when it started.
+    class Registry:
+        on_end = []
+        dialogs = {}
+    registry = Registry()
+    reactor, c = client(servers=(PRIMARY,), retries=0)
+    from sipcluster.policy.radius import AccountingSpool, RadiusAccounting
+    stage = RadiusAccounting(c, AccountingSpool(str(tmp_path), reactor, lambda f, *a: _done(f(*a))),
+                             reactor, "node-b", dialogs=lambda: registry)
+    stage.start()
+    _, ok, bye = call()
+    # The registry's key is the caller's tags; the callee's BYE has them the other way round.
+    registry.dialogs["call-1;a1;b1"] = {"started": 40.0}
+    reactor.advance(100)
+    stage.dialog_ended(bye, ok)
+    (data, _), = sent(reactor)
+    stop = acct_answer(data)[1]
+    assert stop["Acct-Status-Type"] == ["Stop"] and stop["Acct-Session-Time"] == [60]

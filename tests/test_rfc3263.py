@@ -295,6 +295,19 @@ def test_srv_target_without_address_is_skipped_for_the_next(clock):
     assert peers == [Peer("udp", "192.0.2.2", 5060)]
 
 
+def test_srv_targets_written_as_addresses_and_repeated_ones(clock):
+    # RFC 2782 asks for a name; an address is taken as it is (no question
+    # asked for it), and a peer two records lead to is tried once.
+    fake = FakeDNS()
+    fake.srv("_sip._udp.example.test", 10, 0, 5060, "192.0.2.7")
+    fake.srv("_sip._udp.example.test", 20, 0, 5060, "a.example.test")
+    fake.srv("_sip._udp.example.test", 30, 0, 5060, "b.example.test")
+    fake.a("a.example.test", "192.0.2.1").a("b.example.test", "192.0.2.1")
+    peers = result(make(fake, clock).resolve(uri("sip:example.test"), ("udp",)))
+    assert peers == [Peer("udp", "192.0.2.7", 5060), Peer("udp", "192.0.2.1", 5060)]
+    assert ("192.0.2.7", A) not in fake.asked
+
+
 def test_srv_dot_target_means_not_available(clock):
     fake = FakeDNS().a("example.test", "192.0.2.1")
     fake.srv("_sip._udp.example.test", 0, 0, 0, ".")
@@ -477,6 +490,7 @@ def test_parse_server():
     assert parse_server("127.0.0.1:5399") == ("127.0.0.1", 5399)
     assert parse_server("192.0.2.1") == ("192.0.2.1", 53)
     assert parse_server("[::1]:5353") == ("::1", 5353)
+    assert parse_server("[::1]") == ("::1", 53)
     assert parse_server("::1") == ("::1", 53)
     for bad in ("dns.example.test:53", "127.0.0.1:0", "127.0.0.1:x", "[::1]x"):
         with pytest.raises(ValueError):

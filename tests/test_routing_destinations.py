@@ -616,6 +616,8 @@ SET_ERRORS = [
      'routing.sets.gw.destinations: expected at least one destination'),
     ('[routing.sets.gw]\ndestinations = ["mailto:a"]\n',
      'routing.sets.gw.destinations[0].uri: expected a sip: or sips: URI, got "mailto:a"'),
+    ('[routing.sets.gw]\ndestinations = ["sip:a b"]\n',
+     'routing.sets.gw.destinations[0].uri: expected a sip: or sips: URI, got "sip:a b"'),
     ('[routing.sets.gw]\ndestinations = [5]\n',
      'routing.sets.gw.destinations[0]: expected a URI or a table with uri (and weight, priority, max_load), got 5'),
     ('[routing.sets.gw]\ndestinations = [{uri = "sip:a", weight = 0}]\n',
@@ -884,6 +886,27 @@ def test_a_set_whose_destinations_all_failed_falls_back_to_its_fallback_set():
     assert addr == D1
     node.send(reply(first, 503), D1)
     assert [a for a, _ in where(node, node.out())] == [D3]
+
+
+def test_a_spent_set_whose_fallback_set_is_down_too_answers_with_what_it_heard():
+    node = Node(settings={"routing": {"rules": [{"domain": "lb.test", "set": "a"}], "sets": {
+        "a": {"destinations": [URIS[0]], "fallback": "b"}, "b": {"destinations": [URIS[2]]}}}})
+    node.h.node.destinations["b"].destinations[0].up = False
+    call(node, 1)
+    ((addr, first),) = where(node, node.out())
+    assert addr == D1
+    from twisted.logger import globalLogPublisher
+    failures = []
+    observer = lambda event: failures.append(event) if "log_failure" in event else None  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        node.send(reply(first, 503), D1)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    out = node.out()
+    # No new branch, no traceback in the log: the caller hears what D1 said.
+    assert where(node, out) == [] and finals(node, out) == [500]
+    assert failures == []
 
 
 def test_failover_never_tries_the_same_destination_twice():

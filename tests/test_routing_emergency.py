@@ -111,3 +111,24 @@ def test_a_service_urn_no_stage_routes_is_still_416(stateless):
     node = Node(stateless=stateless)
     node.send(invite("urn:service:counseling"))
     assert finals(node, node.out()) == [416]
+
+
+def test_emergency_calls_waiting_for_their_cdr_are_bounded_and_other_methods_not_kept(monkeypatch):
+    from sipcluster.routing import emergency
+    monkeypatch.setattr(emergency, "REMEMBERED", 2)
+    stage = emergency.EmergencyMark(["112"])
+    records = []
+    for call in ("call-a", "call-b", "call-c"):
+        context = RequestContext(parse_message(sos_invite(call=call)), None, None)
+        stage.on_request(context)
+        assert context.vars[emergency.EMERGENCY]
+        records.append({"call_id": context.request.call_id})
+    message = parse_message(sos_invite(call="call-m").replace(b"INVITE", b"MESSAGE"))
+    context = RequestContext(message, None, None)
+    stage.on_request(context)
+    assert context.vars[emergency.EMERGENCY] and stage.marked == 4
+    records.append({"call_id": message.call_id})
+    for record in records:
+        stage.mark_cdr(record)
+    # The oldest was forgotten (its CDR never came in time), a MESSAGE has none.
+    assert [r.get("emergency", False) for r in records] == [False, True, True, False]

@@ -116,6 +116,7 @@ def test_the_hook_is_shown_the_request_as_strings():
 @pytest.mark.parametrize("user,what", [
     ("noset", "returned 'nope', which is no destination set"),
     ("mailto", "returned 'mailto:bob@example.test', not a SIP URI"),
+    ("unparseable", "returned 'sip:bob@', not a SIP URI"),
     ("number", "returned a list holding 42"),
 ])
 def test_a_hook_answering_nonsense_is_500_and_says_what_it_returned(errors, user, what):

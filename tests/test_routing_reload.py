@@ -85,6 +85,43 @@ def test_a_faulty_file_keeps_the_old_configuration_with_one_line(node, log_lines
     assert [a for a, _ in invites(node, node.out())] == [D1]  # the old rules
 
 
+def test_a_reload_may_bring_in_a_new_set(node):
+    node.path.write_text(SECOND + '''
+[[routing.rules]]
+domain = "new.test"
+set = "new"
+[routing.sets.new]
+destinations = ["sip:127.0.0.1:5074"]
+''')
+    assert node.h.node.routing_reload.reload()
+    node.send(invite("sip:bob@new.test", branch="z9hG4bKnew"))
+    assert [a for a, _ in invites(node, node.out())] == [("127.0.0.1", 5074)]
+    call(node, 2)
+    assert [a for a, _ in invites(node, node.out())] == [D2]
+
+
+def test_a_stateless_node_reloads_too(tmp_path):
+    node = Node(stateless=True, settings={"routing": FIRST})
+    assert node.h.node.probes is None  # nothing probes without transactions
+    path = tmp_path / "node.toml"
+    node.h.node.routing_reload.path = str(path)
+    path.write_text(SECOND)
+    assert node.h.node.routing_reload.reload()
+    call(node, 1, user="mallory")
+    assert [m.status for m in node.to(UAC, node.out()) if m.status >= 200] == [403]
+
+
+def test_the_destination_view_published_to_the_cluster_follows_the_new_sets(node):
+    # In a cluster (store.backend = "etcd") the node publishes its view of
+    # the destinations (routing.destinations.PublishedView); here a stand-in.
+    view = node.h.node.destination_view = type("View", (), {"sets": None})()
+    node.path.write_text(SECOND)
+    assert node.h.node.routing_reload.reload()
+    assert view.sets is node.h.node.destinations
+    assert [str(d.uri) for d in view.sets["lb"].destinations] == [
+        "sip:127.0.0.1:5072", "sip:127.0.0.1:5073"]
+
+
 def test_probes_follow_the_new_sets(node):
     node.path.write_text(SECOND + "probe_interval_s = 1\n")
     assert node.h.node.routing_reload.reload()

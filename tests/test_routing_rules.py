@@ -93,6 +93,15 @@ def test_longest_prefix_wins():
     assert PrefixTable([("44", "b")]).longest("4") is None
 
 
+def test_prefixes_of_one_length_share_a_table_and_a_prefix_given_again_is_replaced():
+    table = PrefixTable([("44", "uk"), ("33", "fr"), ("4420", "london")])
+    table.add("44", "united kingdom")
+    assert table.longest("4412") == ("44", "united kingdom")
+    assert table.longest("3312") == ("33", "fr")
+    assert table.longest("442071") == ("4420", "london")
+    assert len(table) == 3 and table.lengths == (4, 2)
+
+
 def test_dialled_digits_drop_plus_and_visual_separators():
     assert dialled_digits("+44-20.7(123)") == "44207123"
     assert dialled_digits("4420;phone-context=x") == "4420"
@@ -296,6 +305,8 @@ RULE_ERRORS = [
      'routing.rules[0].transport: expected udp, tcp, tls, ws or wss, got "sctp"'),
     ('[[routing.rules]]\nuri = 5\n',
      'routing.rules[0].uri: expected a sip: or sips: URI, got 5'),
+    ('[[routing.rules]]\nuri = "sip:bob@"\n',
+     'routing.rules[0].uri: expected a sip: or sips: URI, got "sip:bob@"'),
     ('[[routing.rules]]\nuser_regex = 5\nreject = 403\n',
      'routing.rules[0].user_regex: expected a regular expression, got 5'),
     ('[[routing.rules]]\nreject = 403\nreason = 5\n',

@@ -79,6 +79,8 @@ from sipcluster.sip.address import make_display  # noqa: E402
     ("sip:a@b?x", "addr-spec needs <> around this URI"),
     ("sip:a b", "addr-spec needs <> around this URI"),
     ("sip:a@b;", "Empty header parameter"),
+    ("<sip:a@b>;", "Empty header parameter"),
+    ('"A" <sip:a@b> ; ', "Empty header parameter"),
     ("<sip:a@b>;=x", 'Bad header parameter name ""'),
 ])
 def test_malformed_reasons(bad, reason):

@@ -33,6 +33,15 @@ def test_compact_content_length():
     assert StreamFramer().feed(msg) == [msg]
 
 
+def test_a_folded_header_line_before_content_length_is_passed_over():
+    # RFC 3261 7.3.1: a header may continue on lines starting with white
+    # space; such a line has no colon of its own, whatever its words.
+    msg = MSG.replace(b"\r\nContent-Length",
+                      b"\r\nSubject: about the\r\n content-length\r\nContent-Length", 1)
+    assert msg != MSG
+    assert StreamFramer().feed(msg + MSG) == [msg, MSG]
+
+
 def test_keepalive_ping_and_pong():
     framer = StreamFramer()
     assert framer.feed(b"\r\n\r\n") == [PING]

@@ -27,6 +27,10 @@ def test_split_commas_respects_quotes_and_angle_brackets():
     assert split_commas(value) == ['"Doe, John" <sip:j@x;a=1?h=1,2>;q=0.5', "<sip:k@y>"]
 
 
+def test_split_commas_drops_empty_parts_between_quotes_and_brackets_too():
+    assert split_commas('<sip:a@x>, ,"B" <sip:b@y>,') == ["<sip:a@x>", '"B" <sip:b@y>']
+
+
 def test_split_commas_escaped_quote():
     assert split_commas(r'"a\", b" <sip:a@b>, <sip:c@d>') == [r'"a\", b" <sip:a@b>', "<sip:c@d>"]
 

@@ -217,6 +217,17 @@ def test_too_large():
     assert e.value.status == 513
 
 
+def test_too_large_and_unreadable_is_too_large_with_no_message_to_answer():
+    # 513 is answered only when the head can be read (RFC 3261 21.5.7);
+    # oversize garbage is still MessageTooLarge, not a parse error.
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(INVITE, max_size=100)
+    assert e.value.message is not None and e.value.message.method == "INVITE"
+    with pytest.raises(MessageTooLarge) as e:
+        parse_message(b"\x00 not SIP\r\n" * 20, max_size=100)
+    assert e.value.message is None
+
+
 def test_leading_crlf_and_bare_lf():
     assert parse_message(b"\r\n\r\n" + INVITE).method == "INVITE"
     msg = parse_message(REGISTER.replace(b"\r\n", b"\n") + b"x")
@@ -745,3 +756,11 @@ def test_a_from_line_spelled_otherwise_has_the_same_tag():
             "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-t\n"
             "%s\nTo: <sip:b@example.com>\nCall-ID: t@x\nCSeq: 1 OPTIONS\n\n" % line))
         assert message.from_tag == "c", line
+
+
+def test_the_vias_are_parsed_once_and_again_after_a_change():
+    message = parse_message(REGISTER)
+    vias = message.vias
+    assert message.vias is vias
+    message.push_via(Via.parse("SIP/2.0/UDP proxy.example.test;branch=z9hG4bKp1"))
+    assert [v.host for v in message.vias] == ["proxy.example.test"] + [v.host for v in vias]

@@ -170,6 +170,23 @@ def test_tcp_connection_limit():
     assert layer.stats["refused_connections"] == 1
 
 
+def test_tcp_connection_limit_holds_for_connections_out_too():
+    from twisted.internet.error import ConnectError
+    from twisted.internet.testing import MemoryReactorClock
+    reactor = MemoryReactorClock()
+    table = ConnectionTable(FakeLayer(), reactor, 60, 2, 65535)
+    connect(table, port=1)
+    proto, _ = connect(table, port=2)
+    failures = []
+    table.connect(Peer("tcp", "127.0.0.9", 5070)).addErrback(failures.append)
+    (failure,) = failures
+    assert failure.check(ConnectError) and reactor.tcpClients == []
+    # An open connection is still reused at the limit.
+    reused = []
+    table.connect(Peer("tcp", "127.0.0.1", 2)).addCallback(reused.append)
+    assert reused == [proto]
+
+
 def test_response_over_the_request_connection():
     h = Harness()
     h.layer.receiver = Receiver()
@@ -295,3 +312,116 @@ def test_udp_send_never_looks_a_name_up_and_counts_what_fails():
     finally:
         sender.close()
         receiver.close()
+
+
+# -- addresses and listeners ------------------------------------------------------
+
+def test_an_advertised_name_without_port_keeps_the_listening_port():
+    h = Harness(port=5070, advertise="sip.example.test")
+    assert h.layer.sent_by("udp") == ("sip.example.test", 5070)
+    assert h.layer.sent_by_text("udp") == "udp:sip.example.test:5070"
+    assert h.layer.is_local("sip.example.test", 5070)
+    assert not h.layer.is_local("sip.example.test", 5071)
+
+
+def test_a_udp_peer_with_no_udp_listener_fails_to_send():
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportError, TransportLayer
+    layer = TransportLayer(Clock(), [ListenAddress("tcp", "127.0.0.1", 5060)])
+    failures = []
+    layer.send_data(OK, Peer("udp", "127.0.0.1", 5070)).addErrback(failures.append)
+    (failure,) = failures
+    assert failure.check(TransportError) and failure.getErrorMessage() == "no UDP listener"
+
+
+def test_debug_lines_for_a_request_answered_with_an_error_and_for_what_is_dropped():
+    from twisted.logger import formatEvent, globalLogPublisher
+    lines = []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("sipcluster.transport"):
+            lines.append(formatEvent(event))
+    h = Harness(trace=True)
+    h.layer.receiver = Receiver()
+    globalLogPublisher.addObserver(observe)
+    try:
+        h.receive(INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: x INVITE"), ("127.0.0.1", 5080))
+        h.receive(b"\x00\x01garbage", ("127.0.0.1", 5081))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert [m.status for m, _ in h.sent()] == [400]
+    inbound, outbound, dropped = lines
+    # The CSeq that does not parse is a "-", not a second error.
+    assert inbound.startswith("in INVITE call-id=a84b4c76e66710@pc33.atlanta.example.com cseq=- ")
+    assert "127.0.0.1:5080 -> udp:127.0.0.1:5060" in inbound
+    assert outbound.startswith("out 400 call-id=a84b4c76e66710@pc33.atlanta.example.com cseq=-")
+    assert dropped.startswith("in dropped udp:127.0.0.1:5081 -> udp:127.0.0.1:5060: ")
+
+
+# -- RFC 3263 5: a response whose connection is gone ------------------------------
+
+def _response_over_tcp(via):
+    return make_response(parse_message(REGISTER.replace(
+        b"Via: SIP/2.0/UDP bobspc.biloxi.example.com:5060;branch=z9hG4bKnashds7",
+        b"Via: SIP/2.0/TCP " + via + b";branch=z9hG4bKnashds7")), 200, to_tag="x")
+
+
+def _send_failing_every_connection(layer, reactor, response):
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.logger import formatEvent, globalLogPublisher
+    lines, results, tried = [], [], []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("sipcluster.transport"):
+            lines.append(formatEvent(event))
+    globalLogPublisher.addObserver(observe)
+    try:
+        layer.send_response(response).addCallback(results.append)
+        while reactor.tcpClients:
+            host, port, factory, _, _ = reactor.tcpClients.pop(0)
+            tried.append((host, port))
+            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    return results, tried, lines
+
+
+def test_a_response_to_a_via_name_tries_each_address_then_says_none_took_it():
+    from twisted.internet.testing import MemoryReactorClock
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportLayer
+    from twisted.internet import defer
+
+    class Resolver:
+        def resolve(self, uri, transports):
+            assert (str(uri), transports) == ("sip:phone.example.test;transport=tcp", ("tcp",))
+            return defer.succeed([Peer("tcp", "127.0.0.8", 5070), Peer("tcp", "127.0.0.9", 5070)])
+    reactor = MemoryReactorClock()
+    layer = TransportLayer(reactor, [ListenAddress("tcp", "127.0.0.1", 5060)], resolver=Resolver())
+    results, tried, lines = _send_failing_every_connection(
+        layer, reactor, _response_over_tcp(b"phone.example.test"))
+    assert tried == [("127.0.0.8", 5070), ("127.0.0.9", 5070)] and results == [False]
+    assert layer.stats["send_errors"] == 1
+    assert lines[-1].endswith(": no address of phone.example.test took the response")
+    # A sent-by that is an address is not looked up: its own failure is the reason.
+    results, tried, lines = _send_failing_every_connection(
+        layer, reactor, _response_over_tcp(b"127.0.0.5:5070"))
+    assert tried == [("127.0.0.5", 5070)] and results == [False]
+    assert "cannot connect to" in lines[-1]
+
+
+@pytest.mark.parametrize("listen, bind", [
+    (["tcp:0.0.0.0:5060"], None),  # any address: the kernel picks the source
+    (["tcp:127.0.0.2:5060", "tcp:127.0.0.3:5070"], ("127.0.0.2", 0)),  # the first one
+])
+def test_connections_out_leave_from_the_first_tcp_listening_address(listen, bind):
+    from twisted.internet.testing import MemoryReactorClock
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportLayer
+    reactor = MemoryReactorClock()
+    addresses = [ListenAddress(*text.split(":")[:2], int(text.split(":")[2])) for text in listen]
+    layer = TransportLayer(reactor, addresses)
+    layer.listen()
+    layer.send_data(b"OPTIONS", Peer("tcp", "127.0.0.9", 5080))
+    (host, port, _, _, bind_address), = reactor.tcpClients
+    assert (host, port, bind_address) == ("127.0.0.9", 5080, bind)

@@ -108,6 +108,8 @@ class Address:
             if tail and tail[0] != ";":
                 raise ParseError("Junk after <URI>")
             paramtext = tail[1:]
+            if tail and not paramtext.strip():
+                raise ParseError("Empty header parameter")
         else:
             # addr-spec: parameters after the URI belong to the header
             # (RFC 3261 20.10), so the URI itself stops at the first ";".
@@ -119,9 +121,7 @@ class Address:
                 raise ParseError("Empty header parameter")
         if not uri_text or ":" not in uri_text:
             raise ParseError("Bad URI in address")
-        params = parse_params(paramtext, "header parameter") if paramtext.strip() else {}
-        if paramtext and not paramtext.strip():
-            raise ParseError("Empty header parameter")
+        params = parse_params(paramtext, "header parameter") if paramtext else {}
         return cls(uri_text, display, params, text)
 
     def __str__(self):

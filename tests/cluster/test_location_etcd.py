@@ -212,6 +212,25 @@ class MemoryStoreLocationTests(unittest.TestCase):
              "path": [], "received": None, "instance": None, "reg_id": None, "node": None}])
         self.assertEqual(location.aors, 1)
 
+    def test_an_aor_that_begins_another_is_kept_apart_when_read_again(self):
+        # One key per AOR, re-read by prefix after a conflict: "...@example.te"
+        # must not take the bindings of "...@example.test", the prefix's
+        # other key.
+        a, b = self.service(), self.service()
+        long, short = "sip:alice@example.test", "sip:alice@example.te"
+        self.successResultOf(a.update(long, [self.binding(5090, aor=long)]))
+        self.successResultOf(a.update(short, [self.binding(5091, aor=short)]))
+        self.clock.advance(0.05)  # b follows both
+        self.successResultOf(b.update(short, [self.binding(5091, expires=0, aor=short)]))
+        # a has not seen the removal yet: its write conflicts, it reads again.
+        d = a.update(short, [self.binding(5092, aor=short)])
+        self.clock.advance(0.05)
+        stored = self.successResultOf(d)
+        self.assertEqual(a.conflicts, 1)
+        self.assertEqual([str(b.contact) for b in stored], ["sip:alice@127.0.0.1:5092"])
+        self.assertEqual([b["contact"] for b in self.stored(short)], ["sip:alice@127.0.0.1:5092"])
+        self.assertEqual([b["contact"] for b in self.stored(long)], ["sip:alice@127.0.0.1:5090"])
+
     def test_another_node_loads_and_follows_what_one_stores(self):
         a = self.service()
         full = self.binding(5090, q=0.5, path=["<sip:edge.example.test;lr>"], received=("tcp", "192.0.2.1", 40000),
