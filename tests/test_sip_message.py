@@ -764,3 +764,44 @@ def test_the_vias_are_parsed_once_and_again_after_a_change():
     assert message.vias is vias
     message.push_via(Via.parse("SIP/2.0/UDP proxy.example.test;branch=z9hG4bKp1"))
     assert [v.host for v in message.vias] == ["proxy.example.test"] + [v.host for v in vias]
+
+
+def test_parsed_headers_are_parsed_once_until_they_change():
+    # The module's promise: a header value is parsed when first asked for
+    # and kept until that header changes.
+    message = parse_message(crlf(
+        "BYE sip:b@example.com SIP/2.0\n"
+        "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-p\n"
+        "Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\n"
+        "From: <sip:a@example.com>;tag=1\nTo: <sip:b@example.com>;tag=2\n"
+        "Call-ID: p@x\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n"))
+    assert message.from_ is message.from_ and message.to is message.to
+    routes = message.routes
+    assert message.routes is routes and len(routes) == 2
+    message.pop_first("route")
+    assert message.routes is not routes and [str(r.uri) for r in message.routes] == [
+        "sip:p2.example.com;lr"]
+    before = message.to
+    message.set("to", "<sip:c@example.com>;tag=3")
+    assert message.to is not before and message.to_tag == "3"
+
+
+@pytest.mark.parametrize("name, longest, fault", [
+    ("Content-Length", 9, "Bad Content-Length"),
+    ("Expires", 10, "Bad Expires"),
+    ("Max-Forwards", 10, "Bad Max-Forwards"),
+])
+def test_numeric_headers_take_their_longest_number_and_no_longer(name, longest, fault):
+    def with_value(value):
+        return parse_message(crlf(
+            "OPTIONS sip:b@example.com SIP/2.0\n"
+            "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-n\n"
+            "From: <sip:a@example.com>;tag=1\nTo: <sip:b@example.com>\n"
+            "Call-ID: n@x\nCSeq: 1 OPTIONS\n%s: %s\n\n" % (name, value)))
+    attribute = {"Content-Length": "content_length", "Expires": "expires",
+                 "Max-Forwards": "max_forwards"}[name]
+    # Leading zeros make the longest number that is still small enough.
+    assert getattr(with_value("0" * (longest - 1) + "0"), attribute) == 0
+    with pytest.raises(ParseError) as caught:
+        getattr(with_value("0" * longest + "0"), attribute)
+    assert caught.value.reason == fault
