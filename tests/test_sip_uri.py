@@ -256,3 +256,10 @@ def test_remembered_hosts_are_only_valid_ones_and_bounded(monkeypatch):
         with pytest.raises(ParseError):
             module.parse_host(bad)
     assert module._KNOWN_HOSTS == {"a.example.com", "b.example.com"}
+
+
+def test_a_host_may_use_every_host_character(monkeypatch):
+    from sipcluster.sip import uri as module
+    monkeypatch.setattr(module, "_KNOWN_HOSTS", set())  # checked, not remembered
+    every = "".join(sorted(module._HOST_CHARS))
+    assert module.parse_host(every) == every

@@ -56,13 +56,7 @@ class Address:
         """The URI as written (without parsing it when it was not yet)."""
         return self._uri_text if self._uri_text is not None else str(self._uri)
 
-    # @cython.locals: the C types of variables in the compiled build (a
-    # str's methods called directly, a character compared in C); pure
-    # Python ignores them.
     @classmethod
-    @cython.locals(text=str, i=cython.Py_ssize_t, n=cython.Py_ssize_t, c=cython.Py_UCS4,
-                   rest=str, lt=cython.Py_ssize_t, gt=cython.Py_ssize_t, rest_offset=str,
-                   uri_text=str, tail=str, paramtext=str, semi=str)
     def parse(cls, text):
         """
         Parse a name-addr or addr-spec followed by parameters.

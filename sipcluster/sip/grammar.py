@@ -38,11 +38,6 @@ def is_token(text):
     return True
 
 
-# The C types of the scanners' variables, for the compiled build: a
-# character compared in C, indices as C integers, the text's str methods
-# called directly (no attribute lookup).  Pure Python ignores them.
-@cython.locals(value=str, part=str, parts=list, start=cython.Py_ssize_t, i=cython.Py_ssize_t,
-               n=cython.Py_ssize_t, c=cython.Py_UCS4, quoted=cython.bint, angle=cython.bint)
 def split_commas(value):
     """
     Split a header value into its comma-separated elements (RFC 3261 7.3.1),
@@ -56,7 +51,12 @@ def split_commas(value):
         if "," not in value:
             value = value.strip()
             return [value] if value else []
-        return [part for part in (p.strip() for p in value.split(",")) if part]
+        parts = []
+        for part in value.split(","):
+            part = part.strip()
+            if part:
+                parts.append(part)
+        return parts
     parts = []
     start = 0
     quoted = False
@@ -93,8 +93,6 @@ def split_commas(value):
     return parts
 
 
-@cython.locals(text=str, parts=list, start=cython.Py_ssize_t, i=cython.Py_ssize_t,
-               n=cython.Py_ssize_t, c=cython.Py_UCS4, quoted=cython.bint)
 def split_semicolons(text):
     """
     Split C{text} on semicolons that are outside quoted strings.
@@ -127,7 +125,6 @@ def split_semicolons(text):
     return parts
 
 
-@cython.locals(text=str, params=dict, item=str, name=str, eq=str, val=str)
 def parse_params(text, what="parameter"):
     """
     Parse C{;name=value;name2} (the leading semicolon already removed) into

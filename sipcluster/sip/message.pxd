@@ -1,5 +1,19 @@
 # The compiled build's declarations for message.py (Cython augmenting
-# .pxd): the message classes become extension types, their slots C fields.
+# .pxd): the message classes become extension types, their slots C fields;
+# the C types of the parser's variables (a str's methods called directly,
+# indices as C integers).  Here and not as decorators in the .py: mutmut
+# does not mutate decorated functions.
+import cython
+
+@cython.locals(value=str)
+cpdef str _value_of(str line)
+
+@cython.locals(end=Py_ssize_t)
+cpdef _split_head(bytes data)
+
+@cython.locals(head=str, lines=list, first=str, fields=list, line=str, colon=Py_ssize_t,
+               known=dict, name=str, body=bytes, head_end=Py_ssize_t)
+cpdef parse_message(data, max_size=*, stream=*)
 cdef class Message:
     cdef public list _fields
     cdef public object body

@@ -61,15 +61,12 @@ def _number(value, digits, fault, highest=None):
     return number
 
 
-# @cython.locals: the C types of variables in the compiled build (a str's
-# methods called directly, indices as C integers); pure Python ignores them.
-@cython.locals(line=str, value=str)
 def _value_of(line):
     """The value of a raw header line: after the colon, unfolded, stripped."""
     value = line[line.index(":") + 1 :]
     if "\n" in value:
         # RFC 3261 7.3.1: a line fold is equivalent to a single space.
-        value = " ".join(part.strip() for part in value.splitlines())
+        value = " ".join([part.strip() for part in value.splitlines()])
     return value.strip()
 
 
@@ -100,7 +97,6 @@ class Message:
 
     # -- raw header access ------------------------------------------------
 
-    @cython.locals(field=tuple)
     def header(self, name):
         """
         The value of the first header line called C{name} (any spelling or
@@ -113,7 +109,6 @@ class Message:
                 return _value_of(field[1])
         return None
 
-    @cython.locals(field=tuple, lines=list, out=list)
     def values(self, name):
         """
         Every value of header C{name}, in order.  List headers (Via, Route,
@@ -131,7 +126,6 @@ class Message:
             return out
         return lines
 
-    @cython.locals(field=tuple)
     def has(self, name):
         key = canonical(name) or name.lower()
         for field in self._fields:
@@ -249,7 +243,6 @@ class Message:
     # closure is made on each access: reading a cached value costs one
     # dictionary lookup.
 
-    @cython.locals(field=tuple)
     def _single(self, key):
         for field in self._fields:
             if field[0] == key:
@@ -357,7 +350,6 @@ class Message:
         """The To header as an L{Address}, or None."""
         return self._address("to")
 
-    @cython.locals(field=tuple, line=str)
     def _tag(self, key):
         address = self._cache.get(key)
         if address is not None:
@@ -467,7 +459,6 @@ class Message:
     # Headers that may appear once only (RFC 3261 7.3.1: not list headers).
     _SINGLE = frozenset(["call-id", "cseq", "from", "to", "max-forwards", "content-length"])
 
-    @cython.locals(counts=dict, field=tuple)
     def _validate(self):
         # RFC 3261 16.3 step 1: what the transaction and proxy layers use
         # must be well-formed; other components are left alone (a proxy
@@ -500,7 +491,6 @@ class Message:
     def start_line(self):
         raise NotImplementedError
 
-    @cython.locals(lines=list, field=tuple)
     def to_bytes(self):
         """
         Serialize.  A Content-Length is added when missing, since it is
@@ -640,7 +630,6 @@ def make_response(request, status, reason=None, to_tag=None, extra=()):
     return response
 
 
-@cython.locals(data=bytes, end=cython.Py_ssize_t)
 def _split_head(data):
     """Find the end of the header section: (head bytes, body start) or None."""
     end = data.find(b"\r\n\r\n")
@@ -652,8 +641,6 @@ def _split_head(data):
     return None
 
 
-@cython.locals(head=str, lines=list, first=str, fields=list, line=str, colon=cython.Py_ssize_t,
-               known=dict, name=str, body=bytes, head_end=cython.Py_ssize_t)
 def parse_message(data, max_size=None, stream=False):
     """
     Parse one SIP message from C{data} (bytes).

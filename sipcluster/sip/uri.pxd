@@ -1,4 +1,15 @@
-# The compiled build's declarations for uri.py (Cython augmenting .pxd).
+# The compiled build's declarations for uri.py (Cython augmenting .pxd):
+# the URI classes as extension types; the C types of the host parsers'
+# variables (not decorators in the .py: mutmut does not mutate those).
+import cython
+
+cpdef str parse_host(str text)
+
+@cython.locals(host=str, rest=str, colon=str, end=Py_ssize_t)
+cpdef tuple split_hostport(str text)
+
+@cython.locals(colon=Py_ssize_t, scheme=str)
+cpdef parse_uri(text)
 cdef class SipURI:
     cdef public object scheme
     cdef public object user

@@ -58,9 +58,6 @@ def pct_decode(text):
     return _pct_unquote(text, errors="surrogateescape")
 
 
-# @cython.locals: the C types of variables in the compiled build (a str's
-# methods called directly, indices as C integers); pure Python ignores them.
-@cython.locals(text=str)
 def parse_host(text):
     """
     Validate a host (hostname, IPv4 address or IPv6 reference) and return it
@@ -87,7 +84,6 @@ def parse_host(text):
     return text
 
 
-@cython.locals(text=str, host=str, rest=str, colon=str, end=cython.Py_ssize_t)
 def split_hostport(text):
     """
     Split C{host[:port]} into C{(host, port)} with port an int or None.
@@ -156,9 +152,6 @@ class SipURI:
         self._text = _text
 
     @classmethod
-    @cython.locals(text=str, rest=str, headers=str, at=cython.Py_ssize_t, userinfo=str,
-                   hostpart=str, q=cython.Py_ssize_t, semi=cython.Py_ssize_t, paramtext=str,
-                   hostport=str)
     def parse(cls, text, scheme=None):
         """
         Parse a sip: or sips: URI.
@@ -368,7 +361,6 @@ class AbsoluteURI:
         return hash(self.text)
 
 
-@cython.locals(colon=cython.Py_ssize_t, scheme=str)
 def parse_uri(text):
     """
     Parse any absolute URI: L{SipURI} for sip/sips, L{TelURI} for tel,
@@ -387,6 +379,7 @@ def parse_uri(text):
         return TelURI.parse(text)
     if not set(scheme) <= _SCHEME_CHARS or not scheme[0].isalpha():
         raise ParseError("Bad URI scheme")
-    if any(c in text for c in " \t\r\n<>\""):
-        raise ParseError("Bad character in URI")
+    for c in " \t\r\n<>\"":
+        if c in text:
+            raise ParseError("Bad character in URI")
     return AbsoluteURI(scheme, text)

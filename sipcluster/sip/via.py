@@ -50,11 +50,7 @@ class Via:
         self.params = params if params is not None else {}
         self._text = _text
 
-    # @cython.locals: the C types of variables in the compiled build (a
-    # str's methods called directly); pure Python ignores them.
     @classmethod
-    @cython.locals(text=str, parts=list, head=str, fields=list, transport=str, sent_by=str,
-                   slash=cython.Py_ssize_t, proto=str, rest=str)
     def parse(cls, text):
         """
         Parse one Via value.
@@ -174,7 +170,6 @@ class CSeq:
         self.method = method
 
     @classmethod
-    @cython.locals(text=str, fields=list, number=str, method=str)
     def parse(cls, text):
         fields = text.split()
         if len(fields) != 2:

@@ -1,0 +1,16 @@
+# The compiled build's declarations for grammar.py (Cython augmenting .pxd):
+# the C types of the scanners' variables -- a character compared in C,
+# indices as C integers, the text's str methods called directly.  Here and
+# not as decorators in the .py: mutmut does not mutate decorated functions.
+import cython
+
+@cython.locals(part=str, parts=list, start=Py_ssize_t, i=Py_ssize_t, n=Py_ssize_t,
+               c=Py_UCS4, quoted=bint, angle=bint)
+cpdef list split_commas(str value)
+
+@cython.locals(parts=list, start=Py_ssize_t, i=Py_ssize_t, n=Py_ssize_t, c=Py_UCS4,
+               quoted=bint)
+cpdef list split_semicolons(str text)
+
+@cython.locals(params=dict, item=str, name=str, eq=str, val=str)
+cpdef dict parse_params(str text, what=*)
