@@ -7,7 +7,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from sipcluster.cluster.etcd import EtcdStore, EtcdUnavailable
-from tests.cluster.etcdserver import EtcdServer, requires_etcd
+from tests.cluster.etcdserver import EtcdServer, SharedEtcd, etcd_for, own_etcd, requires_etcd
 
 
 def cpu_seconds():
@@ -35,7 +35,7 @@ class EtcdStoreTests(unittest.TestCase):
     timeout = 60
 
     def setUp(self):
-        self.etcd = EtcdServer()
+        self.etcd = etcd_for(getattr(self, self._testMethodName))
         self.addCleanup(self.etcd.stop)
         self.store = EtcdStore(reactor, [self.etcd.endpoint], timeout=1.0)
         self.store.start()
@@ -118,6 +118,7 @@ class EtcdStoreTests(unittest.TestCase):
         self.assertEqual([(kind, key) for kind, key, _, _ in seen],
                          [("put", "/w/a"), ("put", "/w/b"), ("delete", "/w/a")])
 
+    @own_etcd
     @defer.inlineCallbacks
     def test_etcd_down_fails_fast_and_watch_resumes_after_restart_without_spinning(self):
         _, revision = yield self.store.get_prefix("/w/")
@@ -153,6 +154,7 @@ class EtcdStoreTests(unittest.TestCase):
                     raise
                 yield sleep(0.2)
 
+    @own_etcd
     @defer.inlineCallbacks
     def test_hung_etcd_times_out_and_stop_is_quick(self):
         yield self.store.put("/t/a", b"1")
@@ -235,3 +237,54 @@ class EndpointFailoverTests(unittest.TestCase):
         for _ in range(3):
             store._unanswered(Failure(EtcdUnavailable("x")), old).trap(EtcdUnavailable)
         self.assertEqual(store.reconnects, 1)
+
+
+@requires_etcd
+class SharedEtcdTests(unittest.TestCase):
+    """The opt-in shared etcd of the mutation run (tests/cluster/etcdserver.py)."""
+
+    def setUp(self):
+        self.server = EtcdServer()  # stands for the etcd started outside
+        self.addCleanup(self.server.stop)
+
+    def test_each_test_finds_it_empty_of_keys_and_leases(self):
+        import etcd3
+        import etcd3.etcdrpc
+        client = etcd3.client(self.server.host, self.server.port, timeout=2)
+        self.addCleanup(client.close)
+        lease = client.lease(60)
+        client.put("/a", b"1", lease=lease)
+        client.put("/b/c", b"2")
+        client.put("\x01", b"3")
+        shared = SharedEtcd(self.server.endpoint)
+        self.assertEqual(shared.endpoint, self.server.endpoint)
+        self.assertEqual(list(client.get_all()), [])
+        leases = client.leasestub.LeaseLeases(etcd3.etcdrpc.LeaseLeasesRequest(), 2)
+        self.assertEqual(list(leases.leases), [])
+        client.put("/d", b"4")
+        shared.stop()  # wipes again: nothing for the next test
+        self.assertEqual(list(client.get_all()), [])
+        with self.assertRaises(RuntimeError):
+            shared.kill()
+
+    def test_only_when_named_and_never_for_a_test_that_restarts_etcd(self):
+        def plain():
+            pass
+
+        @own_etcd
+        def restarting():
+            pass
+        unset = {k: v for k, v in os.environ.items() if k != "SIPCLUSTER_TEST_ETCD"}
+        self.patch(os, "environ", unset)
+        own = etcd_for(plain)
+        self.addCleanup(own.stop)
+        self.assertIsInstance(own, EtcdServer)
+        self.assertNotEqual(own.endpoint, self.server.endpoint)
+        self.patch(os, "environ", dict(unset, SIPCLUSTER_TEST_ETCD=self.server.endpoint))
+        shared = etcd_for(plain)
+        self.assertIsInstance(shared, SharedEtcd)
+        self.assertEqual(shared.endpoint, self.server.endpoint)
+        other = etcd_for(restarting)
+        self.addCleanup(other.stop)
+        self.assertIsInstance(other, EtcdServer)
+

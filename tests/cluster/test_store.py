@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.store import IClusterStore, LeaseBuckets, LeaseNotFound, MemoryStore, json_record
-from tests.cluster.etcdserver import EtcdServer, requires_etcd
+from tests.cluster.etcdserver import etcd_for, requires_etcd
 from tests.cluster.test_etcd import eventually, sleep
 
 
@@ -122,7 +122,7 @@ class MemoryStoreTests(StoreContract, unittest.TestCase):
 @requires_etcd
 class EtcdStoreContractTests(StoreContract, unittest.TestCase):
     def make_store(self):
-        etcd = EtcdServer()
+        etcd = etcd_for(getattr(self, self._testMethodName))
         self.addCleanup(etcd.stop)
         store = EtcdStore(reactor, [etcd.endpoint], timeout=2.0)
         store.start()
