@@ -10,6 +10,7 @@ each test.  Tests that kill, pause or restart etcd (L{own_etcd}) always
 start their own.  Unset (ops/test): every test its own etcd, as before.
 """
 
+import fcntl
 import os
 import shutil
 import signal
@@ -120,6 +121,9 @@ class SharedEtcd:
     An etcd started outside the tests (L{SHARED_VARIABLE}), emptied for
     each test: what a fresh L{EtcdServer} holds, but for the revision,
     which goes on from the last test's.  It cannot be killed or paused.
+    One test at a time has it: a lock file per endpoint, held from the
+    first wipe to the last, makes a test of another process (a second
+    mutmut worker) wait rather than wipe this one's keys.
     """
 
     def __init__(self, endpoint):
@@ -127,7 +131,14 @@ class SharedEtcd:
         host_port = self.endpoint.split("://", 1)[-1]
         self.host, port = host_port.rsplit(":", 1)
         self.port = int(port)
-        self.wipe()
+        self._lock = open(os.path.join(tempfile.gettempdir(), "sipcluster-test-etcd-%s-%d.lock"
+                                       % (self.host, self.port)), "a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            self.wipe()
+        except BaseException:
+            self._lock.close()
+            raise
 
     def wipe(self):
         """Revoke every lease, delete every key; check that none is left."""
@@ -151,7 +162,12 @@ class SharedEtcd:
             client.close()
 
     def stop(self):
-        self.wipe()
+        if self._lock.closed:
+            return
+        try:
+            self.wipe()
+        finally:
+            self._lock.close()  # and with it the lock
 
     def kill(self):
         raise RuntimeError("the shared etcd cannot be killed: mark the test @own_etcd")
