@@ -36,8 +36,9 @@ class EtcdServer:
     killed, restarted on the same data, stopped with SIGSTOP and resumed.
     """
 
-    def __init__(self, host=None, name="test", initial_cluster=None, wait=True):
+    def __init__(self, host=None, name="test", initial_cluster=None, wait=True, args=()):
         self.host = host or next_host()
+        self.args = list(args)  # more etcd options
         self.port = 2379
         self.name = name
         self.initial_cluster = initial_cluster or "%s=%s" % (name, self.peer)
@@ -60,7 +61,7 @@ class EtcdServer:
             ["etcd", "--name", self.name, "--data-dir", os.path.join(self.data_dir, "data"),
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", self.peer, "--initial-advertise-peer-urls", self.peer,
-             "--initial-cluster", self.initial_cluster, "--log-level", "error"],
+             "--initial-cluster", self.initial_cluster, "--log-level", "error"] + self.args,
             stdout=log, stderr=log)
         if wait:
             self.wait_healthy(timeout)

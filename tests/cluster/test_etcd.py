@@ -6,7 +6,8 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from sipcluster.cluster.etcd import EtcdStore, EtcdUnavailable
+from sipcluster.cluster.etcd import EtcdStore, EtcdUnavailable, PrefixWatch
+from sipcluster.cluster.store import LeaseNotFound
 from tests.cluster.etcdserver import EtcdServer, SharedEtcd, etcd_for, own_etcd, requires_etcd
 
 
@@ -105,6 +106,30 @@ class EtcdStoreTests(unittest.TestCase):
         yield self.store.revoke(lease)
         self.assertIsNone((yield self.store.get("/t/live")))
 
+    @own_etcd
+    @defer.inlineCallbacks
+    def test_a_lease_of_the_shortest_ttl_is_alive_while_refreshed(self):
+        # etcd's shortest lease is 1.5 election timeouts rounded up to a
+        # second: 2 s with the default timings, 1 s with these.
+        self.etcd.stop()
+        self.etcd = EtcdServer(args=["--heartbeat-interval", "10", "--election-timeout", "100"])
+        self.addCleanup(self.etcd.stop)
+        store = EtcdStore(reactor, [self.etcd.endpoint], timeout=1.0)
+        store.start()
+        self.addCleanup(store.stop)
+        lease = yield store.grant(1)
+        yield store.put("/t/short", b"x", lease=lease)
+        self.assertEqual((yield store.refresh(lease)), 1)
+        yield store.revoke(lease)
+        yield self.assertFailure(store.refresh(lease), LeaseNotFound)
+
+    @defer.inlineCallbacks
+    def test_a_write_under_a_lease_gone_fails_with_what_etcd_said(self):
+        lease = yield self.store.grant(30)
+        yield self.store.revoke(lease)
+        gone = yield self.assertFailure(self.store.put("/t/k", b"1", lease=lease), LeaseNotFound)
+        self.assertEqual(gone.args, ("NOT_FOUND: etcdserver: requested lease not found",))
+
     @defer.inlineCallbacks
     def test_watch_delivers_in_order_from_a_revision(self):
         _, revision = yield self.store.get_prefix("/w/")
@@ -117,6 +142,26 @@ class EtcdStoreTests(unittest.TestCase):
         yield eventually(lambda: len(seen) == 3)
         self.assertEqual([(kind, key) for kind, key, _, _ in seen],
                          [("put", "/w/a"), ("put", "/w/b"), ("delete", "/w/a")])
+
+    @defer.inlineCallbacks
+    def test_a_followed_prefix_told_its_events_were_compacted_lists_it_again(self):
+        import etcd3.exceptions
+        yield self.store.put("/f/a", b"1")
+        listed, events = [], []
+        watch = yield self.store.follow("/f/", events.extend, lambda items, rev: listed.append((items, rev)))
+        yield sleep(0.3)
+        last = yield self.store.put("/f/b", b"2")
+        yield eventually(lambda: len(events) == 1)
+        # What etcd3's watch thread hands over when etcd compacted the
+        # revisions the watch wanted.
+        reactor.callInThread(watch._from_thread, watch._client, etcd3.exceptions.RevisionCompactedError(last))
+        yield eventually(lambda: len(listed) == 2)
+        self.assertEqual([(k, v) for k, v, _ in listed[1][0]], [("/f/a", b"1"), ("/f/b", b"2")])
+        self.assertEqual(listed[1][1], last)
+        # And it watches on from there.
+        after = yield self.store.put("/f/c", b"3")
+        yield eventually(lambda: len(events) == 2)
+        self.assertEqual(events[1], ("put", "/f/c", b"3", after))
 
     @own_etcd
     @defer.inlineCallbacks
@@ -132,6 +177,10 @@ class EtcdStoreTests(unittest.TestCase):
         with self.assertRaises(EtcdUnavailable):
             yield self.store.put("/w/down", b"x")
         self.assertLess(time.monotonic() - started, 1.5)
+        # A range read is a gRPC call of our own (read_prefix): its error
+        # is named by its status.
+        down = yield self.assertFailure(self.store.get_prefix("/w/"), EtcdUnavailable)
+        self.assertTrue(str(down).startswith("UNAVAILABLE: "), str(down))
         # No busy loop while etcd is away.
         before = cpu_seconds()
         yield sleep(2)
@@ -204,11 +253,16 @@ class EndpointFailoverTests(unittest.TestCase):
         self.assertIs(store._unanswered(failure, store._client), failure)
 
     def test_two_failures_in_a_row_move_to_the_next_endpoint_and_round(self):
+        from twisted.logger import LogLevel, capturedLogs, formatEvent
         store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379"])
-        self.fail(store)
-        self.assertEqual(store.endpoint, "127.0.0.2:2379")
-        self.fail(store)
+        with capturedLogs() as logs:
+            self.fail(store)
+            self.assertEqual(store.endpoint, "127.0.0.2:2379")
+            self.assertEqual(logs, [])
+            self.fail(store)
         self.assertEqual((store.endpoint, store.reconnects), ("127.0.0.3:2379", 1))
+        self.assertEqual([(e["log_level"], formatEvent(e)) for e in logs], [
+            (LogLevel.warn, "etcd at 127.0.0.2:2379 is not answering (DEADLINE_EXCEEDED); trying the next endpoint")])
         self.fail(store)
         self.fail(store)
         self.assertEqual(store.endpoint, "127.0.0.2:2379")
@@ -228,6 +282,16 @@ class EndpointFailoverTests(unittest.TestCase):
         for _ in range(3):
             self.fail(single)
         self.assertEqual((store.reconnects, single.reconnects), (0, 0))
+
+    def test_three_endpoints_are_tried_in_their_order_and_round(self):
+        store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379", "http://127.0.0.4:2379"])
+        seen = [store.endpoint]
+        for _ in range(3):
+            self.fail(store)
+            self.fail(store)
+            seen.append(store.endpoint)
+        self.assertEqual(seen, ["127.0.0.2:2379", "127.0.0.3:2379", "127.0.0.4:2379", "127.0.0.2:2379"])
+        self.assertEqual(store.reconnects, 3)
 
     def test_failures_of_a_client_already_replaced_do_not_count(self):
         store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379"])
@@ -300,3 +364,93 @@ class SharedEtcdTests(unittest.TestCase):
         self.addCleanup(other.stop)
         self.assertIsInstance(other, EtcdServer)
 
+
+class _WatchedStore:
+    """What a L{PrefixWatch} uses of its store, on a Clock (no etcd): no
+    pool, so a restarted watch does not reach etcd."""
+
+    def __init__(self):
+        self.reactor = task.Clock()
+        self.pool = None
+        self._client = object()
+        self._watches = []
+        self.reconnects = 0
+        self.listed = []
+        self.answer = None
+
+    def reconnect(self):
+        self.reconnects += 1
+        self._client = object()
+
+    def get_prefix(self, prefix):
+        self.listed.append(prefix)
+        return self.answer
+
+
+class PrefixWatchRetryTests(unittest.TestCase):
+    """How a lost watch is retried (its store faked, time a Clock)."""
+
+    def watch(self):
+        store = _WatchedStore()
+        self.resyncs = []
+        watch = PrefixWatch(store, "/p/", lambda events: None,
+                            lambda items, rev: self.resyncs.append((items, rev)), 5)
+        watch.running = True
+        watch._client = store._client
+        return store, watch
+
+    def lost(self, logs):
+        from twisted.logger import formatEvent
+        return [formatEvent(e) for e in logs]
+
+    def test_retries_back_off_to_four_seconds_and_start_over_once_a_watch_started(self):
+        from twisted.logger import capturedLogs
+        from twisted.python.failure import Failure
+        store, watch = self.watch()
+        delays = []
+        with capturedLogs() as logs:
+            for _ in range(7):
+                watch._failed(Failure(EtcdUnavailable("UNAVAILABLE: down")))
+                delays.append(round(watch._retry.getTime() - store.reactor.seconds(), 3))
+                store.reactor.advance(delays[-1])
+        self.assertEqual(delays, [0.2, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0])
+        self.assertEqual(watch.restarts, 7)
+        # The client is replaced once: the later failures were not its.
+        self.assertEqual(store.reconnects, 1)
+        self.assertEqual(self.lost(logs), ["etcd watch on /p/ lost (EtcdUnavailable: UNAVAILABLE: down); "
+                                           "again in %ss" % d for d in delays])
+        watch._started(12)
+        watch._client = store._client
+        watch._failed(Failure(EtcdUnavailable("UNAVAILABLE: down")))
+        self.assertEqual(round(watch._retry.getTime() - store.reactor.seconds(), 3), 0.2)
+        self.assertEqual(store.reconnects, 2)
+        self.assertEqual(store.listed, [])
+
+    def test_an_error_from_the_watch_thread_is_logged_by_name(self):
+        from twisted.logger import capturedLogs
+        store, watch = self.watch()
+        with capturedLogs() as logs:
+            watch._failed(ValueError("stream broke"))  # handed over as is, no Failure
+        self.assertEqual(self.lost(logs), ["etcd watch on /p/ lost (ValueError: stream broke); again in 0.2s"])
+        self.assertEqual(store.reconnects, 1)
+
+    def test_a_watch_refused_as_compacted_re_lists_at_once(self):
+        import etcd3.exceptions
+        from twisted.python.failure import Failure
+        store, watch = self.watch()
+        store.answer = defer.succeed(([("/p/a", b"1", 7)], 9))
+        watch._failed(Failure(etcd3.exceptions.RevisionCompactedError(8)))
+        self.assertEqual(store.listed, ["/p/"])
+        self.assertEqual(self.resyncs, [([("/p/a", b"1", 7)], 9)])
+        self.assertEqual((watch.next_revision, watch._retry, store.reconnects), (10, None, 0))
+
+    def test_a_re_list_that_fails_is_retried_like_a_lost_watch(self):
+        from twisted.logger import capturedLogs
+        store, watch = self.watch()
+        store.answer = defer.fail(EtcdUnavailable("UNAVAILABLE: down"))
+        with capturedLogs() as logs:
+            watch._resync()
+        self.assertEqual(self.lost(logs), ["etcd watch on /p/ lost (EtcdUnavailable: UNAVAILABLE: down); "
+                                           "again in 0.2s"])
+        self.assertTrue(watch._retry.active())
+        self.assertEqual(self.resyncs, [])
