@@ -403,6 +403,8 @@ class PrefixWatch:
         d = self.store.get_prefix(self.prefix)
 
         def listed(result):
+            if not self.running:
+                return  # stopped while it listed: it hears nothing more
             items, revision = result
             self.next_revision = revision + 1
             self.on_resync(items, revision)

@@ -454,3 +454,19 @@ class PrefixWatchRetryTests(unittest.TestCase):
                                            "again in 0.2s"])
         self.assertTrue(watch._retry.active())
         self.assertEqual(self.resyncs, [])
+
+    def test_a_watch_stopped_while_it_re_lists_starts_nothing_and_hears_nothing(self):
+        class Pool:
+            calls = []
+
+            def callInThreadWithCallback(self, *args, **kwargs):
+                self.calls.append(args)
+
+            callInThread = callInThreadWithCallback
+        store, watch = self.watch()
+        store.pool = Pool()
+        store.answer = defer.Deferred()
+        watch._resync()
+        watch.stop()
+        store.answer.callback(([("/p/a", b"1", 7)], 9))
+        self.assertEqual((store.pool.calls, self.resyncs), ([], []))
