@@ -163,31 +163,70 @@ class EtcdStoreTests(unittest.TestCase):
         yield eventually(lambda: len(events) == 2)
         self.assertEqual(events[1], ("put", "/f/c", b"3", after))
 
+    def watchers(self):
+        """The watches etcd serves (its own metrics, on the client port)."""
+        import re
+        import urllib.request
+        with urllib.request.urlopen(self.etcd.endpoint + "/metrics", timeout=5) as answer:
+            body = answer.read().decode()
+        return int(float(re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", body, re.M).group(1)))
+
+    @defer.inlineCallbacks
+    def test_a_stopped_watch_is_cancelled_in_etcd(self):
+        yield eventually(lambda: self.watchers() == 0)
+        _, revision = yield self.store.get_prefix("/x/")
+        x = self.store.watch_prefix("/x/", lambda events: None, lambda items, rev: None, revision + 1)
+        y = self.store.watch_prefix("/y/", lambda events: None, lambda items, rev: None, revision + 1)
+        yield eventually(lambda: self.watchers() == 2)
+        x.stop()
+        yield eventually(lambda: self.watchers() == 1)
+        self.assertEqual(self.store._watches, [y])
+        y.stop()
+        yield eventually(lambda: self.watchers() == 0)
+
+    @defer.inlineCallbacks
+    def test_a_watch_stopped_before_etcd_confirmed_it_is_cancelled_too(self):
+        yield eventually(lambda: self.watchers() == 0)
+        _, revision = yield self.store.get_prefix("/x/")
+        events = []
+        watch = self.store.watch_prefix("/x/", events.extend, lambda items, rev: None, revision + 1)
+        watch.stop()  # etcd3 is still creating it, in a pool thread
+        yield sleep(0.5)
+        yield eventually(lambda: self.watchers() == 0)
+        yield self.store.put("/x/a", b"1")
+        yield sleep(0.3)
+        self.assertEqual(events, [])
+
     @own_etcd
     @defer.inlineCallbacks
     def test_etcd_down_fails_fast_and_watch_resumes_after_restart_without_spinning(self):
+        from twisted.logger import capturedLogs, formatEvent
         _, revision = yield self.store.get_prefix("/w/")
         seen = []
         watch = self.store.watch_prefix("/w/", seen.extend, lambda items, rev: None, revision + 1)
         yield sleep(0.3)
         yield self.store.put("/w/before", b"1")
         yield eventually(lambda: len(seen) == 1)
-        self.etcd.kill()
-        started = time.monotonic()
-        with self.assertRaises(EtcdUnavailable):
-            yield self.store.put("/w/down", b"x")
-        self.assertLess(time.monotonic() - started, 1.5)
-        # A range read is a gRPC call of our own (read_prefix): its error
-        # is named by its status.
-        down = yield self.assertFailure(self.store.get_prefix("/w/"), EtcdUnavailable)
-        self.assertTrue(str(down).startswith("UNAVAILABLE: "), str(down))
-        # No busy loop while etcd is away.
-        before = cpu_seconds()
-        yield sleep(2)
-        self.assertLess(cpu_seconds() - before, 0.5)
-        self.etcd.start()
-        # A write right after the restart is seen by the resumed watch.
-        yield eventually(lambda: watch.restarts >= 1, timeout=15)
+        with capturedLogs() as logs:
+            self.etcd.kill()
+            started = time.monotonic()
+            with self.assertRaises(EtcdUnavailable):
+                yield self.store.put("/w/down", b"x")
+            self.assertLess(time.monotonic() - started, 1.5)
+            # A range read is a gRPC call of our own (read_prefix): its error
+            # is named by its status.
+            down = yield self.assertFailure(self.store.get_prefix("/w/"), EtcdUnavailable)
+            self.assertTrue(str(down).startswith("UNAVAILABLE: "), str(down))
+            # No busy loop while etcd is away.
+            before = cpu_seconds()
+            yield sleep(2)
+            self.assertLess(cpu_seconds() - before, 0.5)
+            self.etcd.start()
+            # A write right after the restart is seen by the resumed watch.
+            yield eventually(lambda: watch.restarts >= 1, timeout=15)
+        # The stream's end is logged with the gRPC status etcd3 handed over.
+        lines = [formatEvent(e) for e in logs if "watch on /w/ lost" in formatEvent(e)]
+        self.assertTrue(lines[0].startswith("etcd watch on /w/ lost (UNAVAILABLE: "), lines)
         yield self._put_when_up("/w/after", b"2")
         yield eventually(lambda: [k for _, k, _, _ in seen] == ["/w/before", "/w/after"], timeout=15)
 
