@@ -252,6 +252,10 @@ class EtcdStoreTests(unittest.TestCase):
         with self.assertRaises(EtcdUnavailable):
             yield self.store.get("/t/a")
         self.assertLess(time.monotonic() - started, 3)
+        started = time.monotonic()  # a range read of our own has the timeout too
+        with self.assertRaises(EtcdUnavailable):
+            yield self.store.get_prefix("/t/")
+        self.assertLess(time.monotonic() - started, 3)
         started = time.monotonic()
         self.store.stop()
         self.assertLess(time.monotonic() - started, 3)
@@ -509,3 +513,11 @@ class PrefixWatchRetryTests(unittest.TestCase):
         watch.stop()
         store.answer.callback(([("/p/a", b"1", 7)], 9))
         self.assertEqual((store.pool.calls, self.resyncs), ([], []))
+
+    def test_stopping_a_watch_whose_store_stopped_leaves_etcd3_alone(self):
+        # The store closed the client (and with it its watches) and dropped
+        # its pool: nothing to cancel, nowhere to run it.
+        store, watch = self.watch()
+        watch._watch_id = 3
+        watch.stop()
+        self.assertEqual((watch.running, watch._watch_id), (False, None))
