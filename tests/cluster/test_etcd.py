@@ -78,6 +78,15 @@ class EtcdStoreTests(unittest.TestCase):
         self.assertEqual(revision, last - 1)
 
     @defer.inlineCallbacks
+    def test_a_page_ending_on_a_key_that_prefixes_the_next_loses_none(self):
+        from sipcluster.cluster import etcd as adapter
+        keys = ["/n/1", "/n/1/2", "/n/1/2/3", "/n/10", "/n/1X", "/n/1XX"]
+        for key in keys:
+            yield self.store.put(key, b"v")
+        items, _ = yield self.store._call(adapter.read_prefix, "/n/", 1)
+        self.assertEqual([k for k, _, _ in items], sorted(keys))
+
+    @defer.inlineCallbacks
     def test_create_if_absent_has_one_winner(self):
         results = yield defer.gatherResults([
             self.store.create("/t/leader", b"node-%d" % i) for i in range(8)])
@@ -325,6 +334,15 @@ class EndpointFailoverTests(unittest.TestCase):
         for _ in range(3):
             self.fail(single)
         self.assertEqual((store.reconnects, single.reconnects), (0, 0))
+
+    def test_a_store_not_started_or_stopped_fails_calls_saying_so(self):
+        store = EtcdStore(reactor, ["http://127.0.0.2:2379"])
+        failure = self.failureResultOf(store.get("/k"), EtcdUnavailable)
+        self.assertEqual(failure.getErrorMessage(), "store not started")
+        store.start()
+        store.stop()
+        self.assertEqual(self.failureResultOf(store.put("/k", b"v"), EtcdUnavailable).getErrorMessage(),
+                         "store not started")
 
     def test_three_endpoints_are_tried_in_their_order_and_round(self):
         store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379", "http://127.0.0.4:2379"])
