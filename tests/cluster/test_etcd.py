@@ -344,6 +344,15 @@ class EndpointFailoverTests(unittest.TestCase):
         self.assertEqual(self.failureResultOf(store.put("/k", b"v"), EtcdUnavailable).getErrorMessage(),
                          "store not started")
 
+    @defer.inlineCallbacks
+    def test_no_etcd_at_the_endpoint_fails_calls_naming_etcd3s_error(self):
+        from tests.integration.nodes import next_host
+        store = EtcdStore(reactor, ["http://%s:2379" % next_host()], timeout=1.0)  # nobody there
+        store.start()
+        self.addCleanup(store.stop)
+        failed = yield self.assertFailure(store.put("/k", b"v"), EtcdUnavailable)
+        self.assertTrue(str(failed).startswith("ConnectionFailedError: "), str(failed))
+
     def test_three_endpoints_are_tried_in_their_order_and_round(self):
         store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379", "http://127.0.0.4:2379"])
         seen = [store.endpoint]
