@@ -87,6 +87,14 @@ class EtcdStoreTests(unittest.TestCase):
         self.assertEqual([k for k, _, _ in items], sorted(keys))
 
     @defer.inlineCallbacks
+    def test_a_call_on_a_client_a_watch_error_closed_fails_as_reconnecting(self):
+        from sipcluster.cluster.etcd import close_client
+        close_client(self.store._client)  # what a watch error does, in etcd3's thread
+        for call in (self.store.get("/t/a"), self.store.get_prefix("/t/")):
+            failed = yield self.assertFailure(call, EtcdUnavailable)
+            self.assertEqual(str(failed), "client reconnecting")
+
+    @defer.inlineCallbacks
     def test_create_if_absent_has_one_winner(self):
         results = yield defer.gatherResults([
             self.store.create("/t/leader", b"node-%d" % i) for i in range(8)])
