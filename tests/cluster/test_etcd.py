@@ -95,6 +95,14 @@ class EtcdStoreTests(unittest.TestCase):
             self.assertEqual(str(failed), "client reconnecting")
 
     @defer.inlineCallbacks
+    def test_an_error_that_is_not_etcds_is_not_passed_off_as_etcd_away(self):
+        def broken(client):
+            client.get("/t/a")
+            raise ValueError("a bug of ours")
+        failed = yield self.assertFailure(self.store._call(broken), ValueError)
+        self.assertEqual(str(failed), "a bug of ours")
+
+    @defer.inlineCallbacks
     def test_create_if_absent_has_one_winner(self):
         results = yield defer.gatherResults([
             self.store.create("/t/leader", b"node-%d" % i) for i in range(8)])
