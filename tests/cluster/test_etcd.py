@@ -103,6 +103,26 @@ class EtcdStoreTests(unittest.TestCase):
         self.assertEqual(str(failed), "a bug of ours")
 
     @defer.inlineCallbacks
+    def test_calls_run_on_a_pool_of_its_own_one_thread_idle_eight_at_most(self):
+        import threading
+        self.assertEqual(self.store.pool.workers, 1)
+        name = yield self.store._call(lambda client: threading.current_thread().name)
+        self.assertTrue(name.startswith("PoolThread-etcd-"), name)
+        release, running = threading.Event(), []
+
+        def held(client):
+            running.append(threading.current_thread().name)
+            release.wait(10)
+        calls = [self.store._call(held) for _ in range(10)]
+        self.addCleanup(release.set)
+        yield eventually(lambda: len(running) == 8)
+        yield sleep(0.3)
+        self.assertEqual(len(running), 8)  # the node's store: threads=8
+        release.set()
+        yield defer.gatherResults(calls)
+        self.assertEqual(len(running), 10)
+
+    @defer.inlineCallbacks
     def test_create_if_absent_has_one_winner(self):
         results = yield defer.gatherResults([
             self.store.create("/t/leader", b"node-%d" % i) for i in range(8)])
