@@ -36,10 +36,10 @@ class EtcdServer:
     killed, restarted on the same data, stopped with SIGSTOP and resumed.
     """
 
-    def __init__(self, host=None, name="test", initial_cluster=None, wait=True, args=()):
+    def __init__(self, host=None, name="test", initial_cluster=None, wait=True, args=(), port=2379):
         self.host = host or next_host()
         self.args = list(args)  # more etcd options
-        self.port = 2379
+        self.port = port
         self.name = name
         self.initial_cluster = initial_cluster or "%s=%s" % (name, self.peer)
         self.data_dir = tempfile.mkdtemp(prefix="etcd-test-")

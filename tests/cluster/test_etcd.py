@@ -121,6 +121,35 @@ class EtcdStoreTests(unittest.TestCase):
         release.set()
         yield defer.gatherResults(calls)
         self.assertEqual(len(running), 10)
+        pool = self.store.pool
+        self.store.stop()
+        self.assertEqual((pool.started, pool.workers, self.store.pool), (False, 0, None))
+
+    @own_etcd
+    @defer.inlineCallbacks
+    def test_an_endpoint_on_another_port(self):
+        self.etcd.stop()
+        self.etcd = EtcdServer(port=23790)
+        self.addCleanup(self.etcd.stop)
+        store = EtcdStore(reactor, [self.etcd.endpoint], timeout=1.0)
+        store.start()
+        self.addCleanup(store.stop)
+        self.assertEqual(store.endpoint, "%s:23790" % self.etcd.host)
+        yield store.put("/t/p", b"1")
+        self.assertEqual((yield store.get("/t/p")), b"1")
+
+    @defer.inlineCallbacks
+    def test_closing_a_client_ends_its_watch_thread_quietly(self):
+        import threading
+        thrown = []
+        self.patch(threading, "excepthook", lambda args: thrown.append(args.exc_type))
+        _, revision = yield self.store.get_prefix("/q/")
+        self.store.watch_prefix("/q/", lambda events: None, lambda items, rev: None, revision + 1)
+        yield sleep(0.3)
+        thread = self.store._client.watcher._callback_thread
+        self.store.stop()
+        yield eventually(lambda: not thread.is_alive(), timeout=5)
+        self.assertEqual([t for t in thrown if t is not SystemExit], [])
 
     @defer.inlineCallbacks
     def test_create_if_absent_has_one_winner(self):
@@ -388,6 +417,14 @@ class EndpointFailoverTests(unittest.TestCase):
         self.addCleanup(store.stop)
         failed = yield self.assertFailure(store.put("/k", b"v"), EtcdUnavailable)
         self.assertTrue(str(failed).startswith("ConnectionFailedError: "), str(failed))
+
+    def test_the_reactor_s_shutdown_stops_a_started_store(self):
+        from twisted.internet.testing import MemoryReactor
+        fake = MemoryReactor()
+        store = EtcdStore(fake, ["http://127.0.0.2:2379"])
+        store.start()
+        self.addCleanup(store.stop)
+        self.assertEqual(fake.triggers, {"during": {"shutdown": [(store.stop, (), {})]}})
 
     def test_three_endpoints_are_tried_in_their_order_and_round(self):
         store = self.store(["http://127.0.0.2:2379", "http://127.0.0.3:2379", "http://127.0.0.4:2379"])
