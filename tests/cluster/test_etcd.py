@@ -471,17 +471,20 @@ class SharedEtcdTests(unittest.TestCase):
         client.put("/d", b"4")
         # Another process's test waits for this one to end.
         script = ("import sys, time; sys.path.insert(0, %r); from tests.cluster.etcdserver import SharedEtcd; "
-                  "t = time.monotonic(); SharedEtcd(%r).stop(); print(time.monotonic() - t)"
-                  % (os.getcwd(), self.server.endpoint))
+                  "print('waiting', flush=True); shared = SharedEtcd(%r); print(time.time(), flush=True); "
+                  "shared.stop()" % (os.getcwd(), self.server.endpoint))
         import subprocess
         import sys
         other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        self.addCleanup(other.wait, 30)
+        self.assertEqual(other.stdout.readline(), "waiting\n")
+        time.sleep(1.0)
         self.assertEqual(client.get("/d")[0], b"4")  # not wiped under it
+        released = time.time()
         shared.stop()  # wipes again: nothing for the next test
         shared.stop()  # once only
-        waited = float(other.communicate(timeout=30)[0])
-        self.assertGreater(waited, 1.0)
+        self.assertGreaterEqual(float(other.stdout.readline()), released)
+        other.stdout.close()
         self.assertEqual(list(client.get_all()), [])
         with self.assertRaises(RuntimeError):
             shared.kill()
