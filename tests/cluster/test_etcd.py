@@ -404,6 +404,7 @@ class EndpointFailoverTests(unittest.TestCase):
         store = EtcdStore(reactor, ["http://127.0.0.2:2379"])
         failure = self.failureResultOf(store.get("/k"), EtcdUnavailable)
         self.assertEqual(failure.getErrorMessage(), "store not started")
+        store.stop()  # never started: nothing to stop, nothing raised
         store.start()
         store.stop()
         self.assertEqual(self.failureResultOf(store.put("/k", b"v"), EtcdUnavailable).getErrorMessage(),
