@@ -89,8 +89,11 @@ class EtcdStoreTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_call_on_a_client_a_watch_error_closed_fails_as_reconnecting(self):
         from sipcluster.cluster.etcd import close_client
+        lease = yield self.store.grant(30)
         close_client(self.store._client)  # what a watch error does, in etcd3's thread
-        for call in (self.store.get("/t/a"), self.store.get_prefix("/t/")):
+        # grpc words it two ways: "Cannot invoke RPC on closed channel!" for
+        # a call, "Cannot invoke RPC: Channel closed!" for a stream (refresh).
+        for call in (self.store.get("/t/a"), self.store.get_prefix("/t/"), self.store.refresh(lease)):
             failed = yield self.assertFailure(call, EtcdUnavailable)
             self.assertEqual(str(failed), "client reconnecting")
 
