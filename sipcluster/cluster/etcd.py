@@ -347,6 +347,8 @@ class PrefixWatch:
     def _started(self, watch_id):
         self._watch_id = watch_id
         self._failures = 0
+        if not self.running:
+            self._cancel_current()  # stopped while etcd was creating it
 
     def _from_thread(self, client, response):
         # The client's watch thread: nothing here but handing over.
@@ -403,6 +405,8 @@ class PrefixWatch:
         d = self.store.get_prefix(self.prefix)
 
         def listed(result):
+            if not self.running:
+                return  # stopped while it listed: it hears nothing more
             items, revision = result
             self.next_revision = revision + 1
             self.on_resync(items, revision)

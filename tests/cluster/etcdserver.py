@@ -1,5 +1,16 @@
-"""A real etcd server for tests: its own loopback address and data dir, stopped by PID."""
+"""
+A real etcd server for tests: its own loopback address and data dir,
+stopped by PID.
 
+SIPCLUSTER_TEST_ETCD=http://HOST:PORT (opt-in; mutation testing of
+sipcluster/cluster/etcd.py, setup.cfg [mutmut]): the in-process tests that
+only read and write take that etcd instead of starting one each, its whole
+keyspace wiped (every lease revoked, every key deleted) before and after
+each test.  Tests that kill, pause or restart etcd (L{own_etcd}) always
+start their own.  Unset (ops/test): every test its own etcd, as before.
+"""
+
+import fcntl
 import os
 import shutil
 import signal
@@ -25,9 +36,10 @@ class EtcdServer:
     killed, restarted on the same data, stopped with SIGSTOP and resumed.
     """
 
-    def __init__(self, host=None, name="test", initial_cluster=None, wait=True):
+    def __init__(self, host=None, name="test", initial_cluster=None, wait=True, args=(), port=2379):
         self.host = host or next_host()
-        self.port = 2379
+        self.args = list(args)  # more etcd options
+        self.port = port
         self.name = name
         self.initial_cluster = initial_cluster or "%s=%s" % (name, self.peer)
         self.data_dir = tempfile.mkdtemp(prefix="etcd-test-")
@@ -49,7 +61,7 @@ class EtcdServer:
             ["etcd", "--name", self.name, "--data-dir", os.path.join(self.data_dir, "data"),
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", self.peer, "--initial-advertise-peer-urls", self.peer,
-             "--initial-cluster", self.initial_cluster, "--log-level", "error"],
+             "--initial-cluster", self.initial_cluster, "--log-level", "error"] + self.args,
             stdout=log, stderr=log)
         if wait:
             self.wait_healthy(timeout)
@@ -100,6 +112,86 @@ class EtcdServer:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+SHARED_VARIABLE = "SIPCLUSTER_TEST_ETCD"
+
+
+class SharedEtcd:
+    """
+    An etcd started outside the tests (L{SHARED_VARIABLE}), emptied for
+    each test: what a fresh L{EtcdServer} holds, but for the revision,
+    which goes on from the last test's.  It cannot be killed or paused.
+    One test at a time has it: a lock file per endpoint, held from the
+    first wipe to the last, makes a test of another process (a second
+    mutmut worker) wait rather than wipe this one's keys.
+    """
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint.rstrip("/")
+        host_port = self.endpoint.split("://", 1)[-1]
+        self.host, port = host_port.rsplit(":", 1)
+        self.port = int(port)
+        self._lock = open(os.path.join(tempfile.gettempdir(), "sipcluster-test-etcd-%s-%d.lock"
+                                       % (self.host, self.port)), "a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            self.wipe()
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def wipe(self):
+        """Revoke every lease, delete every key; check that none is left."""
+        import etcd3
+        import etcd3.etcdrpc
+        client = etcd3.client(self.host, self.port, timeout=5)
+        try:
+            leases = client.leasestub.LeaseLeases(etcd3.etcdrpc.LeaseLeasesRequest(), 5)
+            for lease in leases.leases:
+                try:
+                    client.revoke_lease(lease.ID)
+                except Exception:
+                    pass  # expired in between
+            # From "\0" to the end ("\0" as range_end): every key.
+            client.kvstub.DeleteRange(etcd3.etcdrpc.DeleteRangeRequest(key=b"\0", range_end=b"\0"), 5)
+            left = client.kvstub.Range(etcd3.etcdrpc.RangeRequest(key=b"\0", range_end=b"\0",
+                                                                  count_only=True), 5).count
+            if left:
+                raise RuntimeError("%d keys left in the shared etcd after the wipe" % left)
+        finally:
+            client.close()
+
+    def stop(self):
+        if self._lock.closed:
+            return
+        try:
+            self.wipe()
+        finally:
+            self._lock.close()  # and with it the lock
+
+    def kill(self):
+        raise RuntimeError("the shared etcd cannot be killed: mark the test @own_etcd")
+
+    pause = resume = start = kill
+
+
+def own_etcd(test):
+    """A test that kills, pauses or restarts its etcd: never the shared one."""
+    test.own_etcd = True
+    return test
+
+
+def etcd_for(test=None):
+    """
+    The etcd for one test (C{test}: its function or method): the shared one,
+    wiped, when L{SHARED_VARIABLE} names one and the test is not
+    L{own_etcd}; else an L{EtcdServer} of its own.  Stop it when done.
+    """
+    shared = os.environ.get(SHARED_VARIABLE)
+    if shared and not getattr(test, "own_etcd", False):
+        return SharedEtcd(shared)
+    return EtcdServer()
 
 
 class EtcdCluster:

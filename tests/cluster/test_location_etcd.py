@@ -13,7 +13,7 @@ from sipcluster.cluster.store import MemoryStore, StoreUnavailable
 from sipcluster.location.etcd import EtcdLocationService
 from sipcluster.location.interface import Binding
 from sipcluster.sip.uri import parse_uri
-from tests.cluster.etcdserver import EtcdServer, requires_etcd
+from tests.cluster.etcdserver import etcd_for, own_etcd, requires_etcd
 from tests.cluster.test_etcd import eventually
 
 AOR = "sip:alice@example.test"
@@ -29,7 +29,7 @@ class EtcdLocationTests(unittest.TestCase):
     timeout = 90
 
     def setUp(self):
-        self.etcd = EtcdServer()
+        self.etcd = etcd_for(getattr(self, self._testMethodName))
         self.addCleanup(self.etcd.stop)
 
     @defer.inlineCallbacks
@@ -78,6 +78,7 @@ class EtcdLocationTests(unittest.TestCase):
             yield a.update("sip:u%d@example.test" % i, [binding(7000, aor="sip:u%d@example.test" % i)])
         self.assertLessEqual(len(a._leases), 2)
 
+    @own_etcd
     @defer.inlineCallbacks
     def test_etcd_down_lookups_go_on_updates_fail_and_it_catches_up(self):
         a = yield self.node()

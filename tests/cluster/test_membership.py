@@ -12,7 +12,7 @@ from twisted.trial import unittest
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.membership import ClusterMembership
 from sipcluster.cluster.store import MemoryStore, StoreUnavailable
-from tests.cluster.etcdserver import EtcdServer, requires_etcd
+from tests.cluster.etcdserver import etcd_for, own_etcd, requires_etcd
 from tests.cluster.test_etcd import eventually
 
 
@@ -21,7 +21,7 @@ class MembershipTests(unittest.TestCase):
     timeout = 60
 
     def setUp(self):
-        self.etcd = EtcdServer()
+        self.etcd = etcd_for(getattr(self, self._testMethodName))
         self.addCleanup(self.etcd.stop)
         self.stores = []
 
@@ -78,6 +78,7 @@ class MembershipTests(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 2 + 1)
         yield eventually(lambda: b.is_leader)
 
+    @own_etcd
     @defer.inlineCallbacks
     def test_rejoins_after_etcd_restart_longer_than_ttl(self):
         a = self.member("a", ttl=2)

@@ -11,7 +11,7 @@ from zope.interface.verify import verifyObject
 
 from sipcluster.cluster.etcd import EtcdStore
 from sipcluster.cluster.store import IClusterStore, LeaseBuckets, LeaseNotFound, MemoryStore, json_record
-from tests.cluster.etcdserver import EtcdServer, requires_etcd
+from tests.cluster.etcdserver import etcd_for, requires_etcd
 from tests.cluster.test_etcd import eventually, sleep
 
 
@@ -63,20 +63,26 @@ class StoreContract:
         yield self.store.put("/l/a", b"1", lease=lease)
         yield self.store.put("/l/b", b"2")
         self.assertEqual((yield self.store.refresh(lease)), 30)
+        made = yield self.store.replace("/l/swapped", b"3", 0, lease=lease)
+        yield self.store.replace("/l/swapped", b"4", made, lease=lease)
         yield self.store.revoke(lease)
         items, _ = yield self.store.get_prefix("/l/")
+        # Keys written by compare-and-swap under the lease go with it too.
         self.assertEqual([k for k, _, _ in items], ["/l/b"])
-        yield self.assertFailure(self.store.refresh(lease), LeaseNotFound)
+        gone = yield self.assertFailure(self.store.refresh(lease), LeaseNotFound)
+        self.assertEqual(gone.args, (lease,))  # names the lease, as the memory store's does
         yield self.assertFailure(self.store.put("/l/c", b"3", lease=lease), LeaseNotFound)
         yield self.assertFailure(self.store.create("/l/c", b"3", lease=lease), LeaseNotFound)
 
     @defer.inlineCallbacks
     def test_follow_lists_then_delivers_later_changes_in_a_later_turn(self):
         yield self.store.put("/w/old", b"0")
-        yield self.store.put("/other", b"x")
+        last = yield self.store.put("/other", b"x")
         listed, events = [], []
-        watch = yield self.store.follow("/w/", events.extend, lambda items, rev: listed.append(items))
-        self.assertEqual([[(k, v) for k, v, _ in items] for items in listed], [[("/w/old", b"0")]])
+        watch = yield self.store.follow("/w/", events.extend, lambda items, rev: listed.append((items, rev)))
+        # Listed at the store's revision then: the last write's.
+        self.assertEqual([([(k, v) for k, v, _ in items], rev) for items, rev in listed],
+                         [([("/w/old", b"0")], last)])
         written = self.store.put("/w/new", b"1")
         # Never inside the write.  (Checked before its answer: etcd's watch
         # thread may hand the event over before the pool thread the reply.)
@@ -122,7 +128,7 @@ class MemoryStoreTests(StoreContract, unittest.TestCase):
 @requires_etcd
 class EtcdStoreContractTests(StoreContract, unittest.TestCase):
     def make_store(self):
-        etcd = EtcdServer()
+        etcd = etcd_for(getattr(self, self._testMethodName))
         self.addCleanup(etcd.stop)
         store = EtcdStore(reactor, [etcd.endpoint], timeout=2.0)
         store.start()
