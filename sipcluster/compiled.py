@@ -58,22 +58,15 @@ class pure_cython:
     """
     What the compiled modules use of Cython's pure-Python mode (the
     C{cython} module), for pure Python where Cython is not installed: its
-    class decorators and C{locals} (the C types of a function's variables),
-    doing nothing.
+    class decorators, doing nothing.  (The C types of variables are in the
+    .pxd files, which only Cython reads.)
     """
-
-    # The C types @cython.locals names; in Python they are only names.
-    Py_ssize_t = Py_UCS4 = bint = int
 
     @staticmethod
     def cclass(cls):
         return cls
 
     no_gc = cclass
-
-    @staticmethod
-    def locals(**types):
-        return lambda function: function
 
 
 def disabled():

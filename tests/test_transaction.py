@@ -1263,19 +1263,17 @@ def test_timer_heap_timers_armed_while_firing():
 
 
 def test_timer_heap_a_failing_timer_is_logged_and_the_others_fire():
-    from twisted.logger import globalLogPublisher
+    from twisted.logger import capturedLogs
     clock, heap = _heap()
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        fired = []
-        def failing():
-            return 1 / 0
-        heap.call_later(1.0, failing)
-        heap.call_later(1.0, fired.append, "after")
+    fired = []
+
+    def failing():
+        return 1 / 0
+
+    heap.call_later(1.0, failing)
+    heap.call_later(1.0, fired.append, "after")
+    with capturedLogs() as events:
         clock.advance(1.0)
-    finally:
-        globalLogPublisher.removeObserver(events.append)
     assert fired == ["after"]
     failures = [e for e in events if e.get("log_failure") is not None]
     assert len(failures) == 1 and failures[0]["log_failure"].check(ZeroDivisionError)

@@ -25,10 +25,6 @@ class Transaction:
         self._timers = {}
 
     @property
-    def clock(self):
-        return self.layer.clock
-
-    @property
     def timers(self):
         return self.layer.timers
 
