@@ -16,6 +16,14 @@ from sipcluster.sip.grammar import (
 from sipcluster.sip.uri import parse_uri
 
 
+# Addresses parsed before, by their text.  An Address is a value (never
+# changed in place: replace and with_params make new ones), so the messages
+# of a call share the parse of the From, To and Route values they repeat.
+# Bounded: emptied when full.
+_ADDRESSES = {}
+_ADDRESSES_SIZE = 4096
+
+
 # In the compiled build (the .pxd beside this file) these classes are
 # extension types the cyclic collector does not track (no_gc): their
 # instances hold strings, numbers and other such values only, so they can
@@ -63,6 +71,18 @@ class Address:
 
         @raise ParseError: on a malformed value.
         """
+        if cls is not Address:
+            return cls._parse(text)  # a subclass: its own, not shared
+        address = _ADDRESSES.get(text)
+        if address is None:
+            address = cls._parse(text)
+            if len(_ADDRESSES) >= _ADDRESSES_SIZE:
+                _ADDRESSES.clear()
+            _ADDRESSES[text] = address
+        return address
+
+    @classmethod
+    def _parse(cls, text):
         text = text.strip()
         if not text:
             raise ParseError("Empty address")

@@ -9,6 +9,8 @@ cpdef str parse_host(str text)
 cpdef tuple split_hostport(str text)
 
 @cython.locals(colon=Py_ssize_t, scheme=str)
+cpdef _parse_uri(text)
+
 cpdef parse_uri(text)
 cdef class SipURI:
     cdef public object scheme

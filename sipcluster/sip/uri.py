@@ -361,6 +361,15 @@ class AbsoluteURI:
         return hash(self.text)
 
 
+# URIs parsed before, by their text.  A URI is a value (never changed in
+# place: replace and with_params make new ones), so every message naming
+# the same URI may share one: a call's Request-URIs, Route and
+# Record-Route entries and the next hops of a proxy are a few texts seen
+# again and again.  Bounded: emptied when full.
+_URIS = {}
+_URIS_SIZE = 4096
+
+
 def parse_uri(text):
     """
     Parse any absolute URI: L{SipURI} for sip/sips, L{TelURI} for tel,
@@ -369,6 +378,16 @@ def parse_uri(text):
     @raise ParseError: when C{text} is not an absolute URI, or is a
         malformed sip, sips or tel URI.
     """
+    uri = _URIS.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_URIS) >= _URIS_SIZE:
+            _URIS.clear()
+        _URIS[text] = uri
+    return uri
+
+
+def _parse_uri(text):
     colon = text.find(":")
     if colon <= 0:
         raise ParseError("Bad URI %s" % quoted(text, 60))

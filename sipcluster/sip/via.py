@@ -22,6 +22,14 @@ _COLON_LWS = re.compile(r"[ \t]*:[ \t]*")
 _TRANSPORTS = frozenset(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls", "sctp", "ws", "wss"])
 
 
+# Vias parsed before, by their text.  A Via is a value (never changed in
+# place: with_params makes a new one), and each one is read again by the
+# responses of its transaction (our own on top, the sender's under it).
+# Bounded: emptied when full.
+_VIAS = {}
+_VIAS_SIZE = 4096
+
+
 # In the compiled build (the .pxd beside this file) these classes are
 # extension types the cyclic collector does not track (no_gc): their
 # instances hold strings, numbers and other such values only, so they can
@@ -57,6 +65,18 @@ class Via:
 
         @raise ParseError: on a malformed value.
         """
+        if cls is not Via:
+            return cls._parse(text)  # a subclass: its own, not shared
+        via = _VIAS.get(text)
+        if via is None:
+            via = cls._parse(text)
+            if len(_VIAS) >= _VIAS_SIZE:
+                _VIAS.clear()
+            _VIAS[text] = via
+        return via
+
+    @classmethod
+    def _parse(cls, text):
         parts = split_semicolons(text)
         head = parts[0]
         if head.startswith("SIP/2.0/"):

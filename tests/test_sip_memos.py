@@ -1,0 +1,67 @@
+"""
+The parsed values the message layer remembers by their text (parse_uri,
+Address.parse, Via.parse): one parse per text, shared by every message
+naming it, bounded, and never a fault remembered.
+"""
+
+import pytest
+
+from sipcluster.sip import address, uri, via
+from sipcluster.sip.address import Address
+from sipcluster.sip.errors import ParseError
+from sipcluster.sip.via import Via
+
+# (module, name of its memo, parse function, a good text, another, a bad one)
+MEMOS = [
+    (uri, "_URIS", uri.parse_uri, "sip:bob@example.com;transport=tcp", "tel:+1555",
+     "sip:bob@exa mple.com"),
+    (address, "_ADDRESSES", Address.parse, '"Bob" <sip:bob@example.com>;tag=1',
+     "<sip:alice@example.com>", "<sip:bob@example.com"),
+    (via, "_VIAS", Via.parse, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport",
+     "SIP/2.0/TCP [2001:db8::1];branch=z9hG4bK2", "SIP/2.0/UDP"),
+]
+IDS = ["uri", "address", "via"]
+
+
+@pytest.mark.parametrize("module, name, parse, text, other, bad", MEMOS, ids=IDS)
+def test_a_text_is_parsed_once_and_its_value_shared(module, name, parse, text, other, bad):
+    first = parse(text)
+    assert parse(text) is first
+    assert str(first) == text
+    second = parse(other)
+    assert second is not first and str(second) == other
+    assert getattr(module, name) == {text: first, other: second}
+
+
+@pytest.mark.parametrize("module, name, parse, text, other, bad", MEMOS, ids=IDS)
+def test_a_fault_is_never_remembered(module, name, parse, text, other, bad):
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            parse(bad)
+    assert getattr(module, name) == {}
+
+
+@pytest.mark.parametrize("module, name, parse, text, other, bad", MEMOS, ids=IDS)
+def test_the_memo_is_emptied_when_full(monkeypatch, module, name, parse, text, other, bad):
+    monkeypatch.setattr(module, name + "_SIZE", 1)
+    first = parse(text)
+    assert getattr(module, name) == {text: first}
+    second = parse(other)
+    assert getattr(module, name) == {other: second}
+    third = parse(text)
+    assert third is not first and str(third) == text
+    assert getattr(module, name) == {text: third}
+
+
+@pytest.mark.parametrize("cls, text", [
+    (Via, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1"),
+    (Address, "<sip:bob@example.com>;tag=1"),
+], ids=["via", "address"])
+def test_a_subclass_gets_its_own_instances(cls, text):
+    class Mine(cls):
+        pass
+    shared = cls.parse(text)
+    mine = Mine.parse(text)
+    assert type(mine) is Mine and mine is not shared
+    assert Mine.parse(text) is not mine
+    assert cls.parse(text) is shared
