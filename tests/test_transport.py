@@ -425,3 +425,23 @@ def test_connections_out_leave_from_the_first_tcp_listening_address(listen, bind
     layer.send_data(b"OPTIONS", Peer("tcp", "127.0.0.9", 5080))
     (host, port, _, _, bind_address), = reactor.tcpClients
     assert (host, port, bind_address) == ("127.0.0.9", 5080, bind)
+
+
+def test_a_relayed_response_leaves_by_udp_at_once_and_a_failure_counts_once():
+    """A response with no source (a proxy relaying it by its Via) over UDP
+    to an address: written by the listener there and then, the Deferred
+    already fired; a failed write counted once, by the listener."""
+    h = Harness()
+    response = make_response(parse_message(INVITE), 180, to_tag="t")
+    response.set_top_via(response.top_via.with_params(received="192.0.2.7", rport="5072"))
+    results = []
+    h.layer.send_response(response).addCallback(results.append)
+    assert results == [True] and h.layer.stats["sent"] == 1
+    assert [addr for _, addr in h.socket.written] == [("192.0.2.7", 5072)]
+
+    def refuse(data, addr):
+        raise OSError("refused")
+    h.socket.write = refuse
+    h.layer.send_response(response).addCallback(results.append)
+    assert results == [True, False]
+    assert h.layer.stats["send_errors"] == 1 and h.layer.stats["sent"] == 1

@@ -77,6 +77,7 @@ class TransportLayer:
         self.table = ConnectionTable(self, reactor, idle_timeout, max_connections, max_message_size)
         self._sent_by = {}
         self._record_route = {}
+        self._record_route_uris = {}
         self._sent_by_text = set()
         self._local = set()
         if cluster_name:
@@ -128,6 +129,7 @@ class TransportLayer:
             self.ports.append(plistening)
             self.udp.insert(0, private)
             self._local.add((bare_host(host), private.port))
+            self._record_route_uris.clear()
             if not self.advertise:
                 # Via names the private port; Record-Route keeps the shared
                 # one so that in-dialog requests may reach any worker.
@@ -135,6 +137,7 @@ class TransportLayer:
                 self._sent_by_text.add("%s:%d" % (host, private.port))
 
     def _add_local(self, transport, host, port):
+        self._record_route_uris.clear()
         self._local.add((bare_host(host), port))
         # The first address of each transport, and the first of each
         # address family for it: what goes into Via and Record-Route toward
@@ -193,14 +196,23 @@ class TransportLayer:
         """
         host, _, port = name.rpartition(":") if name.count(":") == 1 else (name, "", "")
         self.cluster_name = (host.lower(), int(port) if port.isdigit() else None)
+        self._record_route_uris.clear()
 
     cluster_name = None
 
     def record_route_uri(self, transport, v6=None):
         """
         Our URI for Record-Route when facing C{transport} (lr, RFC 3261
-        16.6 step 4), on the IPv6 side when C{v6}.
+        16.6 step 4), on the IPv6 side when C{v6}.  Made once per side (it
+        changes only with the listeners and the cluster name).
         """
+        key = (transport, v6)
+        uri = self._record_route_uris.get(key)
+        if uri is None:
+            uri = self._record_route_uris[key] = self._make_record_route_uri(transport, v6)
+        return uri
+
+    def _make_record_route_uri(self, transport, v6):
         if self.cluster_name is not None:
             host, port = self.cluster_name
         else:
@@ -325,19 +337,14 @@ class TransportLayer:
             return defer.fail(TransportError("UDP send to %s failed" % (peer,)))
         if peer.transport == "tcp":
             d = self.table.connect(peer)
-
-            def write(proto):
-                if not proto.send(data):
-                    raise TransportError("connection to %s closed" % (peer,))
-                self.stats["sent"] += 1
-                return True
-
-            def failed(failure):
-                if failure.check(TransportError):
-                    return failure
-                raise TransportError("cannot connect to %s: %s" % (peer, failure.getErrorMessage()))
-            return d.addCallbacks(write).addErrback(failed)
+            return d.addCallback(self._write_stream, data, peer).addErrback(_not_connected, peer)
         return defer.fail(TransportError("unsupported transport %s" % peer.transport))
+
+    def _write_stream(self, proto, data, peer):
+        if not proto.send(data):
+            raise TransportError("connection to %s closed" % (peer,))
+        self.stats["sent"] += 1
+        return True
 
     def send_response(self, response, source=None, fallback_only=False):
         """
@@ -366,13 +373,22 @@ class TransportLayer:
                     self.stats["send_errors"] += 1
                     return defer.succeed(False)
                 peer = source.peer
-        if peer.transport == "udp" and source is not None and source.transport == "udp":
-            # Leave from the socket the request came in on (RFC 3581 4).
-            if source.local.send(data, peer):
-                self.stats["sent"] += 1
-                return defer.succeed(True)
-            return defer.succeed(False)
-        if peer.transport not in ("udp", "tcp"):
+        if peer.transport == "udp":
+            if source is not None and source.transport == "udp":
+                # Leave from the socket the request came in on (RFC 3581 4).
+                local = source.local
+            elif not is_name(peer.host) and self.udp:
+                local = self.udp_for(peer.host)
+            else:
+                local = None
+            if local is not None:
+                # Sent now, without a Deferred to wait on (a failed send
+                # is counted by the listener).
+                if local.send(data, peer):
+                    self.stats["sent"] += 1
+                    return defer.succeed(True)
+                return defer.succeed(False)
+        elif peer.transport != "tcp":
             peer = Peer("tcp" if peer.transport in ("tls", "sctp") else "udp", peer.host, peer.port)
         if is_name(peer.host):
             # A sent-by that is a name, with no received to say where the
@@ -383,14 +399,17 @@ class TransportLayer:
             if peer.transport != "udp":
                 # RFC 3261 18.2.2: the connection is gone and a new one to
                 # the received address failed: RFC 3263 5, from the sent-by.
-                d.addErrback(lambda f: self._by_sent_by(data, response, f))
+                d.addErrback(self._by_sent_by_after, data, response)
+        return d.addErrback(self._response_failed, peer)
 
-        def failed(failure):
-            self.stats["send_errors"] += 1
-            self.log.info("cannot send response to {peer}: {why}", peer=str(peer),
-                          why=failure.getErrorMessage())
-            return False
-        return d.addErrback(failed)
+    def _by_sent_by_after(self, failure, data, response):
+        return self._by_sent_by(data, response, failure)
+
+    def _response_failed(self, failure, peer):
+        self.stats["send_errors"] += 1
+        self.log.info("cannot send response to {peer}: {why}", peer=str(peer),
+                      why=failure.getErrorMessage())
+        return False
 
     def _by_sent_by(self, data, response, failure):
         """
@@ -451,7 +470,18 @@ def is_name(host):
     if ":" in host:
         return False
     parts = host.split(".")
-    return not (len(parts) == 4 and all(p.isdigit() for p in parts))
+    if len(parts) != 4:
+        return True
+    for part in parts:
+        if not part.isdigit():
+            return True
+    return False
+
+
+def _not_connected(failure, peer):
+    if failure.check(TransportError):
+        return failure
+    raise TransportError("cannot connect to %s: %s" % (peer, failure.getErrorMessage()))
 
 
 def _side(transport, host):
