@@ -239,14 +239,20 @@ class Pipeline:
                 index += 1
                 if result is not None:
                     context.waiting()
-                    result.addCallbacks(
-                        lambda _: self.run_request(context, done, failed, index),
-                        lambda f: failed(context, f.value))
+                    result.addCallbacks(self._request_resumed, _stage_failed,
+                                        callbackArgs=(context, done, failed, index),
+                                        errbackArgs=(context, failed))
                     return
         except Exception as e:
             failed(context, e)
             return
         done(context)
+
+    # (Deferred callbacks as methods, not lambdas: a function holding a
+    # lambda pays for its closure on every call, even when none is made.)
+
+    def _request_resumed(self, _, context, done, failed, index):
+        self.run_request(context, done, failed, index)
 
     def select_targets(self, context, done, failed, index=0):
         """
@@ -267,14 +273,17 @@ class Pipeline:
                 # (A list is the usual answer; isinstance on Deferred, an
                 # abc, costs more than the rest of this loop.)
                 if result.__class__ is not list and isinstance(result, defer.Deferred):
-                    result.addCallbacks(
-                        lambda r: self._targets_chosen(context, r, done, failed, index),
-                        lambda f: failed(context, f.value))
+                    result.addCallbacks(self._targets_resumed, _stage_failed,
+                                        callbackArgs=(context, done, failed, index),
+                                        errbackArgs=(context, failed))
                     return
                 break
         except Exception as e:
             failed(context, e)
             return
+        self._targets_chosen(context, result, done, failed, index)
+
+    def _targets_resumed(self, result, context, done, failed, index):
         self._targets_chosen(context, result, done, failed, index)
 
     def _targets_chosen(self, context, result, done, failed, index):
@@ -344,3 +353,8 @@ class Pipeline:
             except Exception:
                 self.log.failure("dialog stage {stage} failed on {event}", stage=stage.name,
                                  event=event)
+
+
+def _stage_failed(failure, context, failed):
+    """A stage's Deferred failed: C{failed(context, error)} (L{Respond} answers)."""
+    failed(context, failure.value)

@@ -145,9 +145,21 @@ class StatefulProxy:
             d = self.forwarder.resolve(next_uri, transport, target.received)
         else:
             d = self.pipeline.run_branch(context, out, target)
-            d.addCallback(lambda _: self.forwarder.resolve(next_uri, transport, target.received))
-        d.addCallback(lambda peers: self._send_branch(rc, branch, out, peers))
-        d.addErrback(lambda f: self._branch_error(rc, branch, f.value, f))
+            d.addCallback(self._resolve_branch, next_uri, transport, target.received)
+        d.addCallback(self._peers_found, rc, branch, out)
+        d.addErrback(self._branch_failure, rc, branch)
+
+    # (Deferred callbacks as methods, not lambdas: a function holding a
+    # lambda pays for its closure on every call, even when none is made.)
+
+    def _resolve_branch(self, _, next_uri, transport, received):
+        return self.forwarder.resolve(next_uri, transport, received)
+
+    def _peers_found(self, peers, rc, branch, out):
+        self._send_branch(rc, branch, out, peers)
+
+    def _branch_failure(self, failure, rc, branch):
+        self._branch_error(rc, branch, failure.value, failure)
 
     def _send_branch(self, rc, branch, out, peers):
         """Send C{out} to the first of C{peers}; the others are its RFC 3263 4.3 fallbacks."""

@@ -71,8 +71,14 @@ def forward_stateless(forwarder, pipeline, context, target, proxy):
         d = forwarder.resolve(next_uri, transport, target.received)
     else:
         d = pipeline.run_branch(context, out, target)
-        d.addCallback(lambda _: forwarder.resolve(next_uri, transport, target.received))
+        d.addCallback(_resolve, forwarder, next_uri, transport, target.received)
     d.addCallback(_send, forwarder, out, context).addErrback(_failed, forwarder, context, proxy)
+
+
+def _resolve(_, forwarder, next_uri, transport, received):
+    # A callback, not a lambda: forward_stateless would pay for the
+    # closure on every call.
+    return forwarder.resolve(next_uri, transport, received)
 
 
 def _send(peers, forwarder, out, context):
