@@ -215,7 +215,7 @@ def main():
     spent = time.process_time() - start
     if args.profile:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "25")))
     # The harness builds the UAS/UAC side messages too: measure that alone.
     baseline = time.process_time()
     for n in range(args.calls):
