@@ -18,14 +18,29 @@ cdef class Message:
     cdef public list _fields
     cdef public object body
     cdef public dict _cache
+    # What the message's own methods call: direct C calls, not attribute
+    # lookups (still methods to Python code).
+    @cython.locals(field=tuple)
+    cpdef _single(self, str key)
+    cpdef _address(self, str key)
+    @cython.locals(field=tuple, line=str)
+    cpdef _tag(self, str key)
+    cpdef _address_list(self, str key)
+    cpdef str _key_for_write(self, name)
+    @cython.locals(counts=dict, key=str, field=tuple)
+    cpdef _validate(self)
+    cpdef str start_line(self)
 
 cdef class Request(Message):
     cdef public object method
     cdef public object _uri
     cdef public object _uri_text
     cdef public object version
+    cpdef _validate(self)
+    cpdef str start_line(self)
 
 cdef class Response(Message):
     cdef public object status
     cdef public object reason
     cdef public object version
+    cpdef str start_line(self)
