@@ -540,6 +540,26 @@ def test_sip_port_reads_a_queued_empty_datagram_at_the_next_wake_up(reactor, sen
     assert select.select([port.socket], [], [], 0)[0] == []
 
 
+def test_sip_port_gives_an_ipv6_source_as_host_and_port(reactor):
+    """As udp.Port does: no flow information or scope ID in the address."""
+    import select
+    from sipcluster.transport.udp import SIPPort
+    collector = _Collector()
+    port = SIPPort(0, collector.protocol, "::1", reactor=reactor)
+    port.startListening()
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sender.bind(("::1", 0))
+        for data in (b"OPTIONS", b"BYE"):
+            sender.sendto(data, ("::1", port.getHost().port))
+        select.select([port.socket], [], [], 5)
+        port.doRead()
+        assert collector.datagrams == [(data, ("::1", sender.getsockname()[1]))
+                                       for data in (b"OPTIONS", b"BYE")]
+    finally:
+        sender.close()
+
+
 class _FailingSocket:
     def __init__(self, error):
         self.error = error
