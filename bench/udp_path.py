@@ -23,6 +23,10 @@ The pieces, each including the ones above it in the list:
     relaysock  relay with socket.sendto instead of Port.write, as
                SIPDatagramProtocol.send does
 
+    node       a stateless node (build_node, as twistd builds it) listening on
+               HOST:5060, forwarding an INVITE to the sink; run from a tree
+               with PYTHONPATH=TREE to measure that tree's node
+
 --port sip uses the SIP listeners' port (sipcluster.transport.udp.SIPPort)
 instead of twisted.internet.udp.Port.
 """
@@ -56,11 +60,42 @@ class SocketRelay(Relay):
         self.transport.socket.sendto(data, self.to)
 
 
+INVITE = (
+    "INVITE sip:service@{host}:{port} SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP {host}:5080;branch=z9hG4bK-1-1-0\r\n"
+    "From: sipp <sip:sipp@{host}:5080>;tag=1SIPpTag001\r\n"
+    "To: service <sip:service@{host}:{port}>\r\n"
+    "Call-ID: 1-1@{host}\r\n"
+    "CSeq: 1 INVITE\r\n"
+    "Contact: sip:sipp@{host}:5080\r\n"
+    "Max-Forwards: 70\r\n"
+    "Content-Length: 0\r\n\r\n")
+
+
+def node(reactor, sink):
+    """A stateless node on HOST:5060, and the INVITE it forwards to the sink."""
+    from sipcluster import config
+    from sipcluster.node import build_node
+    cfg = config.load(None, {"node.mode": "stateless", "sip.domains": ["example.test"],
+                             "sip.listen": ["udp:%s:5060" % HOST], "node.id": "bench"})
+    build_node(cfg, reactor).startService()
+    return (HOST, 5060), INVITE.format(host=HOST, port=sink.getsockname()[1]).encode()
+
+
 def main(piece, steps, port_class):
     reactor = epollreactor.EPollReactor()
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind((HOST, 0))
     to = sink.getsockname()
+    if piece == "node":
+        address, datagram = node(reactor, sink)
+        sendto = socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto
+        for _ in range(steps):
+            sendto(datagram, address)
+            reactor.runUntilCurrent()
+            reactor.doIteration(reactor.timeout() or 0)
+            sink.recvfrom(8192)
+        return
     proto = {"relay": Relay(to), "relaysock": SocketRelay(to)}.get(piece, Sink())
     port = port_class(0, proto, HOST, reactor=reactor)
     port.startListening()
