@@ -5,7 +5,10 @@ the UAC).  bench/sipp_calls.sh --floor runs it under the same SIPp load, so
 the CPU per call of sipcluster can be split into reactor+kernel cost and
 the cost of SIP processing.
 
-    python bench/twisted_floor.py HOST PORT UAS_PORT UAC_PORT
+    python bench/twisted_floor.py HOST PORT UAS_PORT UAC_PORT [--sip-port]
+
+--sip-port listens on the SIP listeners' port (sipcluster.transport.udp.SIPPort)
+instead of Twisted's, to measure what it saves per datagram.
 """
 
 import sys
@@ -26,7 +29,11 @@ class Relay(DatagramProtocol):
 
 def main():
     host, port, uas, uac = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    reactor.listenUDP(port, Relay(host, uas, uac), interface=host)
+    if "--sip-port" in sys.argv[5:]:
+        from sipcluster.transport.udp import listen_udp
+        listen_udp(reactor, port, Relay(host, uas, uac), host)
+    else:
+        reactor.listenUDP(port, Relay(host, uas, uac), interface=host)
     reactor.run()
 
 

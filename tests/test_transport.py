@@ -445,3 +445,271 @@ def test_a_relayed_response_leaves_by_udp_at_once_and_a_failure_counts_once():
     h.layer.send_response(response).addCallback(results.append)
     assert results == [True, False]
     assert h.layer.stats["send_errors"] == 1 and h.layer.stats["sent"] == 1
+
+
+# -- the UDP listening port: Twisted's, one failed read fewer per wake-up ----------
+
+HOST = "127.0.5.1"
+
+
+class _Collector:
+    """A datagram protocol that keeps what it is given."""
+
+    def __init__(self):
+        from twisted.internet.protocol import DatagramProtocol
+        self.protocol = DatagramProtocol()
+        self.protocol.datagramReceived = lambda data, addr: self.datagrams.append((data, addr))
+        self.datagrams = []
+
+
+class _CountingSocket:
+    """A socket whose recvfrom calls are counted; everything else is the socket's."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.reads = 0
+
+    def recvfrom(self, size):
+        self.reads += 1
+        return self.sock.recvfrom(size)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+@pytest.fixture
+def reactor():
+    """A reactor of real sockets, not running: the tests call doRead themselves."""
+    from twisted.internet.selectreactor import SelectReactor
+    reactor = SelectReactor()
+    yield reactor
+    for port in reactor.removeAll():
+        port.connectionLost(None)
+    reactor.waker.connectionLost(None)
+
+
+@pytest.fixture
+def sender():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, 0))
+    yield sock
+    sock.close()
+
+
+def _port(reactor, port_class=None):
+    from sipcluster.transport.udp import SIPPort
+    collector = _Collector()
+    port = (port_class or SIPPort)(0, collector.protocol, HOST, reactor=reactor)
+    port.startListening()
+    return port, collector
+
+
+def _queue(sender, port, *datagrams):
+    import select
+    for data in datagrams:
+        sender.sendto(data, (HOST, port.getHost().port))
+    # Loopback queues at once; wait for the first one all the same.
+    select.select([port.socket], [], [], 5)
+
+
+def test_sip_port_reads_a_lone_datagram_without_a_failed_read(reactor, sender):
+    from twisted.internet.udp import Port
+    for port_class, reads in ((Port, 2), (None, 1)):  # Twisted's reads until EAGAIN
+        port, collector = _port(reactor, port_class)
+        port.socket = counting = _CountingSocket(port.socket)
+        _queue(sender, port, b"OPTIONS")
+        port.doRead()
+        assert collector.datagrams == [(b"OPTIONS", sender.getsockname())]
+        assert counting.reads == reads
+        port.socket = counting.sock
+        port.connectionLost(None)
+
+
+def test_sip_port_drains_what_is_queued_in_one_wake_up(reactor, sender):
+    port, collector = _port(reactor)
+    _queue(sender, port, b"INVITE", b"ACK", b"BYE")
+    port.doRead()
+    assert [data for data, _ in collector.datagrams] == [b"INVITE", b"ACK", b"BYE"]
+    assert {addr for _, addr in collector.datagrams} == {sender.getsockname()}
+    port.doRead()  # nothing left: EAGAIN, ignored
+    assert len(collector.datagrams) == 3
+
+
+def test_sip_port_reads_at_most_max_throughput_bytes_per_wake_up(reactor, sender):
+    """So that a flood of datagrams cannot starve timers and TCP."""
+    port, collector = _port(reactor)
+    port.maxThroughput = 2500
+    _queue(sender, port, *[b"%d" % i * 1000 for i in range(5)])
+    port.doRead()
+    assert len(collector.datagrams) == 3
+    port.doRead()
+    assert len(collector.datagrams) == 5
+
+
+def test_sip_port_reads_a_queued_empty_datagram_at_the_next_wake_up(reactor, sender):
+    """FIONREAD answers 0 for an empty datagram as for none: it waits,
+    the socket still readable, and is neither lost nor spun on."""
+    import select
+    port, collector = _port(reactor)
+    _queue(sender, port, b"OPTIONS", b"")
+    port.doRead()
+    assert collector.datagrams == [(b"OPTIONS", sender.getsockname())]
+    assert select.select([port.socket], [], [], 0)[0] == [port.socket]
+    port.doRead()
+    assert collector.datagrams[1:] == [(b"", sender.getsockname())]
+    assert select.select([port.socket], [], [], 0)[0] == []
+
+
+def test_sip_port_gives_an_ipv6_source_as_host_and_port(reactor):
+    """As udp.Port does: no flow information or scope ID in the address."""
+    import select
+    from sipcluster.transport.udp import SIPPort
+    collector = _Collector()
+    port = SIPPort(0, collector.protocol, "::1", reactor=reactor)
+    port.startListening()
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sender.bind(("::1", 0))
+        for data in (b"OPTIONS", b"BYE"):
+            sender.sendto(data, ("::1", port.getHost().port))
+        select.select([port.socket], [], [], 5)
+        port.doRead()
+        assert collector.datagrams == [(data, ("::1", sender.getsockname()[1]))
+                                       for data in (b"OPTIONS", b"BYE")]
+    finally:
+        sender.close()
+
+
+class _FailingSocket:
+    def __init__(self, error):
+        self.error = error
+
+    def recvfrom(self, size):
+        raise OSError(self.error, "failed")
+
+    def fileno(self):
+        return 99
+
+
+@pytest.mark.parametrize("error", [
+    "EAGAIN", "EWOULDBLOCK", "EINTR", "ECONNREFUSED", "EMSGSIZE", "EBADF", "ENOBUFS"])
+@pytest.mark.parametrize("connected", [False, True])
+def test_sip_port_read_errors_are_handled_as_twisted_port_handles_them(error, connected):
+    """Ignored, told to a connected protocol as connectionRefused, or raised
+    (the reactor logs it and drops the port), as twisted.internet.udp.Port."""
+    import errno
+    from twisted.internet.udp import Port
+    from sipcluster.transport.udp import SIPPort
+
+    def outcome(port_class):
+        refused = []
+        collector = _Collector()
+        collector.protocol.connectionRefused = lambda: refused.append(True)
+        port = port_class(0, collector.protocol, HOST)
+        port.protocol = collector.protocol
+        port.socket = _FailingSocket(getattr(errno, error))
+        port._connectedAddr = (HOST, 5060) if connected else None
+        try:
+            port.doRead()
+        except OSError as e:
+            return ("raised", e.errno, refused)
+        return ("returned", None, refused)
+    assert outcome(SIPPort) == outcome(Port)
+
+
+def test_sip_port_closed_by_its_protocol_stops_reading(reactor, sender):
+    """A socket closed under doRead (FIONREAD fails) ends the wake-up, never
+    raises: the next datagram is not read from a closed socket."""
+    port, collector = _port(reactor)
+    sock = port.socket
+    collector.protocol.datagramReceived = lambda data, addr: (
+        collector.datagrams.append(data), sock.close())
+    port.socket = counting = _CountingSocket(sock)
+    _queue(sender, port, b"OPTIONS", b"BYE")
+    port.doRead()
+    assert collector.datagrams == [b"OPTIONS"] and counting.reads == 1
+    port.socket = sock
+
+
+def test_sip_port_logs_what_its_protocol_raises_and_reads_on(reactor, sender, monkeypatch):
+    import sys
+    from twisted.python import log
+
+    def received(data, addr):
+        collector.datagrams.append(data)
+        if data == b"INVITE":
+            raise ValueError("bad")
+    logged = []
+    monkeypatch.setattr(log, "err", lambda: logged.append(sys.exc_info()[1].args))
+    port, collector = _port(reactor)
+    collector.protocol.datagramReceived = received
+    _queue(sender, port, b"INVITE", b"ACK")
+    port.doRead()
+    assert collector.datagrams == [b"INVITE", b"ACK"] and logged == [("bad",)]
+
+
+def _layer(reactor, **kwargs):
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportLayer
+    layer = TransportLayer(reactor, [ListenAddress("udp", HOST, kwargs.pop("port", 0))],
+                           listen_tcp=False, **kwargs)
+    layer.receiver = Receiver()
+    layer.listen()
+    return layer
+
+
+def _closed(reactor, port):
+    sock, done = port.socket, []
+    port.stopListening().addCallback(done.append)
+    reactor.runUntilCurrent()  # Port.connectionLost runs from callLater(0)
+    return done == [None] and sock.fileno() == -1 and port not in reactor.getReaders()
+
+
+def test_sip_listeners_are_sip_ports_and_close_cleanly(reactor, sender):
+    from sipcluster.transport.udp import SIPPort
+    layer = _layer(reactor, private_port=True)
+    assert len(layer.ports) == 2  # the shared port and the worker's private one
+    for port in layer.ports:
+        assert type(port) is SIPPort and port in reactor.getReaders()
+        _queue(sender, port, REGISTER)
+        reactor.doIteration(0)
+    assert len(layer.receiver.requests) == 2
+    for port in list(layer.ports):
+        assert _closed(reactor, port)
+
+
+def test_reuse_port_workers_each_get_a_sip_port(reactor, sender):
+    """Workers share the port through SO_REUSEPORT (adoptDatagramPort's way)."""
+    from sipcluster.transport.udp import SIPPort
+    first = _layer(reactor, reuse_port=True)
+    (shared,) = first.ports
+    second = _layer(reactor, reuse_port=True, port=shared.getHost().port)
+    (other,) = second.ports
+    for port in (shared, other):
+        assert type(port) is SIPPort and port.getHost().port == shared.getHost().port
+        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    _queue(sender, shared, REGISTER)
+    reactor.doIteration(0)
+    assert len(first.receiver.requests) + len(second.receiver.requests) == 1
+    assert _closed(reactor, shared) and _closed(reactor, other)
+
+
+def test_listen_udp_leaves_other_reactors_their_own_ports():
+    """A reactor whose UDP ports are not twisted.internet.udp.Port's (a
+    test's memory reactor, IOCP) makes its own."""
+    from sipcluster.transport.udp import listen_udp
+
+    class Reactor:
+        def listenUDP(self, port, protocol, interface=""):
+            return ("listenUDP", port, protocol, interface)
+
+        def adoptDatagramPort(self, fd, family, protocol):
+            return ("adoptDatagramPort", fd, family, protocol)
+    proto = object()
+    assert listen_udp(Reactor(), 5060, proto, HOST) == ("listenUDP", 5060, proto, HOST)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert listen_udp(Reactor(), 5060, proto, HOST, sock) == (
+            "adoptDatagramPort", sock.fileno(), socket.AF_INET, proto)
+    finally:
+        sock.close()
