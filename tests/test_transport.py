@@ -700,16 +700,51 @@ def test_listen_udp_leaves_other_reactors_their_own_ports():
     from sipcluster.transport.udp import listen_udp
 
     class Reactor:
-        def listenUDP(self, port, protocol, interface=""):
-            return ("listenUDP", port, protocol, interface)
+        def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+            return ("listenUDP", port, protocol, interface, maxPacketSize)
 
-        def adoptDatagramPort(self, fd, family, protocol):
-            return ("adoptDatagramPort", fd, family, protocol)
+        def adoptDatagramPort(self, fd, family, protocol, maxPacketSize=8192):
+            return ("adoptDatagramPort", fd, family, protocol, maxPacketSize)
     proto = object()
-    assert listen_udp(Reactor(), 5060, proto, HOST) == ("listenUDP", 5060, proto, HOST)
+    assert listen_udp(Reactor(), 5060, proto, HOST, max_size=20000) == (
+        "listenUDP", 5060, proto, HOST, 20000)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        assert listen_udp(Reactor(), 5060, proto, HOST, sock) == (
-            "adoptDatagramPort", sock.fileno(), socket.AF_INET, proto)
+        assert listen_udp(Reactor(), 5060, proto, HOST, sock, 30000) == (
+            "adoptDatagramPort", sock.fileno(), socket.AF_INET, proto, 30000)
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["listenUDP", "SO_REUSEPORT"])
+def test_a_datagram_is_read_whole_up_to_the_largest_message_and_one_byte(reuse_port):
+    """A listener reads one byte more than sip.max_message_size (at most
+    what UDP carries): a 20,000-byte message is read whole, not cut to
+    Twisted's 8,192, and one longer than the limit is seen to be (513)."""
+    from twisted.internet import reactor
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportLayer
+    from sipcluster.transport.udp import read_size
+    assert (read_size(65535), read_size(1024), read_size(100000)) == (65536, 1025, 65536)
+    layer = TransportLayer(reactor, [ListenAddress("udp", HOST, 0)], max_message_size=30000,
+                           reuse_port=reuse_port)
+    got = []
+    layer.data_received = lambda data, source, stream=False: got.append(len(data))
+    layer.listen()
+    try:
+        port, = layer.ports
+        assert port.maxPacketSize == 30001
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for size in (20000, 40000):
+                sender.sendto(b"x" * size, (HOST, port.getHost().port))
+            for _ in range(50):
+                port.doRead()
+                if len(got) == 2:
+                    break
+        finally:
+            sender.close()
+        assert got == [20000, 30001]
+    finally:
+        for port in layer.ports:
+            port.stopListening()

@@ -161,23 +161,35 @@ class SIPPort(udp.Port):
                     return
 
 
-def listen_udp(reactor, port, protocol, interface="", sock=None):
+def read_size(max_message_size):
+    """
+    How many bytes a listener reads of each datagram: one more than the
+    largest message taken, so that a longer one is seen to be longer (and
+    refused with 513, RFC 3261 18.1.1) rather than cut to fit; at most
+    what a UDP datagram can hold.
+    """
+    return min(max_message_size + 1, 65536)
+
+
+def listen_udp(reactor, port, protocol, interface="", sock=None, max_size=8192):
     """
     A L{SIPPort} for C{protocol} on C{interface}:C{port}, or on C{sock} (a
     bound socket of the address family of C{interface}, which the port
-    duplicates: close it afterwards) as C{adoptDatagramPort} does.  The port
-    is made the way the reactor's own C{listenUDP} makes Twisted's, so only
-    on a reactor whose UDP ports are L{udp.Port} (the POSIX reactors); any
-    other reactor (IOCP, a test's memory reactor) makes its own.
+    duplicates: close it afterwards) as C{adoptDatagramPort} does, reading
+    datagrams of up to C{max_size} bytes.  The port is made the way the
+    reactor's own C{listenUDP} makes Twisted's, so only on a reactor whose
+    UDP ports are L{udp.Port} (the POSIX reactors); any other reactor
+    (IOCP, a test's memory reactor) makes its own.
     """
     if not isinstance(reactor, posixbase.PosixReactorBase):
         if sock is None:
-            return reactor.listenUDP(port, protocol, interface=interface)
-        return reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol)
+            return reactor.listenUDP(port, protocol, interface=interface, maxPacketSize=max_size)
+        return reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol,
+                                         maxPacketSize=max_size)
     if sock is None:
-        listening = SIPPort(port, protocol, interface, reactor=reactor)
+        listening = SIPPort(port, protocol, interface, max_size, reactor=reactor)
     else:
         listening = SIPPort._fromListeningDescriptor(
-            reactor, sock.fileno(), sock.family, protocol, maxPacketSize=8192)
+            reactor, sock.fileno(), sock.family, protocol, maxPacketSize=max_size)
     listening.startListening()
     return listening
