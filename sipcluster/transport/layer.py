@@ -22,7 +22,7 @@ from sipcluster.transport.base import (
     Peer, bare_host, response_destination, same_ip, stamp_via)
 from sipcluster.transport.tcp import ConnectionTable, SIPStreamFactory
 from sipcluster.transport.interfaces import ITransportReceiver  # noqa: F401 (named here too)
-from sipcluster.transport.udp import SIPDatagramProtocol, listen_udp, read_size
+from sipcluster.transport.udp import SIPDatagramProtocol, listen_udp
 
 
 class TransportError(Exception):
@@ -111,12 +111,10 @@ class TransportLayer:
             # source address on one of them.
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = _reuse_port_socket(host, port, family)
-            listening = listen_udp(self.reactor, port, proto, host, sock,
-                                   read_size(self.max_message_size))
+            listening = listen_udp(self.reactor, port, proto, host, sock)
             sock.close()
         else:
-            listening = listen_udp(self.reactor, port, proto, host,
-                                   max_size=read_size(self.max_message_size))
+            listening = listen_udp(self.reactor, port, proto, host)
         self.ports.append(listening)
         self.udp.append(proto)
         self._add_local("udp", host, listening.getHost().port)
@@ -126,8 +124,7 @@ class TransportLayer:
             # forwards, so responses come back to the worker that holds the
             # transaction.
             private = SIPDatagramProtocol(self, host, 0)
-            plistening = listen_udp(self.reactor, 0, private, host,
-                                    max_size=read_size(self.max_message_size))
+            plistening = listen_udp(self.reactor, 0, private, host)
             private.port = plistening.getHost().port
             self.ports.append(plistening)
             self.udp.insert(0, private)

@@ -161,17 +161,14 @@ class SIPPort(udp.Port):
                     return
 
 
-def read_size(max_message_size):
-    """
-    How many bytes a listener reads of each datagram: one more than the
-    largest message taken, so that a longer one is seen to be longer (and
-    refused with 513, RFC 3261 18.1.1) rather than cut to fit; at most
-    what a UDP datagram can hold.
-    """
-    return min(max_message_size + 1, 65536)
+# How many bytes a listener reads of each datagram: the most one can hold
+# (Twisted's ports read 8,192, cutting longer ones silently).  A message
+# longer than sip.max_message_size is still read whole, so that it can be
+# answered 513 (RFC 3261 18.1.1, 21.5.7) with its headers.
+READ_SIZE = 65536
 
 
-def listen_udp(reactor, port, protocol, interface="", sock=None, max_size=8192):
+def listen_udp(reactor, port, protocol, interface="", sock=None, max_size=READ_SIZE):
     """
     A L{SIPPort} for C{protocol} on C{interface}:C{port}, or on C{sock} (a
     bound socket of the address family of C{interface}, which the port
