@@ -81,7 +81,7 @@ done
 # sipcluster: the shipped example, its destinations and domain moved here.
 sed -e "s/127\.0\.0\.5\([123]\)/127.0.9.5\1/g" -e "s/domain = \"lb.test\"/domain = \"$HOST\"/" \
     ops/examples/loadbalancer.toml > "$TMP/lb.toml"
-PYTHONPATH=. .venv/bin/twistd -n --pidfile= --logfile="$TMP/node.log" sipcluster \
+PYTHONPATH=. .venv/bin/twistd -n --pidfile= --reactor=sipepoll --logfile="$TMP/node.log" sipcluster \
     --config "$TMP/lb.toml" --listen "udp:$HOST:5060" --node-id bench-lb &
 pid=$!
 PIDS+=("$pid")

@@ -75,7 +75,7 @@ TOML
 
 node() {  # host config [args...]: a twistd node in the background; its PID in NODE
     local host=$1 config=$2; shift 2
-    PYTHONPATH=. .venv/bin/twistd -n --pidfile= --logfile="$TMP/node-$host.log" sipcluster \
+    PYTHONPATH=. .venv/bin/twistd -n --pidfile= --reactor=sipepoll --logfile="$TMP/node-$host.log" sipcluster \
         --config "$config" --listen "udp:$host:5060" --node-id "bench-$host" "$@" &
     NODE=$!
     PIDS+=("$NODE")

@@ -11,7 +11,7 @@ RATES=("$@")
 SECONDS_PER_STEP=${SECONDS_PER_STEP:-10}
 HOST=127.0.3.9
 TMP=$(mktemp -d)
-PYTHONPATH=. .venv/bin/twistd -n --pidfile= --logfile="$TMP/node.log" sipcluster \
+PYTHONPATH=. .venv/bin/twistd -n --pidfile= --reactor=sipepoll --logfile="$TMP/node.log" sipcluster \
     --listen "udp:$HOST:5060" --node-id bench &
 NODE=$!
 trap 'kill $NODE 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT

@@ -89,7 +89,11 @@ else:
 
 bench_sipcluster() {  # mode
     local build; build=$(build_of)
-    (cd "$ROOT" && PYTHONPATH="$ROOT" exec "$OLDPWD/.venv/bin/twistd" -n --pidfile= \
+    # The node's own reactor, as ops/run starts it (a tree from before it
+    # existed runs on Twisted's default; REACTOR=default asks for that).
+    local reactor=()
+    [ -e "$ROOT/sipcluster/reactor.py" ] && [ "${REACTOR:-sipepoll}" = sipepoll ] && reactor=(--reactor=sipepoll)
+    (cd "$ROOT" && PYTHONPATH="$ROOT" exec "$OLDPWD/.venv/bin/twistd" -n --pidfile= "${reactor[@]}" \
         --logfile="$TMP/node.log" sipcluster --mode "$1" \
         --listen "udp:$HOST:$PROXY_PORT" --workers "$WORKERS" --node-id bench) &
     local pid=$!

@@ -50,6 +50,19 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         self.pool.ended(self)
 
 
+def reactor_option(reactor):
+    """
+    The twistd option that gives a worker the reactor its parent runs on,
+    when that is the node's own (L{sipcluster.reactor}); else none (twistd's
+    default, as the parent had).
+    """
+    try:
+        from sipcluster.reactor import SIPReactor
+    except ImportError:  # no epoll here: the parent runs on another
+        return []
+    return ["--reactor=sipepoll"] if isinstance(reactor, SIPReactor) else []
+
+
 class WorkerPool(service.Service):
     """Starts C{count} workers and restarts any that dies while running."""
 
@@ -65,7 +78,8 @@ class WorkerPool(service.Service):
         # The twistd installed beside this interpreter (python -m twisted
         # would be "twist", another runner).
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        args = [twistd, "-n", "--pidfile=", "sipcluster"] + self.argv + ["--worker", str(index)]
+        args = [twistd, "-n", "--pidfile="] + reactor_option(self.reactor) + \
+            ["sipcluster"] + self.argv + ["--worker", str(index)]
         proto = _WorkerProtocol(self, index)
         self.processes[index] = self.reactor.spawnProcess(proto, twistd, args, env=os.environ)
 

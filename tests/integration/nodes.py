@@ -50,7 +50,7 @@ class NodeProcess:
         self.port = port
         self.log_path = os.path.join(str(tmp_path), "node-%s.log" % host)
         env = dict(os.environ, PYTHONPATH=ROOT)
-        cmd = [twistd(), "-n", "--pidfile=", "--logfile=%s" % self.log_path,
+        cmd = [twistd(), "-n", "--pidfile=", "--reactor=sipepoll", "--logfile=%s" % self.log_path,
                "sipcluster", "--listen", "udp:%s:%d" % (host, port),
                "--listen", "tcp:%s:%d" % (host, port), "--node-id", "test-%s" % host] + list(args)
         self.process = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,

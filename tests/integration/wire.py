@@ -143,7 +143,8 @@ class Twistd:
         env = dict(os.environ, PYTHONPATH=ROOT)
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.process = subprocess.Popen(
-                [twistd(), "-n", "--pidfile=", "--logfile=%s" % self.log_path, "sipcluster"]
+                [twistd(), "-n", "--pidfile=", "--reactor=sipepoll", "--logfile=%s" % self.log_path,
+                 "sipcluster"]
                 + list(args), env=env, cwd=ROOT, stdout=out, stderr=err,
                 stdin=subprocess.DEVNULL)
 
