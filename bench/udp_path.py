@@ -28,7 +28,9 @@ The pieces, each including the ones above it in the list:
                with PYTHONPATH=TREE to measure that tree's node
 
 --port sip uses the SIP listeners' port (sipcluster.transport.udp.SIPPort)
-instead of twisted.internet.udp.Port.
+instead of twisted.internet.udp.Port; --reactor sip the node's reactor
+(sipcluster.reactor.SIPReactor, twistd --reactor=sipepoll) instead of
+Twisted's epoll reactor.
 """
 
 import socket
@@ -82,8 +84,8 @@ def node(reactor, sink):
     return (HOST, 5060), INVITE.format(host=HOST, port=sink.getsockname()[1]).encode()
 
 
-def main(piece, steps, port_class):
-    reactor = epollreactor.EPollReactor()
+def main(piece, steps, port_class, reactor_class):
+    reactor = reactor_class()
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind((HOST, 0))
     to = sink.getsockname()
@@ -131,8 +133,11 @@ def main(piece, steps, port_class):
 if __name__ == "__main__":
     args = sys.argv[1:]
     port_class = Port
-    if args[0] == "--port":
-        if args[1] == "sip":
+    reactor_class = epollreactor.EPollReactor
+    while args[0].startswith("--"):
+        if args[:2] == ["--port", "sip"]:
             from sipcluster.transport.udp import SIPPort as port_class
+        elif args[:2] == ["--reactor", "sip"]:
+            from sipcluster.reactor import SIPReactor as reactor_class
         args = args[2:]
-    main(args[0], int(args[1]), port_class)
+    main(args[0], int(args[1]), port_class, reactor_class)
