@@ -41,7 +41,18 @@ UAC_PORT=5080
 PROXY_PORT=5060
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$TMP"; }
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    # The UAS ran in the background of SIPp's own (-bg), not as our child:
+    # wait (5 s at most) until it has let its port go, or the next run's UAS
+    # cannot bind it and every call of that run fails.
+    for _ in $(seq 50); do
+        [ -n "${UAS_PID:-}" ] && kill -0 "$UAS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    rm -rf "$TMP"
+}
 trap cleanup EXIT
 
 ticks() {  # CPU ticks (user+system) of a process and all its descendants
