@@ -14,6 +14,7 @@ from twisted.internet import defer
 
 from sipcluster.proxy.pipeline import Respond
 from sipcluster.sip.address import Address
+from sipcluster.sip.grammar import remember
 from sipcluster.sip.message import make_response
 from sipcluster.sip.uri import SipURI
 from sipcluster.sip.via import MAGIC_COOKIE, Via
@@ -363,10 +364,7 @@ def is_numeric(host):
     """Whether C{host} (no brackets) is an IPv4 or IPv6 address rather than a name."""
     numeric = _NUMERIC.get(host)
     if numeric is None:
-        numeric = _is_numeric(host)
-        if len(_NUMERIC) >= _NUMERIC_SIZE:
-            _NUMERIC.clear()
-        _NUMERIC[host] = numeric
+        numeric = remember(_NUMERIC, host, _is_numeric(host), _NUMERIC_SIZE)
     return numeric
 
 

@@ -12,7 +12,7 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
 
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.grammar import (
-    format_params, parse_params, quote, unquote)
+    format_params, parse_params, quote, remember, unquote)
 from sipcluster.sip.uri import parse_uri
 
 
@@ -75,10 +75,7 @@ class Address:
             return cls._parse(text)  # a subclass: its own, not shared
         address = _ADDRESSES.get(text)
         if address is None:
-            address = cls._parse(text)
-            if len(_ADDRESSES) >= _ADDRESSES_SIZE:
-                _ADDRESSES.clear()
-            _ADDRESSES[text] = address
+            address = remember(_ADDRESSES, text, cls._parse(text), _ADDRESSES_SIZE)
         return address
 
     @classmethod

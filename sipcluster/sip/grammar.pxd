@@ -8,6 +8,8 @@ import cython
                c=Py_UCS4, quoted=bint, angle=bint)
 cpdef list split_commas(str value)
 
+cpdef remember(dict memo, key, value, Py_ssize_t size)
+
 @cython.locals(parts=list, start=Py_ssize_t, i=Py_ssize_t, n=Py_ssize_t, c=Py_UCS4,
                quoted=bint)
 cpdef list split_semicolons(str text)

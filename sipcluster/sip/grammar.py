@@ -25,6 +25,19 @@ TOKEN_CHARS = frozenset(
 _KNOWN_TOKENS = set()
 
 
+def remember(memo, key, value, size):
+    """
+    Put C{value} into C{memo} (a dictionary of values worked out before,
+    by their text) under C{key}, and return it.  A memo that holds C{size}
+    entries is emptied first, so that it stays bounded whatever the
+    traffic: the values are cheap to work out again.
+    """
+    if len(memo) >= size:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
 def is_token(text):
     """Whether C{text} is a non-empty RFC 3261 token."""
     if text in _KNOWN_TOKENS:

@@ -18,7 +18,7 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
 from sipcluster.sip.address import Address
 from sipcluster.sip.errors import (
     MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme, VersionNotSupported, quoted)
-from sipcluster.sip.grammar import is_token, split_commas
+from sipcluster.sip.grammar import is_token, remember, split_commas
 from sipcluster.sip.headers import _KEY_CACHE, LIST_HEADERS, canonical, spelling
 from sipcluster.sip.status import reason_for
 from sipcluster.sip.uri import parse_uri
@@ -364,10 +364,7 @@ class Message:
         if tag is _UNKNOWN:
             # Parsed as _address would, without looking for the line again.
             address = self._cache[key] = Address.parse(_value_of(line))
-            tag = address.tag
-            if len(_TAGS) >= _TAGS_SIZE:
-                _TAGS.clear()
-            _TAGS[line] = tag
+            tag = remember(_TAGS, line, address.tag, _TAGS_SIZE)
         return tag
 
     @property

@@ -18,7 +18,7 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
     from sipcluster.compiled import pure_cython as cython
 
 from sipcluster.sip.errors import ParseError, quoted
-from sipcluster.sip.grammar import format_params, parse_params
+from sipcluster.sip.grammar import format_params, parse_params, remember
 
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-.")
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
@@ -380,10 +380,7 @@ def parse_uri(text):
     """
     uri = _URIS.get(text)
     if uri is None:
-        uri = _parse_uri(text)
-        if len(_URIS) >= _URIS_SIZE:
-            _URIS.clear()
-        _URIS[text] = uri
+        uri = remember(_URIS, text, _parse_uri(text), _URIS_SIZE)
     return uri
 
 

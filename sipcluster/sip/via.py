@@ -12,7 +12,8 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
     from sipcluster.compiled import pure_cython as cython
 
 from sipcluster.sip.errors import ParseError
-from sipcluster.sip.grammar import format_params, is_token, parse_params, split_semicolons
+from sipcluster.sip.grammar import (
+    format_params, is_token, parse_params, remember, split_semicolons)
 from sipcluster.sip.uri import format_hostport, split_hostport
 
 # RFC 3261 8.1.1.7: a branch starting with this was built by an RFC 3261
@@ -69,10 +70,7 @@ class Via:
             return cls._parse(text)  # a subclass: its own, not shared
         via = _VIAS.get(text)
         if via is None:
-            via = cls._parse(text)
-            if len(_VIAS) >= _VIAS_SIZE:
-                _VIAS.clear()
-            _VIAS[text] = via
+            via = remember(_VIAS, text, cls._parse(text), _VIAS_SIZE)
         return via
 
     @classmethod
