@@ -706,12 +706,11 @@ def test_listen_udp_leaves_other_reactors_their_own_ports():
         def adoptDatagramPort(self, fd, family, protocol, maxPacketSize=8192):
             return ("adoptDatagramPort", fd, family, protocol, maxPacketSize)
     proto = object()
-    assert listen_udp(Reactor(), 5060, proto, HOST, max_size=20000) == (
-        "listenUDP", 5060, proto, HOST, 20000)
+    assert listen_udp(Reactor(), 5060, proto, HOST) == ("listenUDP", 5060, proto, HOST, 65536)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        assert listen_udp(Reactor(), 5060, proto, HOST, sock, 30000) == (
-            "adoptDatagramPort", sock.fileno(), socket.AF_INET, proto, 30000)
+        assert listen_udp(Reactor(), 5060, proto, HOST, sock) == (
+            "adoptDatagramPort", sock.fileno(), socket.AF_INET, proto, 65536)
     finally:
         sock.close()
 

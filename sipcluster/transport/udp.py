@@ -168,25 +168,25 @@ class SIPPort(udp.Port):
 READ_SIZE = 65536
 
 
-def listen_udp(reactor, port, protocol, interface="", sock=None, max_size=READ_SIZE):
+def listen_udp(reactor, port, protocol, interface="", sock=None):
     """
     A L{SIPPort} for C{protocol} on C{interface}:C{port}, or on C{sock} (a
     bound socket of the address family of C{interface}, which the port
     duplicates: close it afterwards) as C{adoptDatagramPort} does, reading
-    datagrams of up to C{max_size} bytes.  The port is made the way the
+    datagrams of up to L{READ_SIZE} bytes.  The port is made the way the
     reactor's own C{listenUDP} makes Twisted's, so only on a reactor whose
     UDP ports are L{udp.Port} (the POSIX reactors); any other reactor
     (IOCP, a test's memory reactor) makes its own.
     """
     if not isinstance(reactor, posixbase.PosixReactorBase):
         if sock is None:
-            return reactor.listenUDP(port, protocol, interface=interface, maxPacketSize=max_size)
+            return reactor.listenUDP(port, protocol, interface=interface, maxPacketSize=READ_SIZE)
         return reactor.adoptDatagramPort(sock.fileno(), sock.family, protocol,
-                                         maxPacketSize=max_size)
+                                         maxPacketSize=READ_SIZE)
     if sock is None:
-        listening = SIPPort(port, protocol, interface, max_size, reactor=reactor)
+        listening = SIPPort(port, protocol, interface, READ_SIZE, reactor=reactor)
     else:
         listening = SIPPort._fromListeningDescriptor(
-            reactor, sock.fileno(), sock.family, protocol, maxPacketSize=max_size)
+            reactor, sock.fileno(), sock.family, protocol, maxPacketSize=READ_SIZE)
     listening.startListening()
     return listening
