@@ -41,11 +41,29 @@ def user_add(etcd, name, password):
     return time.monotonic()
 
 
+def authenticating(phone, timeout=10):
+    """
+    The node's first answer to a REGISTER once it has read the nonce secret
+    and the users from etcd: until then it answers 503 with Retry-After
+    (never lets a request through unchecked), though it already answers
+    OPTIONS, which is all NodeProcess waits for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = phone.request()
+        if answer is None or answer.status != 503 or time.monotonic() > deadline:
+            return answer
+        assert answer.values("retry-after"), answer
+        time.sleep(0.1)
+
+
 def test_cli_user_registers_at_another_node_within_a_second_and_nonces_cross_nodes(cluster):
     etcd, node = cluster
     a, b = node("node-a"), node("node-b")
     at_a, at_b = Phone(next_host(), a), Phone(next_host(), b)
     try:
+        assert authenticating(at_a).status == 401
+        assert authenticating(at_b).status == 401
         # Unknown yet: challenged, then refused.
         assert at_b.register()[0].status == 401
         added = user_add(etcd, "alice", PASSWORDS["alice"])
