@@ -46,6 +46,9 @@ MODULES = (
     "sipcluster.proxy.pipeline",
     "sipcluster.proxy.stateful",
     "sipcluster.proxy.stateless",
+    # The target stages every request asks (a node's default routing).
+    "sipcluster.routing.local",
+    "sipcluster.routing.location",
 )
 
 ENVIRONMENT = "SIPCLUSTER_NO_EXTENSIONS"

@@ -6,13 +6,12 @@ then gets a response context that forks it to its targets; CANCEL, ACK for
 2xx and stray responses are handled per 16.10, 16.6 and 16.7.
 """
 
-import hashlib
-
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from sipcluster.proxy.context import ResponseContext, group_by_q
 from sipcluster.proxy.core import ProxyCore
+from sipcluster.proxy.forwarding import short_hash
 from sipcluster.proxy.pipeline import RequestContext, Respond, error_status
 from sipcluster.proxy.stateless import forward_response_stateless, forward_stateless
 from sipcluster.transaction.interfaces import IClientTransactionOwner, ITransactionUser
@@ -120,7 +119,7 @@ class StatefulProxy:
         context = rc.context
         request = context.request
         seed = "%r/%d" % (context.server_tx.key, branch.index)
-        suffix = hashlib.md5(seed.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        suffix = short_hash(seed, 8)
         try:
             source = context.source
             out, next_uri, transport = self.forwarder.prepare(
