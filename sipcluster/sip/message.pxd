@@ -14,6 +14,7 @@ cpdef _split_head(bytes data)
 @cython.locals(head=str, lines=list, first=str, fields=list, line=str, colon=Py_ssize_t,
                known=dict, name=str, body=bytes, head_end=Py_ssize_t)
 cpdef parse_message(data, max_size=*, stream=*)
+
 cdef class Message:
     cdef public list _fields
     cdef public object body
@@ -44,3 +45,9 @@ cdef class Response(Message):
     cdef public object reason
     cdef public object version
     cpdef str start_line(self)
+
+@cython.locals(response=Response)
+cpdef _parse_status_line(str line, list fields, bytes body)
+
+@cython.locals(request=Request)
+cpdef _new_request(method, uri, list fields, bytes body, version)

@@ -179,7 +179,13 @@ class Message:
         for i, field in enumerate(fields):
             if field[0] == key:
                 fields[i] = (key, line)
-                self._fields = fields[: i + 1] + [f for f in fields[i + 1 :] if f[0] != key]
+                # Any later line of it goes, in place (no new lists: a
+                # proxy sets Max-Forwards on every request it forwards).
+                j = len(fields) - 1
+                while j > i:
+                    if fields[j][0] == key:
+                        del fields[j]
+                    j -= 1
                 return
         fields.append((key, line))
 
@@ -674,9 +680,13 @@ def parse_message(data, max_size=None, stream=False):
     head_end, body_start = split
     head = data[:head_end].decode(_ENCODING, _ERRORS)
     lines = head.split("\r\n")
-    if head.count("\n") != len(lines) - 1:
-        # Bare LF line ends: tolerated (RFC 3261 7 asks for CRLF).
-        lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
+    for line in lines:
+        # (A line left with an LF in it is cheaper to look for than to
+        # count the head's LFs.)
+        if "\n" in line:
+            # Bare LF line ends: tolerated (RFC 3261 7 asks for CRLF).
+            lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
+            break
     first = lines[0]
     fields = []
     fault = None
@@ -742,7 +752,29 @@ def _parse_status_line(line, fields, body):
     status = int(code)
     if status >= 700:
         raise ParseError("Bad status code")
-    return Response(status, reason, fields, body, SIP_VERSION)
+    # Made without calling the class (Python's call protocol, argument
+    # parsing, __init__): a quarter of a small message's parse.
+    response = Response.__new__(Response)
+    response._fields = fields
+    response.body = body
+    response._cache = {}
+    response.status = status
+    response.reason = reason
+    response.version = SIP_VERSION
+    return response
+
+
+def _new_request(method, uri, fields, body, version):
+    """A Request of the parsed parts, made as _parse_status_line makes a Response."""
+    request = Request.__new__(Request)
+    request._fields = fields
+    request.body = body
+    request._cache = {}
+    request.method = method
+    request._uri = None
+    request._uri_text = uri
+    request.version = version
+    return request
 
 
 def _parse_request_line(line, fields, body):
@@ -754,7 +786,7 @@ def _parse_request_line(line, fields, body):
         # Keep what can be kept so that a 400 can still be sent.
         method, uri, version = "UNKNOWN", "sip:invalid", SIP_VERSION
         fault = ParseError("Malformed request line")
-    request = Request(method, uri, fields, body, version)
+    request = _new_request(method, uri, fields, body, version)
     if fault is None:
         if version.upper() != SIP_VERSION:
             fault = VersionNotSupported("Version %s not supported" % version[:20])
