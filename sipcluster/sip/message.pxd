@@ -51,3 +51,6 @@ cpdef _parse_status_line(str line, list fields, bytes body)
 
 @cython.locals(request=Request)
 cpdef _new_request(method, uri, list fields, bytes body, version)
+
+@cython.locals(response=Response, fields=list, field=tuple)
+cpdef make_response(request, status, reason=*, to_tag=*, extra=*)

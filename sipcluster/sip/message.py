@@ -624,7 +624,13 @@ def make_response(request, status, reason=None, to_tag=None, extra=()):
             if add_tag:
                 field = (key, "%s;tag=%s" % (field[1].rstrip(), to_tag))
             fields.append(field)
-    response = Response(status, reason, fields)
+    response = Response.__new__(Response)  # as _parse_status_line makes one
+    response._fields = fields
+    response.body = b""
+    response._cache = {}
+    response.status = status
+    response.reason = reason if reason is not None else reason_for(status)
+    response.version = SIP_VERSION
     if status == 100 and request.has("timestamp"):
         # RFC 3261 8.2.6.1: a 100 copies the Timestamp.
         response.add("timestamp", request.header("timestamp"))

@@ -21,6 +21,11 @@ class Peer(namedtuple("Peer", "transport host port")):
 
     __slots__ = ()
 
+    def __new__(cls, transport, host, port):
+        # namedtuple's own __new__ is Python made by exec: interpreted
+        # even in the compiled build, and a proxy makes a Peer per message.
+        return tuple.__new__(cls, (transport, host, port))
+
     @property
     def reliable(self):
         return self.transport in RELIABLE
