@@ -447,6 +447,44 @@ def test_a_relayed_response_leaves_by_udp_at_once_and_a_failure_counts_once():
     assert h.layer.stats["send_errors"] == 1 and h.layer.stats["sent"] == 1
 
 
+def test_sending_now_over_udp_answers_at_once_and_over_tcp_with_the_deferred():
+    """send_request_now/send_data_now: a datagram written there and then
+    (True, counted sent), a failed write or no UDP listener answered with
+    the TransportError (not raised, counted once, by the listener); a
+    stream peer gets send_request's Deferred, the connection being made."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.testing import MemoryReactorClock
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportError, TransportLayer
+    h = Harness()
+    request = parse_message(INVITE)
+    assert h.layer.send_request_now(request, Peer("udp", "192.0.2.7", 5072)) is True
+    assert h.layer.send_data_now(OK, Peer("udp", "192.0.2.8", 5060)) is True
+    assert [addr for _, addr in h.socket.written] == [("192.0.2.7", 5072), ("192.0.2.8", 5060)]
+    assert h.socket.written[0][0] == request.to_bytes() and h.socket.written[1][0] == OK
+    assert h.layer.stats["sent"] == 2
+
+    def refuse(data, addr):
+        raise OSError("refused")
+    h.socket.write = refuse
+    error = h.layer.send_request_now(request, Peer("udp", "192.0.2.7", 5072))
+    assert isinstance(error, TransportError) and str(error) == "UDP send to udp:192.0.2.7:5072 failed"
+    assert isinstance(h.layer.send_data_now(OK, Peer("udp", "192.0.2.7", 5072)), TransportError)
+    assert h.layer.stats["send_errors"] == 2 and h.layer.stats["sent"] == 2
+
+    tcp_only = TransportLayer(Clock(), [ListenAddress("tcp", "127.0.0.1", 5060)])
+    error = tcp_only.send_data_now(OK, Peer("udp", "127.0.0.1", 5070))
+    assert isinstance(error, TransportError) and str(error) == "no UDP listener"
+
+    reactor = MemoryReactorClock()
+    layer = TransportLayer(reactor, [ListenAddress("tcp", "127.0.0.2", 5060)])
+    layer.listen()
+    for sent in (layer.send_request_now(request, Peer("tcp", "127.0.0.9", 5080)),
+                 layer.send_data_now(OK, Peer("tcp", "127.0.0.9", 5080))):
+        assert isinstance(sent, Deferred) and not sent.called
+    assert [(host, port) for host, port, *_ in reactor.tcpClients] == [("127.0.0.9", 5080)]
+
+
 # -- the UDP listening port: Twisted's, one failed read fewer per wake-up ----------
 
 HOST = "127.0.5.1"

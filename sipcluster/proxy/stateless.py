@@ -8,6 +8,7 @@ their Via.  The stateful proxy forwards ACKs for 2xx the same way.
 """
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from sipcluster.proxy.core import ProxyCore
@@ -66,7 +67,13 @@ def forward_stateless(forwarder, pipeline, context, target, proxy):
         peer = forwarder.numeric_peer(next_uri, transport, target.received)
         peers = [peer] if peer is not None else forwarder.cached_peers(next_uri)
         if peers:
-            _send(peers, forwarder, out, context).addErrback(_failed, forwarder, context, proxy)
+            sent = _send(peers, forwarder, out, context, True)
+            if sent is not True:
+                # A TransportError (UDP, at once) or a Deferred (a stream).
+                if isinstance(sent, Exception):
+                    _failed(Failure(sent), forwarder, context, proxy)
+                else:
+                    sent.addErrback(_failed, forwarder, context, proxy)
             return
         d = forwarder.resolve(next_uri, transport, target.received)
     else:
@@ -81,9 +88,10 @@ def _resolve(_, forwarder, next_uri, transport, received):
     return forwarder.resolve(next_uri, transport, received)
 
 
-def _send(peers, forwarder, out, context):
+def _send(peers, forwarder, out, context, now=False):
     # Without state there is no trying the next address (RFC 3263 4.3 is
-    # for transactions): the first one.
+    # for transactions): the first one.  C{now}: as send_request_now
+    # answers (the usual case needs no Deferred), else a Deferred.
     peer = peers[0]
     out = forwarder.for_peer(out, peer, inbound=(context.source.transport, context.source.host))
     if forwarder.transport.is_local(peer.host, peer.port):
@@ -91,6 +99,8 @@ def _send(peers, forwarder, out, context):
         # until Max-Forwards runs out (16.3 step 4 finds it only when the
         # copy is unchanged).
         raise Respond(482, "Loop Detected (next hop is this node)")
+    if now:
+        return forwarder.transport.send_request_now(out, peer)
     return forwarder.transport.send_request(out, peer)
 
 

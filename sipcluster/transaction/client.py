@@ -5,6 +5,8 @@ request over unreliable transports, time out, generate the ACK for non-2xx
 INVITE responses, and send CANCEL when asked (RFC 3261 9.1).
 """
 
+from twisted.python.failure import Failure
+
 from sipcluster.sip.message import Request
 from sipcluster.transaction.base import Transaction
 
@@ -54,8 +56,13 @@ class ClientTransaction(Transaction):
     def _transmit(self):
         if self._data is None:
             self._data = self.request.to_bytes()
-        d = self.layer.transport.send_data(self._data, self.peer)
-        d.addErrback(self._send_failed)
+        sent = self.layer.transport.send_data_now(self._data, self.peer)
+        if sent is not True:
+            # A TransportError (UDP, at once) or a Deferred (a stream).
+            if isinstance(sent, Exception):
+                self._send_failed(Failure(sent))
+            else:
+                sent.addErrback(self._send_failed)
 
     def _send_failed(self, failure):
         # RFC 3261 17.1.4: a transport error is reported to the TU, which

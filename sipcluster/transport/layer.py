@@ -325,16 +325,43 @@ class TransportLayer:
             self._trace_data(data, peer)
         return self._send_data(data, peer)
 
+    def send_request_now(self, request, peer):
+        """
+        L{send_request} without a Deferred where none is needed: over UDP
+        the request is written now and the answer is True, or the
+        L{TransportError} (returned, not raised) saying why it could not
+        be; over a stream, the Deferred of L{send_request} (a connection
+        may have to be made).
+        """
+        if self.trace:
+            self._trace("out", request, self.sent_by_text(peer.transport), peer)
+        if peer.transport == "udp":
+            return self._send_datagram(request.to_bytes(), peer)
+        return self._send_data(request.to_bytes(), peer)
+
+    def send_data_now(self, data, peer):
+        """L{send_data} as L{send_request_now} is L{send_request}."""
+        if peer.transport == "udp":
+            if self.trace and len(data) > 4:
+                self._trace_data(data, peer)
+            return self._send_datagram(data, peer)
+        return self.send_data(data, peer)
+
+    def _send_datagram(self, data, peer):
+        """Write C{data} to C{peer} over UDP: True, or the TransportError."""
+        try:
+            proto = self.udp_for(peer.host)
+        except TransportError as e:
+            return e
+        if proto.send(data, peer):
+            self.stats["sent"] += 1
+            return True
+        return TransportError("UDP send to %s failed" % (peer,))
+
     def _send_data(self, data, peer):
         if peer.transport == "udp":
-            try:
-                proto = self.udp_for(peer.host)
-            except TransportError as e:
-                return defer.fail(e)
-            if proto.send(data, peer):
-                self.stats["sent"] += 1
-                return defer.succeed(True)
-            return defer.fail(TransportError("UDP send to %s failed" % (peer,)))
+            sent = self._send_datagram(data, peer)
+            return defer.succeed(True) if sent is True else defer.fail(sent)
         if peer.transport == "tcp":
             d = self.table.connect(peer)
             return d.addCallback(self._write_stream, data, peer).addErrback(_not_connected, peer)
