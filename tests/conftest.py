@@ -12,8 +12,8 @@ import pytest
 from sipcluster.proxy import forwarding
 from sipcluster.sip import address, grammar, message, uri, via
 
-MEMOS = (uri._URIS, uri._KNOWN_HOSTS, address._ADDRESSES, via._VIAS, message._TAGS,
-         grammar._KNOWN_TOKENS, forwarding._NUMERIC)
+MEMOS = (uri._URIS, uri._KNOWN_HOSTS, address._ADDRESSES, via._VIAS, via._CSEQS,
+         message._TAGS, grammar._KNOWN_TOKENS, forwarding._NUMERIC)
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """
 The parsed values the message layer remembers by their text (parse_uri,
-Address.parse, Via.parse): one parse per text, shared by every message
-naming it, bounded, and never a fault remembered.
+Address.parse, Via.parse, CSeq.parse): one parse per text, shared by every
+message naming it, bounded, and never a fault remembered.
 """
 
 import pytest
@@ -9,7 +9,7 @@ import pytest
 from sipcluster.sip import address, uri, via
 from sipcluster.sip.address import Address
 from sipcluster.sip.errors import ParseError
-from sipcluster.sip.via import Via
+from sipcluster.sip.via import CSeq, Via
 
 # (module, name of its memo, parse function, a good text, another, a bad one)
 MEMOS = [
@@ -19,8 +19,9 @@ MEMOS = [
      "<sip:alice@example.com>", "<sip:bob@example.com"),
     (via, "_VIAS", Via.parse, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport",
      "SIP/2.0/TCP [2001:db8::1];branch=z9hG4bK2", "SIP/2.0/UDP"),
+    (via, "_CSEQS", CSeq.parse, "1 INVITE", "2 BYE", "1 INVITE x"),
 ]
-IDS = ["uri", "address", "via"]
+IDS = ["uri", "address", "via", "cseq"]
 
 
 @pytest.mark.parametrize("module, name, parse, text, other, bad", MEMOS, ids=IDS)
@@ -56,7 +57,8 @@ def test_the_memo_is_emptied_when_full(monkeypatch, module, name, parse, text, o
 @pytest.mark.parametrize("cls, text", [
     (Via, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1"),
     (Address, "<sip:bob@example.com>;tag=1"),
-], ids=["via", "address"])
+    (CSeq, "7 OPTIONS"),
+], ids=["via", "address", "cseq"])
 def test_a_subclass_gets_its_own_instances(cls, text):
     class Mine(cls):
         pass

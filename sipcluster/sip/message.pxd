@@ -5,6 +5,8 @@
 # does not mutate decorated functions.
 import cython
 
+cpdef _key_of(name)
+
 @cython.locals(value=str)
 cpdef str _value_of(str line)
 

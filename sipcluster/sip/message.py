@@ -61,6 +61,18 @@ def _number(value, digits, fault, highest=None):
     return number
 
 
+def _key_of(name):
+    """
+    The key of a header name asked for (as canonical, or the name
+    lower-cased when it is none): the names callers ask for are known
+    keys, found in the cache without calling into headers.
+    """
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        key = canonical(name) or name.lower()
+    return key
+
+
 def _value_of(line):
     """The value of a raw header line: after the colon, unfolded, stripped."""
     value = line[line.index(":") + 1 :]
@@ -103,7 +115,7 @@ class Message:
         compact form), or None.  For a list header that is the whole line,
         commas included: use L{values} for the elements.
         """
-        key = canonical(name) or name.lower()
+        key = _key_of(name)
         for field in self._fields:
             if field[0] == key:
                 return _value_of(field[1])
@@ -114,7 +126,7 @@ class Message:
         Every value of header C{name}, in order.  List headers (Via, Route,
         Contact...) are split at their separating commas.
         """
-        key = canonical(name) or name.lower()
+        key = _key_of(name)
         lines = []
         for field in self._fields:
             if field[0] == key:
@@ -127,7 +139,7 @@ class Message:
         return lines
 
     def has(self, name):
-        key = canonical(name) or name.lower()
+        key = _key_of(name)
         for field in self._fields:
             if field[0] == key:
                 return True
@@ -142,7 +154,7 @@ class Message:
         return out
 
     def _key_for_write(self, name):
-        key = canonical(name)
+        key = _KEY_CACHE.get(name) or canonical(name)
         if key is None:
             raise ValueError("Not a header name: %r" % (name,))
         self._cache.pop(key, None)

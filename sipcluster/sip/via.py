@@ -29,6 +29,9 @@ _TRANSPORTS = frozenset(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp",
 # Bounded: emptied when full.
 _VIAS = {}
 _VIAS_SIZE = 4096
+# CSeqs the same way (a value too: nothing sets its number or method).
+_CSEQS = {}
+_CSEQS_SIZE = 4096
 
 
 # In the compiled build (the .pxd beside this file) these classes are
@@ -189,6 +192,21 @@ class CSeq:
 
     @classmethod
     def parse(cls, text):
+        """
+        Parse a CSeq value (a call's requests and responses repeat a few:
+        shared by text, as Vias are).
+
+        @raise ParseError: on a malformed value.
+        """
+        if cls is not CSeq:
+            return cls._parse(text)  # a subclass: its own, not shared
+        cseq = _CSEQS.get(text)
+        if cseq is None:
+            cseq = remember(_CSEQS, text, cls._parse(text), _CSEQS_SIZE)
+        return cseq
+
+    @classmethod
+    def _parse(cls, text):
         fields = text.split()
         if len(fields) != 2:
             raise ParseError("Bad CSeq")
