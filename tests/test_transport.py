@@ -447,6 +447,26 @@ def test_a_relayed_response_leaves_by_udp_at_once_and_a_failure_counts_once():
     assert h.layer.stats["send_errors"] == 1 and h.layer.stats["sent"] == 1
 
 
+@pytest.mark.parametrize("a, b, same", [
+    ("192.0.2.1", "192.0.2.1", True),
+    ("192.0.2.1", "192.0.2.10", False),
+    ("192.0.2.1", "192.0.2.01", False),     # not an address (leading zero)
+    ("192.0.2.1", "example.com", False),
+    ("2001:db8::1", "2001:DB8:0::1", True),
+    ("[2001:db8::1]", "2001:db8:0:0:0:0:0:1", True),
+    ("2001:db8::1", "2001:db8::2", False),
+    ("::ffff:192.0.2.1", "192.0.2.1", False),  # another family
+    ("2001:db8::1", "example.com", False),
+])
+def test_same_ip_compares_addresses_and_parses_only_ipv6(monkeypatch, a, b, same):
+    from sipcluster.transport import base
+    assert base.same_ip(a, b) is same and base.same_ip(b, a) is same
+    if ":" not in a + b:
+        # Two IPv4 texts (or names) are compared as written: no parse.
+        monkeypatch.setattr(base.ipaddress, "ip_address", None)
+        assert base.same_ip(a, b) is same
+
+
 def test_sending_now_over_udp_answers_at_once_and_over_tcp_with_the_deferred():
     """send_request_now/send_data_now: a datagram written there and then
     (True, counted sent), a failed write or no UDP listener answered with

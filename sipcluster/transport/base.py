@@ -71,6 +71,12 @@ def same_ip(a, b):
     """Whether two numeric addresses are the same (v6 written differently)."""
     if a == b:
         return True
+    if ":" not in a and ":" not in b:
+        # Two IPv4 addresses are the same only when written the same way
+        # (ipaddress refuses leading zeros), and a name is no address:
+        # no parse (ipaddress is Python, several microseconds a call, and
+        # every request to a next hop on port 5060 asks is_local).
+        return False
     try:
         return ipaddress.ip_address(bare_host(a)) == ipaddress.ip_address(bare_host(b))
     except ValueError:
