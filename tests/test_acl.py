@@ -74,6 +74,26 @@ def test_deny_wins_over_allow_and_trusted():
     assert stage.verdict("not-an-address") == "deny"
 
 
+def test_verdicts_are_remembered_by_source_and_bounded(monkeypatch):
+    stage = AccessList(allow=["10.0.0.0/8"], deny=["10.9.0.0/16"], trusted=["10.8.0.1"])
+    sources = {"10.9.9.9": "deny", "10.1.1.1": "allow", "10.8.0.1": "trusted",
+               "172.16.0.1": "deny", "not-an-address": "deny"}
+    for host, verdict in sources.items():
+        assert stage.verdict(host) == verdict
+    assert stage._verdicts == sources
+    # Asked again: from the memo, nothing parsed.
+    from sipcluster.policy import acl
+    monkeypatch.setattr(acl, "source_address", None)
+    for host, verdict in sources.items():
+        assert stage.verdict(host) == verdict
+    monkeypatch.undo()
+    stage.VERDICTS_SIZE = 2
+    stage._verdicts.clear()
+    for host in ("10.9.9.9", "10.1.1.1", "10.8.0.1"):
+        stage.verdict(host)
+    assert stage._verdicts == {"10.8.0.1": "trusted"}
+
+
 def test_trusted_peers_are_marked_for_authentication():
     stage = AccessList(trusted=["203.0.113.0/24"], allow=["10.0.0.0/8"])
     assert stage.verdict("203.0.113.9") == "trusted"  # trusted implies allowed

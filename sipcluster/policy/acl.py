@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from sipcluster.proxy.pipeline import REQUEST, Respond, Stage
 from sipcluster.schema import ConfigSection, Key
+from sipcluster.sip.grammar import remember
 
 
 def network_list(values):
@@ -90,15 +91,29 @@ class AccessList(Stage):
     name = "acl"
     points = (REQUEST,)
 
+    # Verdicts remembered by source text (the lists never change for one
+    # AccessList): ipaddress is Python, and parsing the address and
+    # matching it against each network cost more than the rest of a
+    # request's pipeline.  Bounded: emptied when full, so a scan from
+    # many addresses costs what it did.
+    VERDICTS_SIZE = 4096
+
     def __init__(self, allow=(), deny=(), trusted=(), deny_action="reject"):
         self.allow = Networks(allow)
         self.deny = Networks(deny)
         self.trusted = Networks(trusted)
         self.deny_action = deny_action
         self.stats = {"rejected": 0, "dropped": 0, "trusted": 0}
+        self._verdicts = {}
 
     def verdict(self, host):
         """"deny", "trusted" or "allow" for a request from C{host}."""
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            verdict = remember(self._verdicts, host, self._verdict(host), self.VERDICTS_SIZE)
+        return verdict
+
+    def _verdict(self, host):
         address = source_address(host)
         if address is None:
             return "deny"
