@@ -49,6 +49,8 @@ MODULES = (
     # The target stages every request asks (a node's default routing).
     "sipcluster.routing.local",
     "sipcluster.routing.location",
+    # The node's reactor: its poll loop runs at every wake-up.
+    "sipcluster.reactor",
 )
 
 ENVIRONMENT = "SIPCLUSTER_NO_EXTENSIONS"

@@ -80,13 +80,13 @@ def test_a_sip_listener_is_dispatched_plainly_any_other_port_wrapped(reactor, wr
 def test_an_error_dispatching_a_listener_is_logged_and_the_others_still_run(reactor, monkeypatch):
     first, first_proto = _port(reactor, SIPPort)
     second, second_proto = _port(reactor, SIPPort)
-    real = reactor._doReadOrWrite
+    real = reactor._read_sip
 
-    def dispatch(selectable, fd, event):
+    def read(selectable):
         if selectable is first:
             raise RuntimeError("broken")
-        return real(selectable, fd, event)
-    monkeypatch.setattr(reactor, "_doReadOrWrite", dispatch)
+        return real(selectable)
+    monkeypatch.setattr(reactor, "_read_sip", read)
     _send(first, b"one")
     _send(second, b"two")
     events = []
@@ -107,13 +107,91 @@ def test_an_error_dispatching_a_listener_is_logged_and_the_others_still_run(reac
 def test_a_keyboard_interrupt_is_not_swallowed(reactor, monkeypatch):
     port, _ = _port(reactor, SIPPort)
 
-    def dispatch(selectable, fd, event):
+    def read(selectable):
         raise KeyboardInterrupt()
-    monkeypatch.setattr(reactor, "_doReadOrWrite", dispatch)
+    monkeypatch.setattr(reactor, "_read_sip", read)
     _send(port, b"x")
     with pytest.raises(KeyboardInterrupt):
         for _ in range(5):
             reactor.doPoll(0.2)
+
+
+class _Events:
+    """The reactor's poller, its next poll answering the given (fd, event) pairs."""
+
+    def __init__(self, poller, events):
+        self.poller = poller
+        self.events = events
+
+    def poll(self, timeout, most):
+        events, self.events = self.events, []
+        return events
+
+    def __getattr__(self, name):
+        return getattr(self.poller, name)
+
+
+@pytest.mark.parametrize("fault", ["raises", "no descriptor"])
+def test_a_listener_whose_read_fails_is_disconnected_as_twisted_does(reactor, monkeypatch, fault):
+    """A read event alone is handled without _doReadOrWrite, the same way:
+    an exception from doRead (or a descriptor gone) logged and the port
+    disconnected, on the SIP listener as on Twisted's own port."""
+    from twisted.internet import epollreactor, posixbase
+    outcomes = []
+    for cls in (SIPPort, udp.Port):
+        port, _ = _port(reactor, cls)
+        fd = port.fileno()
+        lost = []
+        monkeypatch.setattr(port, "connectionLost", lambda reason, lost=lost: lost.append(reason))
+        if fault == "raises":
+            def broken():
+                raise RuntimeError("broken")
+            monkeypatch.setattr(port, "doRead", broken)
+        else:
+            monkeypatch.setattr(port, "fileno", lambda: -1)
+        real = reactor._poller
+        events = []
+        log.addObserver(events.append)
+        try:
+            reactor._poller = _Events(real, [(fd, epollreactor.EPOLLIN)])
+            reactor.doPoll(0)
+        finally:
+            reactor._poller = real
+            log.removeObserver(events.append)
+        (reason,) = lost
+        errors = [e["failure"].value for e in events if e.get("isError")]
+        outcomes.append((type(reason.value), [type(e) for e in errors]))
+        if fault != "raises":
+            assert reason.value is posixbase._NO_FILEDESC
+        monkeypatch.undo()
+        port.socket.close()
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == ((RuntimeError, [RuntimeError]) if fault == "raises" else
+                           (type(posixbase._NO_FILEDESC), []))
+
+
+def test_only_a_read_event_alone_takes_the_short_way(reactor, monkeypatch):
+    from twisted.internet import epollreactor
+    port, proto = _port(reactor, SIPPort)
+    seen = []
+    real = reactor._doReadOrWrite
+    monkeypatch.setattr(reactor, "_doReadOrWrite",
+                        lambda s, fd, event: seen.append(event) or real(s, fd, event))
+    _send(port, b"one")
+    for _ in range(5):
+        reactor.doPoll(0.2)
+        if proto.got:
+            break
+    assert proto.got == [b"one"] and seen == []
+    both = epollreactor.EPOLLIN | epollreactor.EPOLLERR
+    _send(port, b"two")
+    real_poller = reactor._poller
+    try:
+        reactor._poller = _Events(real_poller, [(port.fileno(), both)])
+        reactor.doPoll(0)
+    finally:
+        reactor._poller = real_poller
+    assert seen == [both] and proto.got == [b"one", b"two"]
 
 
 def test_an_interrupted_poll_returns_and_any_other_error_is_raised(reactor):
