@@ -2046,3 +2046,25 @@ def test_a_host_is_classified_once(monkeypatch):
         assert forwarding.is_numeric("192.0.2.7") is True
         assert forwarding.is_numeric("gw.example.com") is False
     assert asked == ["192.0.2.7", "gw.example.com"]
+
+
+def test_branch_hashes_are_short_stable_hex():
+    """The branch a stateless proxy makes: magic cookie, 12 hex digits of the
+    loop hash, a dot, 16 of the transaction's (RFC 3261 16.6 step 8, 16.11)."""
+    import re
+    from sipcluster.proxy.forwarding import loop_hash, short_hash, stateless_branch_suffix
+    assert short_hash("x", 6) == short_hash("x", 6) and re.fullmatch("[0-9a-f]{12}", short_hash("x", 6))
+    assert short_hash("x", 6) != short_hash("y", 6) and len(short_hash("x", 8)) == 16
+    request = parse_message(crlf("""\
+INVITE sip:bob@example.test SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc
+From: <sip:alice@example.test>;tag=1
+To: <sip:bob@example.test>
+Call-ID: c1
+CSeq: 1 INVITE
+Max-Forwards: 70
+Content-Length: 0
+
+"""))
+    assert re.fullmatch("[0-9a-f]{12}", loop_hash(request))
+    assert re.fullmatch("[0-9a-f]{16}", stateless_branch_suffix(request, "sip:bob@192.0.2.9"))

@@ -256,6 +256,7 @@ def test_make_response():
     req.add("Timestamp", "54")
     resp = make_response(req, 100)
     assert resp.start_line() == "SIP/2.0 100 Trying"
+    assert resp.body == b"" and resp.to_bytes().endswith(b"Content-Length: 0\r\n\r\n")
     assert resp.header("timestamp") == "54"
     resp = make_response(req, 486, to_tag="xyz", extra=[("Retry-After", "30")])
     assert resp.to_tag == "xyz"
@@ -414,6 +415,18 @@ def test_set_keeps_the_position_of_the_first_line_and_every_other_header():
         ("Call-ID", "abc"), ("CSeq", "1 OPTIONS"), ("Content-Length", "0")]
     msg.set("From", "<sip:z@y>;tag=2")
     assert names(msg) == ["Via", "Route", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+
+
+def test_set_removes_every_later_line_the_last_one_included():
+    msg = parse_message(SMALL)
+    msg.add("X-A", "1")
+    msg.add("X-B", "2")
+    msg.add("X-A", "3")
+    msg.add("X-B", "4")
+    msg.set("X-B", "only")
+    assert [v for n, v in msg.items() if n.startswith("X-")] == ["1", "3", "only"]
+    msg.set("X-A", "one")
+    assert [v for n, v in msg.items() if n.startswith("X-")] == ["one", "only"]
 
 
 def test_pop_first_and_replace_first_keep_the_name_and_other_values():
