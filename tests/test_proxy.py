@@ -866,6 +866,19 @@ def test_a_stateless_ack_that_cannot_be_forwarded_is_dropped_unanswered():
     assert "nowhere.example.net" in why
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_stateless_send_that_fails_is_logged_whether_the_name_was_resolved_or_cached(cached):
+    # The send is the same UDP write either way: after the resolver's
+    # Deferred (cached False) or at once from its cache (cached True); a
+    # failed write is logged, and a stateless proxy has no next address
+    # to try (RFC 3263 4.3 is for transactions).
+    node = Node(stateless=True, resolver=Hops(TWO, cached))
+    failing_writes(node, UAS1)
+    why, = stateless_forward_failures(node, to_uas("MESSAGE"))
+    assert why == "UDP send to udp:127.0.0.1:%d failed" % UAS1[1]
+    assert node.to(UAS2, node.out()) == []
+
+
 def stateless_forward_failures(node, request):
     """
     Send C{request} to C{node}; the reasons of the "stateless forward

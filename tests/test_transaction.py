@@ -642,6 +642,21 @@ def tcp_client(h):
     return sent
 
 
+@pytest.mark.parametrize("method", ["INVITE", "OPTIONS"])
+def test_a_connection_that_fails_later_fails_the_client_transaction(method):
+    # RFC 3261 17.1.4: the stream's Deferred failing (the connection could
+    # not be made) is a transport error told to the owner, once.
+    from sipcluster.transport.layer import TransportError
+    h = make_harness()
+    connecting = defer.Deferred()
+    h.layer.send_data = lambda data, peer: connecting
+    owner = Owner()
+    tx = h.tl.start_client(outgoing(method), Peer("tcp", *UAS), owner)
+    assert owner.events == [] and tx.state != "terminated"
+    connecting.errback(TransportError("connection refused"))
+    assert owner.events == [("failed", tx)] and tx.state == "terminated"
+
+
 def test_reliable_invite_client_timer_d_is_zero():
     h = make_harness()
     sent = tcp_client(h)
