@@ -48,11 +48,13 @@ cdef class Response(Message):
     cdef public object version
     cpdef str start_line(self)
 
-@cython.locals(response=Response)
 cpdef _parse_status_line(str line, list fields, bytes body)
+
+@cython.locals(response=Response)
+cpdef _new_response(status, reason, list fields, bytes body)
 
 @cython.locals(request=Request)
 cpdef _new_request(method, uri, list fields, bytes body, version)
 
-@cython.locals(response=Response, fields=list, field=tuple)
+@cython.locals(fields=list, field=tuple)
 cpdef make_response(request, status, reason=*, to_tag=*, extra=*)

@@ -636,13 +636,8 @@ def make_response(request, status, reason=None, to_tag=None, extra=()):
             if add_tag:
                 field = (key, "%s;tag=%s" % (field[1].rstrip(), to_tag))
             fields.append(field)
-    response = Response.__new__(Response)  # as _parse_status_line makes one
-    response._fields = fields
-    response.body = b""
-    response._cache = {}
-    response.status = status
-    response.reason = reason if reason is not None else reason_for(status)
-    response.version = SIP_VERSION
+    response = _new_response(status, reason if reason is not None else reason_for(status),
+                             fields, b"")
     if status == 100 and request.has("timestamp"):
         # RFC 3261 8.2.6.1: a 100 copies the Timestamp.
         response.add("timestamp", request.header("timestamp"))
@@ -770,8 +765,15 @@ def _parse_status_line(line, fields, body):
     status = int(code)
     if status >= 700:
         raise ParseError("Bad status code")
-    # Made without calling the class (Python's call protocol, argument
-    # parsing, __init__): a quarter of a small message's parse.
+    return _new_response(status, reason, fields, body)
+
+
+# The parser and make_response make their messages without calling the
+# class (Python's call protocol, argument parsing, __init__: a quarter of a
+# small message's parse).
+
+def _new_response(status, reason, fields, body):
+    """A Response of these parts, in SIP/2.0."""
     response = Response.__new__(Response)
     response._fields = fields
     response.body = body
@@ -783,7 +785,7 @@ def _parse_status_line(line, fields, body):
 
 
 def _new_request(method, uri, fields, body, version):
-    """A Request of the parsed parts, made as _parse_status_line makes a Response."""
+    """A Request of these parts, its Request-URI parsed when first asked for."""
     request = Request.__new__(Request)
     request._fields = fields
     request.body = body
