@@ -67,6 +67,8 @@ class pure_cython:
     .pxd files, which only Cython reads.)
     """
 
+    compiled = False
+
     @staticmethod
     def cclass(cls):
         return cls

@@ -818,3 +818,67 @@ def test_numeric_headers_take_their_longest_number_and_no_longer(name, longest, 
     with pytest.raises(ParseError) as caught:
         getattr(with_value("0" * longest + "0"), attribute)
     assert caught.value.reason == fault
+
+
+def fresh(text):
+    """C{text} as a new str object: equal to the literal, never the same object."""
+    return "".join(list(text))
+
+
+def test_a_header_is_found_by_an_equal_key_that_is_another_object():
+    # The compiled search compares identity first, then length and text:
+    # the text comparison must still find keys made at run time.
+    key = fresh("call-id")
+    assert key == "call-id" and key is not "call-id"  # noqa: F632
+    msg = Request("OPTIONS", "sip:a@b", [(key, "Call-ID: abc"), (fresh("cseq"), "CSeq: 1 OPTIONS")])
+    assert msg.call_id == "abc"
+    assert msg.header(fresh("Call-ID")) == "abc"
+    assert msg.has(fresh("CSEQ"))
+    assert msg.values(fresh("cseq")) == ["1 OPTIONS"]
+
+
+def test_a_key_of_the_same_length_is_not_the_header_asked_for():
+    msg = Request("OPTIONS", "sip:a@b", [("cseq", "CSeq: 1 OPTIONS"), ("to", "To: <sip:a@b>")])
+    # "from" and "cseq", "to" and "ab": same lengths, other texts.
+    assert msg.header("from") is None and msg.from_tag is None
+    assert not msg.has("from")
+    assert msg.values("from") == []
+    msg.add("From", "<sip:x@y>;tag=1")
+    assert msg.items()[-1] == ("From", "<sip:x@y>;tag=1")
+    assert msg.from_tag == "1" and msg.cseq.number == 1
+
+
+def test_repeated_lines_between_others_are_all_read_and_all_removed():
+    msg = parse_message(SMALL.replace(b"\r\n\r\n", b"\r\nX-A: 1\r\nX-B: 2\r\nX-A: 3\r\nX-B: 4\r\nX-A: 5\r\n\r\n"))
+    assert msg.values("x-a") == ["1", "3", "5"] and msg.header("x-b") == "2"
+    msg.add("X-B", "6")  # after the last X-B, before the last X-A
+    assert [v for n, v in msg.items() if n.startswith("X-")] == ["1", "2", "3", "4", "6", "5"]
+    msg.add("X-A", "7", top=True)
+    assert msg.values("x-a") == ["7", "1", "3", "5"]
+    msg.remove("X-A")
+    assert not msg.has("x-a") and msg.values("x-b") == ["2", "4", "6"]
+    assert names(msg)[-3:] == ["X-B"] * 3
+    msg.remove("X-B")
+    assert names(msg) == ["Via", "Route", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+
+
+def test_a_copy_has_its_own_lines():
+    msg = parse_message(SMALL)
+    other = msg.copy()
+    other.add("X-A", "1")
+    other.set("Call-ID", "other")
+    other.pop_first("via")
+    assert not msg.has("x-a") and msg.call_id == "abc"
+    assert msg.to_bytes() == parse_message(SMALL).to_bytes()
+    assert other.call_id == "other" and other.header("x-a") == "1"
+
+
+@pytest.mark.parametrize("line", [b"From: <sip:z@y>;tag=2", b"To: <sip:a@b>", b"Call-ID: abc",
+                                  b"CSeq: 1 OPTIONS", b"Max-Forwards: 70", b"Content-Length: 0"])
+def test_a_header_allowed_once_is_refused_twice_by_its_name(line):
+    data = SMALL.replace(b"To: <sip:a@b>\r\n", b"To: <sip:a@b>\r\nMax-Forwards: 70\r\n")
+    msg = parse_message(data.replace(b"\r\n\r\n", b"\r\nX-Between: 1\r\n" + line + b"\r\n\r\n"))
+    name = line.split(b":")[0].decode()
+    with pytest.raises(ParseError, match="^Duplicate %s header$" % name):
+        msg.validate()
+    parse_message(data).validate()

@@ -5,6 +5,9 @@
 # does not mutate decorated functions.
 import cython
 
+@cython.locals(n=Py_ssize_t, k=str, i=Py_ssize_t)
+cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2
+
 cpdef _key_of(name)
 
 @cython.locals(value=str)
@@ -13,24 +16,25 @@ cpdef str _value_of(str line)
 @cython.locals(end=Py_ssize_t)
 cpdef _split_head(bytes data)
 
-@cython.locals(head=str, lines=list, first=str, fields=list, line=str, colon=Py_ssize_t,
-               known=dict, name=str, body=bytes, head_end=Py_ssize_t)
+@cython.locals(head=str, lines=list, first=str, keys=list, values=list, line=str,
+               colon=Py_ssize_t, known=dict, name=str, body=bytes, head_end=Py_ssize_t)
 cpdef parse_message(data, max_size=*, stream=*)
 
 cdef class Message:
-    cdef public list _fields
+    cdef public list _keys
+    cdef public list _lines
     cdef public object body
     cdef public dict _cache
     # What the message's own methods call: direct C calls, not attribute
     # lookups (still methods to Python code).
-    @cython.locals(field=tuple)
+    @cython.locals(i=Py_ssize_t)
     cpdef _single(self, str key)
     cpdef _address(self, str key)
-    @cython.locals(field=tuple, line=str)
+    @cython.locals(i=Py_ssize_t, line=str)
     cpdef _tag(self, str key)
     cpdef _address_list(self, str key)
     cpdef str _key_for_write(self, name)
-    @cython.locals(counts=dict, key=str, field=tuple)
+    @cython.locals(single=list, present=set, key=str)
     cpdef _validate(self)
     cpdef str start_line(self)
 
@@ -48,13 +52,13 @@ cdef class Response(Message):
     cdef public object version
     cpdef str start_line(self)
 
-cpdef _parse_status_line(str line, list fields, bytes body)
+cpdef _parse_status_line(str line, list keys, list lines, bytes body)
 
 @cython.locals(response=Response)
-cpdef _new_response(status, reason, list fields, bytes body)
+cpdef _new_response(status, reason, list keys, list lines, bytes body)
 
 @cython.locals(request=Request)
-cpdef _new_request(method, uri, list fields, bytes body, version)
+cpdef _new_request(method, uri, list keys, list lines, bytes body, version)
 
-@cython.locals(fields=list, field=tuple)
+@cython.locals(keys=list, lines=list, request_lines=list, i=Py_ssize_t)
 cpdef make_response(request, status, reason=*, to_tag=*, extra=*)

@@ -43,6 +43,13 @@ _TAGS = {}
 _TAGS_SIZE = 8192
 _UNKNOWN = object()
 
+# What validation looks for (RFC 3261 8.1.1), in the order faults are named.
+_MANDATORY = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
+# Headers that may appear once only (RFC 3261 7.3.1: not list headers).
+_SINGLE = frozenset(["call-id", "cseq", "from", "to", "max-forwards", "content-length"])
+# What a response copies of its request (RFC 3261 8.2.6.2).
+_COPIED = frozenset(["via", "from", "to", "call-id", "cseq"])
+
 
 def _number(value, digits, fault, highest=None):
     """
@@ -59,6 +66,31 @@ def _number(value, digits, fault, highest=None):
     if highest is not None and number > highest:
         raise ParseError(fault)
     return number
+
+
+def _index(keys, key, start):
+    """
+    Where the first of C{keys} from C{start} on that is C{key} stands, or -1.
+
+    Compiled, a loop of C comparisons, identity then length first: Cython
+    compiles C{==} between two str to C{PyUnicode_Compare}, an ordering
+    comparison several times dearer, and a call makes some two thousand
+    of them.  Interpreted, the list's own search, which compares in C.
+    """
+    if not cython.compiled:
+        if start == 0:
+            return keys.index(key) if key in keys else -1
+        for i in range(start, len(keys)):
+            if keys[i] == key:
+                return i
+        return -1
+    n = len(keys)
+    while start < n:
+        k = keys[start]
+        if k is key or (len(k) == len(key) and k == key):
+            return start
+        start += 1
+    return -1
 
 
 def _key_of(name):
@@ -93,17 +125,19 @@ class Message:
     """
     What requests and responses share: header fields and a body.
 
-    Header fields are kept as C{(key, line)} pairs in message order, where
-    C{key} is the canonical header name and C{line} the raw header line.
-    The pairs are tuples: a copy shares them, and the cyclic collector stops
-    looking at them (a tuple of strings is untracked), which matters for the
-    messages a stateful proxy keeps for 32 seconds.
+    Header fields are kept in message order as two lists of the same
+    length: C{_keys}, the canonical name of each line, and C{_lines}, the
+    raw lines, searched by L{_index}.  Lists of strings only: no tuple per
+    line to make and free, and nothing the cyclic collector looks into,
+    which matters for the messages a stateful proxy keeps for 32 seconds.
     """
 
-    __slots__ = ("_fields", "body", "_cache")
+    __slots__ = ("_keys", "_lines", "body", "_cache")
 
     def __init__(self, fields=None, body=b""):
-        self._fields = fields if fields is not None else []
+        """C{fields}: (key, line) pairs, the keys canonical header names."""
+        self._keys = [field[0] for field in fields] if fields else []
+        self._lines = [field[1] for field in fields] if fields else []
         self.body = body
         self._cache = {}
 
@@ -115,11 +149,7 @@ class Message:
         compact form), or None.  For a list header that is the whole line,
         commas included: use L{values} for the elements.
         """
-        key = _key_of(name)
-        for field in self._fields:
-            if field[0] == key:
-                return _value_of(field[1])
-        return None
+        return self._single(_key_of(name))
 
     def values(self, name):
         """
@@ -127,10 +157,12 @@ class Message:
         Contact...) are split at their separating commas.
         """
         key = _key_of(name)
+        keys = self._keys
         lines = []
-        for field in self._fields:
-            if field[0] == key:
-                lines.append(_value_of(field[1]))
+        i = _index(keys, key, 0)
+        while i >= 0:
+            lines.append(_value_of(self._lines[i]))
+            i = _index(keys, key, i + 1)
         if key in LIST_HEADERS:
             out = []
             for value in lines:
@@ -139,16 +171,12 @@ class Message:
         return lines
 
     def has(self, name):
-        key = _key_of(name)
-        for field in self._fields:
-            if field[0] == key:
-                return True
-        return False
+        return _index(self._keys, _key_of(name), 0) >= 0
 
     def items(self):
         """(name as written, value) for every header line, in order."""
         out = []
-        for _, line in self._fields:
+        for line in self._lines:
             colon = line.index(":")
             out.append((line[:colon].strip(), _value_of(line)))
         return out
@@ -170,15 +198,21 @@ class Message:
         value = str(value)
         if "\r" in value or "\n" in value:
             raise ValueError("Header value with a line break")
-        field = (key, "%s: %s" % (spelling(key), value))
-        fields = self._fields
-        positions = [i for i, f in enumerate(fields) if f[0] == key]
-        if not positions:
-            fields.append(field)
-        elif top:
-            fields.insert(positions[0], field)
-        else:
-            fields.insert(positions[-1] + 1, field)
+        line = "%s: %s" % (spelling(key), value)
+        keys = self._keys
+        i = _index(keys, key, 0)
+        if i < 0:
+            keys.append(key)
+            self._lines.append(line)
+            return
+        if not top:
+            j = i
+            while j >= 0:
+                i = j
+                j = _index(keys, key, i + 1)
+            i += 1
+        keys.insert(i, key)
+        self._lines.insert(i, line)
 
     def set(self, name, value):
         """Replace every line of header C{name} by one line with C{value}."""
@@ -187,24 +221,31 @@ class Message:
         if "\r" in value or "\n" in value:
             raise ValueError("Header value with a line break")
         line = "%s: %s" % (spelling(key), value)
-        fields = self._fields
-        for i, field in enumerate(fields):
-            if field[0] == key:
-                fields[i] = (key, line)
-                # Any later line of it goes, in place (no new lists: a
-                # proxy sets Max-Forwards on every request it forwards).
-                j = len(fields) - 1
-                while j > i:
-                    if fields[j][0] == key:
-                        del fields[j]
-                    j -= 1
-                return
-        fields.append((key, line))
+        keys = self._keys
+        lines = self._lines
+        i = _index(keys, key, 0)
+        if i < 0:
+            keys.append(key)
+            lines.append(line)
+            return
+        lines[i] = line
+        # Any later line of it goes, in place (no new lists: a proxy sets
+        # Max-Forwards on every request it forwards).
+        i = _index(keys, key, i + 1)
+        while i >= 0:
+            del keys[i]
+            del lines[i]
+            i = _index(keys, key, i)
 
     def remove(self, name):
         """Remove every line of header C{name}."""
         key = self._key_for_write(name)
-        self._fields = [f for f in self._fields if f[0] != key]
+        keys = self._keys
+        i = _index(keys, key, 0)
+        while i >= 0:
+            del keys[i]
+            del self._lines[i]
+            i = _index(keys, key, i)
 
     def pop_first(self, name):
         """
@@ -213,24 +254,23 @@ class Message:
         Returns None when there is none.
         """
         key = self._key_for_write(name)
-        fields = self._fields
-        i = 0
-        while i < len(fields):
-            field = fields[i]
-            if field[0] == key:
-                line = field[1]
-                parts = split_commas(_value_of(line))
-                if len(parts) <= 1:
-                    del fields[i]
-                    if parts:
-                        return parts[0]
-                    # A line of commas only: gone, and the next line now
-                    # stands at i (a for loop over the list skipped it).
-                    continue
-                colon = line.index(":")
-                fields[i] = (key, "%s: %s" % (line[:colon].rstrip(), ", ".join(parts[1:])))
-                return parts[0]
-            i += 1
+        keys = self._keys
+        lines = self._lines
+        i = _index(keys, key, 0)
+        while i >= 0:
+            line = lines[i]
+            parts = split_commas(_value_of(line))
+            if len(parts) <= 1:
+                del keys[i]
+                del lines[i]
+                if parts:
+                    return parts[0]
+                # A line of commas only: gone; the value is on a later line.
+                i = _index(keys, key, i)
+                continue
+            colon = line.index(":")
+            lines[i] = "%s: %s" % (line[:colon].rstrip(), ", ".join(parts[1:]))
+            return parts[0]
         return None
 
     def replace_first(self, name, value):
@@ -242,16 +282,15 @@ class Message:
         key = self._key_for_write(name)
         if "\r" in value or "\n" in value:
             raise ValueError("Header value with a line break")
-        fields = self._fields
-        for i, field in enumerate(fields):
-            if field[0] == key:
-                line = field[1]
-                colon = line.index(":")
-                parts = split_commas(_value_of(line))
-                parts[:1] = [value]
-                fields[i] = (key, "%s: %s" % (line[:colon].rstrip(), ", ".join(parts)))
-                return
-        self.add(name, value)
+        i = _index(self._keys, key, 0)
+        if i < 0:
+            self.add(name, value)
+            return
+        line = self._lines[i]
+        colon = line.index(":")
+        parts = split_commas(_value_of(line))
+        parts[:1] = [value]
+        self._lines[i] = "%s: %s" % (line[:colon].rstrip(), ", ".join(parts))
 
     # -- typed headers ------------------------------------------------------
 
@@ -262,10 +301,10 @@ class Message:
     # dictionary lookup.
 
     def _single(self, key):
-        for field in self._fields:
-            if field[0] == key:
-                return _value_of(field[1])
-        return None
+        i = _index(self._keys, key, 0)
+        if i < 0:
+            return None
+        return _value_of(self._lines[i])
 
     @property
     def vias(self):
@@ -284,16 +323,14 @@ class Message:
             return via[0] if via else None
         top = cache.get(" topvia")
         if top is None:
-            for field in self._fields:
-                if field[0] == "via":
-                    value = _value_of(field[1])
-                    if "," in value:
-                        values = split_commas(value)
-                        if not values:
-                            raise ParseError("Empty Via header")
-                        value = values[0]
-                    top = cache[" topvia"] = Via.parse(value)
-                    break
+            value = self._single("via")
+            if value is not None:
+                if "," in value:
+                    values = split_commas(value)
+                    if not values:
+                        raise ParseError("Empty Via header")
+                    value = values[0]
+                top = cache[" topvia"] = Via.parse(value)
         return top
 
     def push_via(self, via):
@@ -372,12 +409,10 @@ class Message:
         address = self._cache.get(key)
         if address is not None:
             return address.tag
-        for field in self._fields:
-            if field[0] == key:
-                line = field[1]
-                break
-        else:
+        i = _index(self._keys, key, 0)
+        if i < 0:
             return None
+        line = self._lines[i]
         tag = _TAGS.get(line, _UNKNOWN)
         if tag is _UNKNOWN:
             # Parsed as _address would, without looking for the line again.
@@ -471,30 +506,21 @@ class Message:
                 e.message = self
             raise
 
-    # Headers that may appear once only (RFC 3261 7.3.1: not list headers).
-    _SINGLE = frozenset(["call-id", "cseq", "from", "to", "max-forwards", "content-length"])
-
     def _validate(self):
         # RFC 3261 16.3 step 1: what the transaction and proxy layers use
         # must be well-formed; other components are left alone (a proxy
         # forwards a From with an odd URI unchanged).
-        counts = {}
-        single = self._SINGLE
-        has_via = False
-        for field in self._fields:
-            key = field[0]
-            if key == "via":
-                has_via = True
-            elif key in single:
-                counts[key] = counts.get(key, 0) + 1
-        if not has_via:
+        if _index(self._keys, "via", 0) < 0:
             raise ParseError("Missing Via header")
-        for key, what in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
-            if key not in counts:
+        single = [key for key in self._keys if key in _SINGLE]
+        present = set(single)
+        for key, what in _MANDATORY:
+            if key not in present:
                 raise ParseError("Missing %s header" % what)
-        for key, count in counts.items():
-            if count > 1:
-                raise ParseError("Duplicate %s header" % spelling(key))
+        if len(present) != len(single):
+            for key in single:
+                if single.count(key) > 1:
+                    raise ParseError("Duplicate %s header" % spelling(key))
         self.top_via
         self.from_tag
         self.to_tag
@@ -511,14 +537,9 @@ class Message:
         Serialize.  A Content-Length is added when missing, since it is
         mandatory on stream transports (RFC 3261 18.3, 20.14).
         """
-        fields = self._fields
         lines = [self.start_line()]
-        has_length = False
-        for field in fields:
-            if field[0] == "content-length":
-                has_length = True
-            lines.append(field[1])
-        if not has_length:
+        lines.extend(self._lines)
+        if _index(self._keys, "content-length", 0) < 0:
             lines.append("Content-Length: %d" % len(self.body))
         lines.append("")
         lines.append("")
@@ -529,7 +550,8 @@ class Message:
     def copy(self):
         """A copy whose headers can be changed without touching this one."""
         other = self.__class__.__new__(self.__class__)
-        other._fields = list(self._fields)
+        other._keys = list(self._keys)
+        other._lines = list(self._lines)
         other.body = self.body
         other._cache = dict(self._cache)
         self._copy_start(other)
@@ -626,18 +648,21 @@ def make_response(request, status, reason=None, to_tag=None, extra=()):
     From, To, Call-ID and CSeq copied; a To tag added when given and the To
     has none.  C{extra} is a sequence of (name, value) headers to add.
     """
-    fields = []
+    keys = []
+    lines = []
     add_tag = to_tag is not None and request.to_tag is None
-    for field in request._fields:
-        key = field[0]
-        if key == "via" or key == "from" or key == "call-id" or key == "cseq":
-            fields.append(field)
-        elif key == "to":
-            if add_tag:
-                field = (key, "%s;tag=%s" % (field[1].rstrip(), to_tag))
-            fields.append(field)
+    request_lines = request._lines
+    i = 0
+    for key in request._keys:
+        if key in _COPIED:
+            line = request_lines[i]
+            if add_tag and key == "to":
+                line = "%s;tag=%s" % (line.rstrip(), to_tag)
+            keys.append(key)
+            lines.append(line)
+        i += 1
     response = _new_response(status, reason if reason is not None else reason_for(status),
-                             fields, b"")
+                             keys, lines, b"")
     if status == 100 and request.has("timestamp"):
         # RFC 3261 8.2.6.1: a 100 copies the Timestamp.
         response.add("timestamp", request.header("timestamp"))
@@ -701,7 +726,8 @@ def parse_message(data, max_size=None, stream=False):
             lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
             break
     first = lines[0]
-    fields = []
+    keys = []
+    values = []
     fault = None
     known = _KEY_CACHE
     for line in lines[1:] if len(lines) > 1 else ():
@@ -710,8 +736,8 @@ def parse_message(data, max_size=None, stream=False):
         key = known.get(line[:colon]) if colon > 0 else None
         if key is None:
             if line and (line[0] == " " or line[0] == "\t"):
-                if fields:
-                    fields[-1] = (fields[-1][0], fields[-1][1] + "\r\n" + line)
+                if values:
+                    values[-1] = values[-1] + "\r\n" + line
                 elif fault is None:
                     fault = ParseError("Continuation line before any header")
                 continue
@@ -724,13 +750,14 @@ def parse_message(data, max_size=None, stream=False):
                 if fault is None:
                     fault = ParseError("Malformed header line %s" % quoted(line))
                 continue
-        fields.append((key, line))
+        keys.append(key)
+        values.append(line)
     body = data[body_start:]
 
     if first[:4].upper() == "SIP/":
-        message = _parse_status_line(first, fields, body)
+        message = _parse_status_line(first, keys, values, body)
     else:
-        message = _parse_request_line(first, fields, body)
+        message = _parse_request_line(first, keys, values, body)
     if fault is not None:
         fault.message = message
         raise fault
@@ -755,7 +782,7 @@ def parse_message(data, max_size=None, stream=False):
     return message
 
 
-def _parse_status_line(line, fields, body):
+def _parse_status_line(line, keys, lines, body):
     version, _, rest = line.partition(" ")
     code, _, reason = rest.partition(" ")
     if version.upper() != SIP_VERSION:
@@ -765,17 +792,18 @@ def _parse_status_line(line, fields, body):
     status = int(code)
     if status >= 700:
         raise ParseError("Bad status code")
-    return _new_response(status, reason, fields, body)
+    return _new_response(status, reason, keys, lines, body)
 
 
 # The parser and make_response make their messages without calling the
 # class (Python's call protocol, argument parsing, __init__: a quarter of a
 # small message's parse).
 
-def _new_response(status, reason, fields, body):
+def _new_response(status, reason, keys, lines, body):
     """A Response of these parts, in SIP/2.0."""
     response = Response.__new__(Response)
-    response._fields = fields
+    response._keys = keys
+    response._lines = lines
     response.body = body
     response._cache = {}
     response.status = status
@@ -784,10 +812,11 @@ def _new_response(status, reason, fields, body):
     return response
 
 
-def _new_request(method, uri, fields, body, version):
+def _new_request(method, uri, keys, lines, body, version):
     """A Request of these parts, its Request-URI parsed when first asked for."""
     request = Request.__new__(Request)
-    request._fields = fields
+    request._keys = keys
+    request._lines = lines
     request.body = body
     request._cache = {}
     request.method = method
@@ -797,7 +826,7 @@ def _new_request(method, uri, fields, body, version):
     return request
 
 
-def _parse_request_line(line, fields, body):
+def _parse_request_line(line, keys, lines, body):
     parts = line.split(" ")
     if len(parts) == 3 and is_token(parts[0]):
         method, uri, version = parts
@@ -806,7 +835,7 @@ def _parse_request_line(line, fields, body):
         # Keep what can be kept so that a 400 can still be sent.
         method, uri, version = "UNKNOWN", "sip:invalid", SIP_VERSION
         fault = ParseError("Malformed request line")
-    request = _new_request(method, uri, fields, body, version)
+    request = _new_request(method, uri, keys, lines, body, version)
     if fault is None:
         if version.upper() != SIP_VERSION:
             fault = VersionNotSupported("Version %s not supported" % version[:20])
