@@ -5,6 +5,8 @@ compact forms of RFC 3261 7.3.3 and later RFCs, the headers whose value is
 a comma-separated list, and the spelling used for headers we add.
 """
 
+import sys
+
 from sipcluster.sip.grammar import is_token
 
 # RFC 3261 7.3.3 and 20, RFC 3265 (o, u), RFC 3515 (r), RFC 3892 (b),
@@ -54,7 +56,10 @@ def canonical(name):
     if not is_token(name):
         return None
     key = name.lower()
-    key = COMPACT_FORMS.get(key, key)
+    # Interned: the keys of every spelling are then one object, which the
+    # header search finds by identity (and so is any literal key the code
+    # asks for that the compiler interned: "via", "cseq", "to").
+    key = sys.intern(COMPACT_FORMS.get(key, key))
     if len(_KEY_CACHE) < _KEY_CACHE_LIMIT:
         _KEY_CACHE[name] = key
     return key
