@@ -53,9 +53,30 @@ MODULES = (
     "sipcluster.reactor",
 )
 
+# What each compiled module calls of the others as C functions, not through
+# Python: the cimports of its .pxd (tests/test_compiled.py checks the two
+# agree).  A module finds those functions in the other's compiled module, so
+# it runs compiled only where each of these does.
+CIMPORTS = {
+    "sipcluster.sip.headers": ("sipcluster.sip.grammar",),
+    "sipcluster.sip.uri": ("sipcluster.sip.grammar",),
+    "sipcluster.sip.via": ("sipcluster.sip.grammar", "sipcluster.sip.uri"),
+    "sipcluster.sip.address": ("sipcluster.sip.grammar", "sipcluster.sip.uri"),
+    "sipcluster.sip.message": ("sipcluster.sip.grammar", "sipcluster.sip.headers",
+                               "sipcluster.sip.status", "sipcluster.sip.uri"),
+    "sipcluster.transport.base": ("sipcluster.sip.uri",),
+    "sipcluster.transport.layer": ("sipcluster.sip.message", "sipcluster.sip.uri",
+                                   "sipcluster.transport.base"),
+    "sipcluster.proxy.forwarding": ("sipcluster.sip.grammar", "sipcluster.sip.message",
+                                    "sipcluster.transport.base"),
+    "sipcluster.proxy.stateless": ("sipcluster.proxy.forwarding",),
+    "sipcluster.proxy.stateful": ("sipcluster.proxy.forwarding", "sipcluster.proxy.stateless"),
+}
+
 ENVIRONMENT = "SIPCLUSTER_NO_EXTENSIONS"
 
-# Modules whose compiled file was passed over because the source is newer.
+# Modules whose compiled file was passed over: its source is newer, or a
+# module whose C functions it calls runs as source.
 stale = []
 
 
@@ -84,11 +105,13 @@ def disabled():
 class SourceWhenAsked:
     """
     A meta path finder for the compiled modules: the extension module
-    unless pure Python is asked for or the source was edited after the
-    build, in which case the source.  Other modules are not its business.
+    unless pure Python is asked for, the source was edited after the build,
+    or a module whose C functions it calls (L{CIMPORTS}) runs as source; in
+    those cases the source.  Other modules are not its business.
     """
 
     modules = frozenset(MODULES)
+    cimports = CIMPORTS
 
     def find_spec(self, name, path, target=None):
         if name not in self.modules:
@@ -102,10 +125,16 @@ class SourceWhenAsked:
         except OSError:
             return spec
         if not disabled():
-            if not edited:
+            if not edited and all(self._runs_compiled(other) for other in self.cimports.get(name, ())):
                 return spec
             stale.append(name)
         return importlib.util.spec_from_file_location(name, source)
+
+    @staticmethod
+    def _runs_compiled(name):
+        # Imported first (the cimports have no cycles): then it is known
+        # which of its files runs.
+        return is_compiled(importlib.import_module(name))
 
     def invalidate_caches(self):
         pass

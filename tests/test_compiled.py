@@ -73,6 +73,59 @@ def test_an_edited_source_wins_over_its_stale_build(tmp_path, monkeypatch):
     assert compiled.stale == ["fakepkg.mod"]
 
 
+def _finder_with_dependency():
+    finder = _finder()
+    finder.cimports = {"fakepkg.mod": ("fakepkg.dep",)}
+    return finder
+
+
+def test_a_module_runs_as_source_where_a_module_it_cimports_does(tmp_path, monkeypatch):
+    # Its compiled code would look for the other's C functions in a
+    # compiled module that is not there, and fail to import.
+    monkeypatch.delenv(compiled.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(compiled, "stale", [])
+    path = _package(tmp_path, so_age=-10)
+    (tmp_path / "fakepkg" / "dep.py").write_text("Y = 2\n")  # no extension: pure
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("fakepkg", "fakepkg.dep"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    spec = _finder_with_dependency().find_spec("fakepkg.mod", path)
+    assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+    assert compiled.stale == ["fakepkg.mod"]
+    assert sys.modules["fakepkg.dep"].Y == 2
+
+
+def test_a_module_runs_compiled_where_the_modules_it_cimports_do(tmp_path, monkeypatch):
+    monkeypatch.delenv(compiled.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(compiled, "stale", [])
+    asked = []
+    finder = _finder_with_dependency()
+    monkeypatch.setattr(finder, "_runs_compiled", lambda name: asked.append(name) or True)
+    spec = finder.find_spec("fakepkg.mod", _package(tmp_path, so_age=-10))
+    assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+    assert asked == ["fakepkg.dep"] and compiled.stale == []
+
+
+def test_the_cimports_named_are_those_of_the_pxd_files():
+    import glob
+    import re
+    found = {}
+    for pxd in glob.glob(os.path.join(ROOT, "sipcluster", "**", "*.pxd"), recursive=True):
+        module = os.path.relpath(pxd[:-4], ROOT).replace(os.sep, ".")
+        with open(pxd) as f:
+            others = tuple(re.findall(r"^from (\S+) cimport ", f.read(), re.M))
+        if others:
+            found[module] = others
+            assert all(other in compiled.MODULES for other in others), module
+    assert found == compiled.CIMPORTS
+    if not compiled.disabled():
+        # Where the build runs, every module runs compiled with the modules
+        # it cimports (or, stale, as source without them).
+        for module, others in compiled.CIMPORTS.items():
+            if compiled.is_compiled(importlib.import_module(module)):
+                assert all(compiled.is_compiled(importlib.import_module(o)) for o in others), module
+
+
 def test_other_modules_are_not_its_business(tmp_path):
     assert _finder().find_spec("fakepkg", [str(tmp_path)]) is None
     assert _finder().find_spec("json", None) is None
@@ -191,11 +244,16 @@ def test_every_pxd_declares_exactly_the_slots_of_its_classes():
     for pxd in pxds:
         declared = _declared(pxd)
         slots = _slots(pxd[:-4] + ".py")
-        assert declared or _functions_declared(pxd), pxd
+        assert declared or _functions_declared(pxd) or _cimported(pxd), pxd
         for name, fields in declared.items():
             assert sorted(fields) == sorted(slots[name]), (pxd, name)
         module = os.path.relpath(pxd[:-4], ROOT).replace(os.sep, ".")
         assert module in compiled.MODULES, module
+
+
+def _cimported(pxd):
+    with open(pxd) as f:
+        return [line for line in f if line.startswith("from ") and " cimport " in line]
 
 
 def _functions_declared(pxd):

@@ -1,4 +1,8 @@
 # The compiled build's declarations for forwarding.py (Cython augmenting .pxd).
+from sipcluster.sip.grammar cimport remember
+from sipcluster.sip.message cimport make_response
+from sipcluster.transport.base cimport bare_host
+
 cdef class Target:
     cdef public object uri
     cdef public object q
@@ -8,3 +12,9 @@ cdef class Target:
     cdef public object next_hop
     cdef public object timeout
     cdef public object on_failed
+
+cpdef str short_hash(str text, int size)
+cpdef str loop_hash(request)
+cpdef str stateless_branch_suffix(request, target_uri)
+cpdef is_numeric(host)
+cpdef _is_v6(uri, received)

@@ -1,4 +1,7 @@
 # The compiled build's declarations for address.py (Cython augmenting .pxd).
+from sipcluster.sip.grammar cimport format_params, parse_params, quote, remember, unquote
+from sipcluster.sip.uri cimport parse_uri
+
 cdef class Address:
     cdef public object display
     cdef public object _uri

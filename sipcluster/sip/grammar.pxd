@@ -9,6 +9,7 @@ import cython
 cpdef list split_commas(str value)
 
 cpdef remember(dict memo, key, value, Py_ssize_t size)
+cpdef is_token(text)
 
 @cython.locals(parts=list, start=Py_ssize_t, i=Py_ssize_t, n=Py_ssize_t, c=Py_UCS4,
                quoted=bint)
@@ -16,3 +17,6 @@ cpdef list split_semicolons(str text)
 
 @cython.locals(params=dict, item=str, name=str, eq=str, val=str)
 cpdef dict parse_params(str text, what=*)
+cpdef str format_params(dict params)
+cpdef unquote(str text)
+cpdef str quote(str text)

@@ -167,10 +167,10 @@ def parse_params(text, what="parameter"):
 
 def format_params(params):
     """Serialize an ordered params dict to C{;a=b;c}."""
-    return "".join(
+    return "".join([
         ";%s" % name if val is None else ";%s=%s" % (name, val)
         for name, val in params.items()
-    )
+    ])
 
 
 def unquote(text):

@@ -69,7 +69,7 @@ def spelling(key):
     """How we write the header C{key} in headers we add."""
     special = _SPECIAL_SPELLING.get(key)
     if special is None:
-        special = "-".join(part.capitalize() for part in key.split("-"))
+        special = "-".join([part.capitalize() for part in key.split("-")])
         if len(_SPECIAL_SPELLING) < _KEY_CACHE_LIMIT:
             _SPECIAL_SPELLING[key] = special
     return special

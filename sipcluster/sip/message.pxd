@@ -5,8 +5,15 @@
 # does not mutate decorated functions.
 import cython
 
+from sipcluster.sip.grammar cimport is_token, remember, split_commas
+from sipcluster.sip.headers cimport canonical, spelling
+from sipcluster.sip.status cimport reason_for
+from sipcluster.sip.uri cimport parse_uri
+
 @cython.locals(n=Py_ssize_t, k=str, i=Py_ssize_t)
 cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2
+
+cpdef _number(value, digits, fault, highest=*)
 
 cpdef _key_of(name)
 

@@ -3,10 +3,13 @@
 # variables (not decorators in the .py: mutmut does not mutate those).
 import cython
 
+from sipcluster.sip.grammar cimport format_params, parse_params, remember
+
 cpdef str parse_host(str text)
 
 @cython.locals(host=str, rest=str, colon=str, end=Py_ssize_t)
 cpdef tuple split_hostport(str text)
+cpdef str format_hostport(host, port)
 
 @cython.locals(colon=Py_ssize_t, scheme=str)
 cpdef _parse_uri(text)

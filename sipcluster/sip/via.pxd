@@ -1,4 +1,7 @@
 # The compiled build's declarations for via.py (Cython augmenting .pxd).
+from sipcluster.sip.grammar cimport format_params, is_token, parse_params, remember, split_semicolons
+from sipcluster.sip.uri cimport format_hostport, split_hostport
+
 cdef class Via:
     cdef public object protocol
     cdef public object transport
