@@ -79,6 +79,9 @@ def test_cseq():
     ("SIP / 2.0 / UDP h;branch", "Via branch without value"),
     ("SIP/2.0/UDP h;=x", 'Bad Via parameter name ""'),
     ("SIP/2.0/UDP h;rport=;", "Empty value for Via parameter rport"),
+    ("SIP/2.0/UDP h;;", 'Bad Via parameter name ""'),
+    ("SIP / 2.0 / UDP h;;", 'Bad Via parameter name ""'),
+    ("SIP/2.0/UDP h;branch=z9hG4bK1;", 'Bad Via parameter name ""'),
 ])
 def test_via_malformed_reasons(bad, reason):
     with pytest.raises(ParseError) as e:
@@ -167,3 +170,10 @@ def test_via_built_without_params():
     via = Via("UDP", "h")
     assert via.params == {}
     assert str(via) == "SIP/2.0/UDP h"
+
+
+@pytest.mark.parametrize("text", ["SIP/2.0/UDP h;", "SIP / 2.0 / UDP h;"])
+def test_a_semicolon_with_nothing_after_it_is_no_parameter(text):
+    # Tolerated, as before the parameters were read from the split parts.
+    via = Via.parse(text)
+    assert via.params == {} and via.host == "h" and str(via) == text

@@ -147,10 +147,18 @@ def parse_params(text, what="parameter"):
 
     @raise ParseError: on an empty or malformed parameter name.
     """
-    params = {}
     if not text:
-        return params
-    for item in split_semicolons(text):
+        return {}
+    return params_of(split_semicolons(text), what)
+
+
+def params_of(items, what="parameter"):
+    """
+    L{parse_params} of a list already split at its semicolons (C{items},
+    each C{name} or C{name=value}).
+    """
+    params = {}
+    for item in items:
         name, eq, val = item.partition("=")
         name = name.strip()
         if not name or not is_token(name):

@@ -1,5 +1,5 @@
 # The compiled build's declarations for via.py (Cython augmenting .pxd).
-from sipcluster.sip.grammar cimport format_params, is_token, parse_params, remember, split_semicolons
+from sipcluster.sip.grammar cimport format_params, is_token, params_of, remember, split_semicolons
 from sipcluster.sip.uri cimport format_hostport, split_hostport
 
 cdef class Via:
@@ -13,3 +13,5 @@ cdef class Via:
 cdef class CSeq:
     cdef public object number
     cdef public object method
+
+cpdef dict _via_params(list parts)

@@ -12,8 +12,7 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
     from sipcluster.compiled import pure_cython as cython
 
 from sipcluster.sip.errors import ParseError
-from sipcluster.sip.grammar import (
-    format_params, is_token, parse_params, remember, split_semicolons)
+from sipcluster.sip.grammar import format_params, is_token, params_of, remember, split_semicolons
 from sipcluster.sip.uri import format_hostport, split_hostport
 
 # RFC 3261 8.1.1.7: a branch starting with this was built by an RFC 3261
@@ -88,7 +87,7 @@ class Via:
                 sent_by = sent_by.strip()
                 if " " not in sent_by and "\t" not in sent_by:
                     host, port = split_hostport(sent_by)
-                    params = parse_params(";".join(parts[1:]), "Via parameter") if len(parts) > 1 else {}
+                    params = _via_params(parts)
                     if "branch" in params and params["branch"] is None:
                         raise ParseError("Via branch without value")
                     return cls(transport.upper(), host, port, params, "SIP/2.0", text)
@@ -114,7 +113,7 @@ class Via:
             if " " in sent_by or "\t" in sent_by:
                 raise ParseError("Bad Via sent-by")
         host, port = split_hostport(sent_by)
-        params = parse_params(";".join(parts[1:]), "Via parameter") if len(parts) > 1 else {}
+        params = _via_params(parts)
         if "branch" in params and params["branch"] is None:
             raise ParseError("Via branch without value")
         return cls(transport.upper(), host, port, params,
@@ -175,6 +174,13 @@ class Via:
         merged = dict(self.params)
         merged.update(params)
         return Via(self.transport, self.host, self.port, merged, self.protocol)
+
+
+def _via_params(parts):
+    """The parameters of a Via split at its semicolons (C{parts[0]} its sent-by)."""
+    if len(parts) == 1 or (len(parts) == 2 and not parts[1]):
+        return {}  # none, or nothing after the semicolon
+    return params_of(parts[1:], "Via parameter")
 
 
 @cython.no_gc
