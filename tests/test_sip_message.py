@@ -541,6 +541,8 @@ def test_validate_fault_carries_the_message():
     ("a_b:x", 400, "Bad Request-URI"),
     (":x", 400, "Bad Request-URI"),
     ("\u00e9a:x", 400, "Bad Request-URI"),
+    ("a\u0663:x", 400, "Bad Request-URI"),  # a digit, not an ASCII one
+    ("a/b:x", 400, "Bad Request-URI"),
     ("nocolon", 400, "Bad Request-URI"),
     ("a+b-c.d:x", 416, "Unsupported URI scheme a+b-c.d"),
     ("a:x", 416, "Unsupported URI scheme a"),

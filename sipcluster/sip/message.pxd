@@ -24,7 +24,8 @@ cpdef str _value_of(str line)
 cpdef _split_head(bytes data)
 
 @cython.locals(head=str, lines=list, first=str, keys=list, values=list, line=str,
-               colon=Py_ssize_t, known=dict, name=str, body=bytes, head_end=Py_ssize_t)
+               colon=Py_ssize_t, known=dict, name=str, body=bytes, head_end=Py_ssize_t,
+               message=Message)
 cpdef parse_message(data, max_size=*, stream=*)
 
 cdef class Message:
@@ -44,6 +45,7 @@ cdef class Message:
     @cython.locals(single=list, present=set, key=str)
     cpdef _validate(self)
     cpdef str start_line(self)
+    cpdef _content_length(self)
 
 cdef class Request(Message):
     cdef public object method
@@ -60,6 +62,7 @@ cdef class Response(Message):
     cpdef str start_line(self)
 
 cpdef _parse_status_line(str line, list keys, list lines, bytes body)
+cpdef _parse_request_line(str line, list keys, list lines, bytes body)
 
 @cython.locals(response=Response)
 cpdef _new_response(status, reason, list keys, list lines, bytes body)

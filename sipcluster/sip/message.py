@@ -382,6 +382,9 @@ class Message:
 
     @property
     def content_length(self):
+        return self._content_length()
+
+    def _content_length(self):
         number = self._cache.get("content-length", _UNKNOWN)
         if number is _UNKNOWN:
             number = self._cache["content-length"] = _number(
@@ -525,7 +528,7 @@ class Message:
         self.from_tag
         self.to_tag
         self.cseq
-        self.content_length
+        self._content_length()
         if not self.call_id:
             raise ParseError("Empty Call-ID")
 
@@ -763,7 +766,7 @@ def parse_message(data, max_size=None, stream=False):
         raise fault
 
     try:
-        length = message.content_length
+        length = message._content_length()
     except SIPError as e:
         e.message = message
         raise
@@ -845,8 +848,9 @@ def _parse_request_line(line, keys, lines, body):
             scheme = uri[:colon].lower()
             if scheme in SUPPORTED_SCHEMES:
                 pass
-            elif colon <= 0 or not scheme.isascii() or not scheme[:1].isalpha() or not all(
-                    c.isalnum() or c in "+-." for c in scheme):
+            elif colon <= 0 or not scheme.isascii() or not scheme[:1].isalpha() or not (
+                    # RFC 3986 3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+                    scheme.replace("+", "a").replace("-", "a").replace(".", "a").isalnum()):
                 fault = ParseError("Bad Request-URI")
             else:
                 fault = UnsupportedURIScheme("Unsupported URI scheme %s" % scheme[:20])
