@@ -1,4 +1,6 @@
 # The compiled build's declarations for forwarding.py (Cython augmenting .pxd).
+import cython
+
 from sipcluster.sip.grammar cimport remember
 from sipcluster.sip.message cimport make_response
 from sipcluster.transport.base cimport bare_host
@@ -16,5 +18,6 @@ cdef class Target:
 cpdef str short_hash(str text, int size)
 cpdef str loop_hash(request)
 cpdef str stateless_branch_suffix(request, target_uri)
+@cython.locals(memo=dict)
 cpdef is_numeric(host)
 cpdef _is_v6(uri, received)

@@ -374,9 +374,10 @@ _NUMERIC_SIZE = 4096
 
 def is_numeric(host):
     """Whether C{host} (no brackets) is an IPv4 or IPv6 address rather than a name."""
-    numeric = _NUMERIC.get(host)
+    memo = _NUMERIC
+    numeric = memo.get(host)
     if numeric is None:
-        numeric = remember(_NUMERIC, host, _is_numeric(host), _NUMERIC_SIZE)
+        numeric = remember(memo, host, _is_numeric(host), _NUMERIC_SIZE)
     return numeric
 
 

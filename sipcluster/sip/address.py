@@ -73,9 +73,11 @@ class Address:
         """
         if cls is not Address:
             return cls._parse(text)  # a subclass: its own, not shared
-        address = _ADDRESSES.get(text)
+        # (A local of a known type: dict.get called in C when compiled.)
+        memo: dict = _ADDRESSES
+        address = memo.get(text)
         if address is None:
-            address = remember(_ADDRESSES, text, cls._parse(text), _ADDRESSES_SIZE)
+            address = remember(memo, text, cls._parse(text), _ADDRESSES_SIZE)
         return address
 
     @classmethod

@@ -2,5 +2,9 @@
 # what other compiled modules call directly (cimport), not through Python.
 from sipcluster.sip.grammar cimport is_token
 
+import cython
+
+@cython.locals(known=dict)
 cpdef canonical(name)
+@cython.locals(spellings=dict)
 cpdef spelling(key)

@@ -50,7 +50,8 @@ def canonical(name):
     The canonical key for a header name: lower-cased, compact forms
     expanded.  Returns None when C{name} is not a valid header name.
     """
-    key = _KEY_CACHE.get(name)
+    known = _KEY_CACHE
+    key = known.get(name)
     if key is not None:
         return key
     if not is_token(name):
@@ -67,7 +68,8 @@ def canonical(name):
 
 def spelling(key):
     """How we write the header C{key} in headers we add."""
-    special = _SPECIAL_SPELLING.get(key)
+    spellings = _SPECIAL_SPELLING
+    special = spellings.get(key)
     if special is None:
         special = "-".join([part.capitalize() for part in key.split("-")])
         if len(_SPECIAL_SPELLING) < _KEY_CACHE_LIMIT:

@@ -15,6 +15,7 @@ cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2
 
 cpdef _number(value, digits, fault, highest=*)
 
+@cython.locals(known=dict)
 cpdef _key_of(name)
 
 @cython.locals(value=str)
@@ -38,9 +39,10 @@ cdef class Message:
     @cython.locals(i=Py_ssize_t)
     cpdef _single(self, str key)
     cpdef _address(self, str key)
-    @cython.locals(i=Py_ssize_t, line=str)
+    @cython.locals(i=Py_ssize_t, line=str, tags=dict)
     cpdef _tag(self, str key)
     cpdef _address_list(self, str key)
+    @cython.locals(known=dict)
     cpdef str _key_for_write(self, name)
     @cython.locals(single=list, present=set, key=str)
     cpdef _validate(self)

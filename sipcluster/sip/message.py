@@ -99,7 +99,8 @@ def _key_of(name):
     lower-cased when it is none): the names callers ask for are known
     keys, found in the cache without calling into headers.
     """
-    key = _KEY_CACHE.get(name)
+    known = _KEY_CACHE
+    key = known.get(name)
     if key is None:
         key = canonical(name) or name.lower()
     return key
@@ -182,7 +183,8 @@ class Message:
         return out
 
     def _key_for_write(self, name):
-        key = _KEY_CACHE.get(name) or canonical(name)
+        known = _KEY_CACHE
+        key = known.get(name) or canonical(name)
         if key is None:
             raise ValueError("Not a header name: %r" % (name,))
         self._cache.pop(key, None)
@@ -416,11 +418,12 @@ class Message:
         if i < 0:
             return None
         line = self._lines[i]
-        tag = _TAGS.get(line, _UNKNOWN)
+        tags = _TAGS
+        tag = tags.get(line, _UNKNOWN)
         if tag is _UNKNOWN:
             # Parsed as _address would, without looking for the line again.
             address = self._cache[key] = Address.parse(_value_of(line))
-            tag = remember(_TAGS, line, address.tag, _TAGS_SIZE)
+            tag = remember(tags, line, address.tag, _TAGS_SIZE)
         return tag
 
     @property

@@ -35,4 +35,5 @@ REASONS = {
 
 def reason_for(status):
     """The default reason phrase of C{status}, or a generic one by class."""
-    return REASONS.get(status) or REASONS.get(status // 100 * 100, "Unknown")
+    reasons = REASONS
+    return reasons.get(status) or reasons.get(status // 100 * 100, "Unknown")

@@ -14,6 +14,7 @@ cpdef str format_hostport(host, port)
 @cython.locals(colon=Py_ssize_t, scheme=str)
 cpdef _parse_uri(text)
 
+@cython.locals(memo=dict)
 cpdef parse_uri(text)
 cdef class SipURI:
     cdef public object scheme

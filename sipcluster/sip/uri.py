@@ -378,9 +378,10 @@ def parse_uri(text):
     @raise ParseError: when C{text} is not an absolute URI, or is a
         malformed sip, sips or tel URI.
     """
-    uri = _URIS.get(text)
+    memo = _URIS
+    uri = memo.get(text)
     if uri is None:
-        uri = remember(_URIS, text, _parse_uri(text), _URIS_SIZE)
+        uri = remember(memo, text, _parse_uri(text), _URIS_SIZE)
     return uri
 
 

@@ -70,9 +70,11 @@ class Via:
         """
         if cls is not Via:
             return cls._parse(text)  # a subclass: its own, not shared
-        via = _VIAS.get(text)
+        # (A local of a known type: dict.get called in C when compiled.)
+        memo: dict = _VIAS
+        via = memo.get(text)
         if via is None:
-            via = remember(_VIAS, text, cls._parse(text), _VIAS_SIZE)
+            via = remember(memo, text, cls._parse(text), _VIAS_SIZE)
         return via
 
     @classmethod
@@ -206,9 +208,10 @@ class CSeq:
         """
         if cls is not CSeq:
             return cls._parse(text)  # a subclass: its own, not shared
-        cseq = _CSEQS.get(text)
+        memo: dict = _CSEQS  # (see Via.parse)
+        cseq = memo.get(text)
         if cseq is None:
-            cseq = remember(_CSEQS, text, cls._parse(text), _CSEQS_SIZE)
+            cseq = remember(memo, text, cls._parse(text), _CSEQS_SIZE)
         return cseq
 
     @classmethod
