@@ -67,3 +67,25 @@ def test_a_subclass_gets_its_own_instances(cls, text):
     assert type(mine) is Mine and mine is not shared
     assert Mine.parse(text) is not mine
     assert cls.parse(text) is shared
+
+
+def test_a_via_pushed_on_a_request_is_found_parsed_when_its_response_brings_it_back():
+    from sipcluster.sip.message import Request, make_response, parse_message
+    request = Request("OPTIONS", "sip:a@b", [("from", "From: <sip:x@y>;tag=1"), ("to", "To: <sip:a@b>"),
+                                             ("call-id", "Call-ID: c"), ("cseq", "CSeq: 1 OPTIONS")])
+    ours = Via("UDP", "192.0.2.9", 5060, {"branch": "z9hG4bKours", "rport": None})
+    request.push_via(ours)
+    response = parse_message(make_response(request, 200).to_bytes())
+    assert response.top_via is ours
+    assert Via.parse("SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKours;rport") is ours
+
+
+def test_a_via_of_a_subclass_is_not_shared():
+    class Mine(Via):
+        pass
+
+    from sipcluster.sip.message import Request
+    mine = Mine("UDP", "192.0.2.9", 5060, {"branch": "z9hG4bKmine"})
+    Request("OPTIONS", "sip:a@b").push_via(mine)
+    assert via._VIAS == {}
+    assert type(Via.parse(str(mine))) is Via

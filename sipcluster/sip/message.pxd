@@ -9,6 +9,7 @@ from sipcluster.sip.grammar cimport is_token, remember, split_commas
 from sipcluster.sip.headers cimport canonical, spelling
 from sipcluster.sip.status cimport reason_for
 from sipcluster.sip.uri cimport parse_uri
+from sipcluster.sip.via cimport share_via
 
 @cython.locals(n=Py_ssize_t, k=str, i=Py_ssize_t)
 cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2

@@ -22,7 +22,7 @@ from sipcluster.sip.grammar import is_token, remember, split_commas
 from sipcluster.sip.headers import _KEY_CACHE, LIST_HEADERS, canonical, spelling
 from sipcluster.sip.status import reason_for
 from sipcluster.sip.uri import parse_uri
-from sipcluster.sip.via import CSeq, Via
+from sipcluster.sip.via import CSeq, Via, share_via
 
 SIP_VERSION = "SIP/2.0"
 # Request-URI schemes a server handles; others get 416 (RFC 3261 8.2.2.1).
@@ -337,8 +337,11 @@ class Message:
 
     def push_via(self, via):
         """Add C{via} (a L{Via}) on top of the Via headers."""
-        self.add("via", str(via), top=True)
+        text = str(via)
+        self.add("via", text, top=True)
         self._cache[" topvia"] = via
+        # The responses to a request we send bring it back on top.
+        share_via(via, text)
 
     def set_top_via(self, via):
         """Replace the topmost Via value where it stands."""

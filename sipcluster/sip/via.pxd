@@ -15,3 +15,4 @@ cdef class CSeq:
     cdef public object method
 
 cpdef dict _via_params(list parts)
+cpdef share_via(via, str text)

@@ -178,6 +178,16 @@ class Via:
         return Via(self.transport, self.host, self.port, merged, self.protocol)
 
 
+def share_via(via, text):
+    """
+    Share C{via}, made here rather than parsed, with the Vias parsed by
+    text under C{text}, its text: the responses to a request we send carry
+    it back on top as written, and find it parsed.
+    """
+    if type(via) is Via:
+        remember(_VIAS, text, via, _VIAS_SIZE)
+
+
 def _via_params(parts):
     """The parameters of a Via split at its semicolons (C{parts[0]} its sent-by)."""
     if len(parts) == 1 or (len(parts) == 2 and not parts[1]):
