@@ -884,3 +884,35 @@ def test_a_header_allowed_once_is_refused_twice_by_its_name(line):
     with pytest.raises(ParseError, match="^Duplicate %s header$" % name):
         msg.validate()
     parse_message(data).validate()
+
+
+FIRST_LINES = crlf("""\
+OPTIONS sip:a@b SIP/2.0
+Content-Length: 0
+Via: SIP/2.0/UDP a;branch=z9hG4bK1
+Via: SIP/2.0/UDP b;branch=z9hG4bK2
+From: <sip:x@y>;tag=1
+To: <sip:a@b>
+Call-ID: c
+CSeq: 1 OPTIONS
+
+""")
+
+
+def test_a_header_on_the_first_line_is_found_like_any_other():
+    msg = parse_message(FIRST_LINES.replace(b"Content-Length: 0\r\n", b"From: <sip:x@y>;tag=9\r\n", 1)
+                        .replace(b"From: <sip:x@y>;tag=1\r\n", b""))
+    assert msg.from_tag == "9" and msg.header("from") == "<sip:x@y>;tag=9"
+    msg = parse_message(FIRST_LINES)
+    assert msg.to_bytes().count(b"Content-Length") == 1
+    msg.remove("content-length")
+    assert msg.to_bytes().count(b"Content-Length: 0") == 1  # added again, once
+
+
+def test_lines_of_a_header_from_the_first_line_on_are_added_after_and_removed():
+    msg = parse_message(FIRST_LINES.replace(b"Content-Length: 0\r\n", b""))
+    assert names(msg)[:2] == ["Via", "Via"]
+    msg.add("Via", "SIP/2.0/UDP c;branch=z9hG4bK3")
+    assert [v.host for v in msg.vias] == ["a", "b", "c"]
+    msg.remove("via")
+    assert not msg.has("via") and names(msg) == ["From", "To", "Call-ID", "CSeq"]
