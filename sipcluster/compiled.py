@@ -76,9 +76,11 @@ CIMPORTS = {
 
 ENVIRONMENT = "SIPCLUSTER_NO_EXTENSIONS"
 
-# Modules whose compiled file was passed over: its source is newer, or a
-# module whose C functions it calls runs as source.
+# Modules whose compiled file was passed over because the source is newer,
+# and those passed over because a module whose C functions they call runs
+# as source.
 stale = []
+following = []
 
 
 class pure_cython:
@@ -126,9 +128,12 @@ class SourceWhenAsked:
         except OSError:
             return spec
         if not disabled():
-            if not edited and all(self._runs_compiled(other) for other in self.cimports.get(name, ())):
+            if edited:
+                stale.append(name)
+            elif all(self._runs_compiled(other) for other in self.cimports.get(name, ())):
                 return spec
-            stale.append(name)
+            else:
+                following.append(name)
         return importlib.util.spec_from_file_location(name, source)
 
     @staticmethod
@@ -167,6 +172,11 @@ def build():
     else:
         text = "pure Python (not compiled at install)"
     if stale:
-        text += "; source newer than the build, run as source: %s" % ", ".join(
-            name.rpartition("sipcluster.")[2] for name in stale)
+        text += "; source newer than the build, run as source: %s" % _named(stale)
+    if following:
+        text += "; run as source with a module they call: %s" % _named(following)
     return text
+
+
+def _named(modules):
+    return ", ".join(name.rpartition("sipcluster.")[2] for name in modules)

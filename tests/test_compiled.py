@@ -89,9 +89,10 @@ def test_a_module_runs_as_source_where_a_module_it_cimports_does(tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("fakepkg", "fakepkg.dep"):
         monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(compiled, "following", [])
     spec = _finder_with_dependency().find_spec("fakepkg.mod", path)
     assert isinstance(spec.loader, importlib.machinery.SourceFileLoader)
-    assert compiled.stale == ["fakepkg.mod"]
+    assert compiled.stale == [] and compiled.following == ["fakepkg.mod"]
     assert sys.modules["fakepkg.dep"].Y == 2
 
 
@@ -100,10 +101,11 @@ def test_a_module_runs_compiled_where_the_modules_it_cimports_do(tmp_path, monke
     monkeypatch.setattr(compiled, "stale", [])
     asked = []
     finder = _finder_with_dependency()
+    monkeypatch.setattr(compiled, "following", [])
     monkeypatch.setattr(finder, "_runs_compiled", lambda name: asked.append(name) or True)
     spec = finder.find_spec("fakepkg.mod", _package(tmp_path, so_age=-10))
     assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
-    assert asked == ["fakepkg.dep"] and compiled.stale == []
+    assert asked == ["fakepkg.dep"] and compiled.stale == [] and compiled.following == []
 
 
 def test_the_cimports_named_are_those_of_the_pxd_files():
