@@ -841,7 +841,8 @@ def test_a_header_is_found_by_an_equal_key_that_is_another_object():
 
 def test_a_key_of_the_same_length_is_not_the_header_asked_for():
     msg = Request("OPTIONS", "sip:a@b", [("cseq", "CSeq: 1 OPTIONS"), ("to", "To: <sip:a@b>")])
-    # "from" and "cseq", "to" and "ab": same lengths, other texts.
+    # "from" and "cseq": the same length, another text (the compiled search
+    # compares lengths before texts).
     assert msg.header("from") is None and msg.from_tag is None
     assert not msg.has("from")
     assert msg.values("from") == []
