@@ -556,6 +556,49 @@ def test_request_uri_scheme_faults(uri, status, reason):
     assert (e.value.status, e.value.reason) == (status, reason)
 
 
+@pytest.mark.parametrize("uri, scheme", [
+    ("sip:bob@biloxi.example.com", "sip"),
+    ("SIP:bob@biloxi.example.com", "sip"),  # schemes are case-insensitive
+    ("Sip:bob@biloxi.example.com", "sip"),
+    ("sips:bob@biloxi.example.com", "sips"),
+    ("tel:+15551234", "tel"),
+    ("urn:service:sos", "urn"),
+])
+def test_request_uri_schemes_handled_in_any_case(uri, scheme):
+    request = parse_message(INVITE.replace(b"INVITE sip:bob@biloxi.example.com",
+                                           b"INVITE " + uri.encode()))
+    assert request.uri_scheme == scheme
+
+
+@pytest.mark.parametrize("uri", ["sipx:bob@b", "si:bob@b", "sip2:bob@b"])
+def test_request_uri_schemes_near_sip_are_other_schemes(uri):
+    with pytest.raises(SIPError) as e:
+        parse_message(INVITE.replace(b"INVITE sip:bob@biloxi.example.com", b"INVITE " + uri.encode()))
+    assert (e.value.status, e.value.reason) == (416, "Unsupported URI scheme " + uri.split(":")[0])
+
+
+def test_request_version_in_lower_case_is_read_as_sip_2_0():
+    request = parse_message(INVITE.replace(b" SIP/2.0\r\nVia", b" sip/2.0\r\nVia", 1))
+    assert request.version == "SIP/2.0"
+    assert request.to_bytes().startswith(b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n")
+
+
+@pytest.mark.parametrize("line, value", [
+    ("Subject: hello", "hello"),
+    ("Subject:hello", "hello"),
+    ("Subject:   hello world \t ", "hello world"),
+    ("Subject:\thello\t", "hello"),
+    ("Subject: \x0chello\x0b", "hello"),  # any whitespace, as str.strip
+    ("Subject:", ""),
+    ("Subject:   ", ""),
+    ("Subject: a\r\n b", "a b"),  # a fold is one space
+    ("Subject:\r\n b \r\n\tc ", "b c"),
+])
+def test_a_value_is_cut_out_of_its_line_without_the_whitespace_around_it(line, value):
+    from sipcluster.sip.message import _value_of
+    assert _value_of(line) == value
+
+
 def test_request_version_fault_cut_to_20():
     with pytest.raises(VersionNotSupported) as e:
         parse_message(INVITE.replace(b" SIP/2.0\r\nVia", b" SIP/" + b"9" * 30 + b"\r\nVia", 1))

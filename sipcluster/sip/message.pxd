@@ -19,7 +19,7 @@ cpdef _number(value, digits, fault, highest=*)
 @cython.locals(known=dict)
 cpdef _key_of(name)
 
-@cython.locals(value=str)
+@cython.locals(value=str, start=Py_ssize_t, end=Py_ssize_t)
 cpdef str _value_of(str line)
 
 @cython.locals(end=Py_ssize_t)
@@ -64,7 +64,9 @@ cdef class Response(Message):
     cdef public object version
     cpdef str start_line(self)
 
+@cython.locals(version=str, code=str)
 cpdef _parse_status_line(str line, list keys, list lines, bytes body)
+@cython.locals(parts=list, method=str, uri=str, version=str, colon=Py_ssize_t, scheme=str)
 cpdef _parse_request_line(str line, list keys, list lines, bytes body)
 
 @cython.locals(response=Response)
