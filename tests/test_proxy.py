@@ -2068,6 +2068,11 @@ def test_branch_hashes_are_short_stable_hex():
     from sipcluster.proxy.forwarding import loop_hash, short_hash, stateless_branch_suffix
     assert short_hash("x", 6) == short_hash("x", 6) and re.fullmatch("[0-9a-f]{12}", short_hash("x", 6))
     assert short_hash("x", 6) != short_hash("y", 6) and len(short_hash("x", 8)) == 16
+    # BLAKE2s of the text's UTF-8 at that digest size, whatever was hashed
+    # before (every node and worker must make the same branch).
+    from hashlib import blake2s
+    for text, size in [("x", 6), ("caf\u00e9\x00y", 8), ("x", 8), ("", 6), ("x" * 200, 6)]:
+        assert short_hash(text, size) == blake2s(text.encode(), digest_size=size).hexdigest()
     request = parse_message(crlf("""\
 INVITE sip:bob@example.test SIP/2.0
 Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc

@@ -15,6 +15,7 @@ cdef class Target:
     cdef public object timeout
     cdef public object on_failed
 
+@cython.locals(empties=dict)
 cpdef str short_hash(str text, int size)
 cpdef str loop_hash(request)
 cpdef str stateless_branch_suffix(request, target_uri)
