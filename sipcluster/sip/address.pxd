@@ -6,5 +6,5 @@ cdef class Address:
     cdef public object display
     cdef public object _uri
     cdef public object _uri_text
-    cdef public object params
+    cdef public dict params
     cdef public object _text

@@ -4,10 +4,10 @@ from sipcluster.sip.uri cimport format_hostport, split_hostport
 
 cdef class Via:
     cdef public object protocol
-    cdef public object transport
-    cdef public object host
+    cdef public str transport
+    cdef public str host
     cdef public object port
-    cdef public object params
+    cdef public dict params
     cdef public object _text
 
 cdef class CSeq:
