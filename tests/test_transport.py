@@ -447,6 +447,68 @@ def test_a_relayed_response_leaves_by_udp_at_once_and_a_failure_counts_once():
     assert h.layer.stats["send_errors"] == 1 and h.layer.stats["sent"] == 1
 
 
+def test_send_response_now_answers_at_once_and_waits_only_when_it_must():
+    """send_response_now (the proxy's and the transactions' way of sending)
+    answers True or False when the response was written or refused there
+    and then, with no Deferred made; a Deferred only when a sent-by name
+    has to be resolved.  send_response gives a Deferred in every case."""
+    from twisted.internet import defer
+    h = Harness()
+    response = make_response(parse_message(INVITE), 180, to_tag="t")
+    response.set_top_via(response.top_via.with_params(received="192.0.2.7", rport="5072"))
+    assert h.layer.send_response_now(response) is True
+    assert [addr for _, addr in h.socket.written] == [("192.0.2.7", 5072)]
+
+    def refuse(data, addr):
+        raise OSError("refused")
+    written, h.socket.write = h.socket.write, refuse
+    assert h.layer.send_response_now(response) is False
+    assert h.layer.stats["send_errors"] == 1
+    h.socket.write = written
+    # No Via left (it was meant for us): dropped and counted, False.
+    response.pop_via()
+    assert h.layer.send_response_now(response) is False and h.layer.stats["dropped"] == 1
+    results = []
+    h.layer.send_response(response).addCallback(results.append)
+    assert results == [False] and h.layer.stats["dropped"] == 2
+    # A sent-by that is a name: the Deferred of its lookup.
+    named = make_response(parse_message(INVITE.replace(b"pc33.atlanta.example.com",
+                                                       b"phone.example.test")), 180)
+    asked = []
+
+    class Resolver:
+        def resolve(self, uri, transports):
+            asked.append(str(uri))
+            return defer.succeed([Peer("udp", "192.0.2.9", 5060)])
+    h.layer.resolver = Resolver()
+    sent = h.layer.send_response_now(named)
+    assert isinstance(sent, defer.Deferred) and asked == ["sip:phone.example.test;transport=udp"]
+    assert h.socket.written[-1][1] == ("192.0.2.9", 5060)
+
+
+def test_is_local_answers_anew_when_the_addresses_change():
+    """is_local keeps its answers, and forgets them when a listener, an
+    advertised address or the cluster name is added; local_ports too."""
+    h = Harness(port=5070)
+    assert not h.layer.is_local("127.0.0.9", 5090)
+    assert 5090 not in h.layer.local_ports()
+    h.layer._add_local("udp", "127.0.0.9", 5090)
+    assert h.layer.is_local("127.0.0.9", 5090) and 5090 in h.layer.local_ports()
+    assert not h.layer.is_local("sip.example.test", 5060)
+    h.layer.set_cluster_name("sip.example.test")
+    assert h.layer.is_local("sip.example.test", 5060)
+    assert h.layer.is_local("[::1]", 5070) == h.layer.is_local("::1", 5070)
+
+
+def test_is_local_keeps_a_bounded_number_of_answers():
+    from sipcluster.transport import layer as layer_module
+    h = Harness(port=5070)
+    for i in range(layer_module._IS_LOCAL_SIZE + 10):
+        assert not h.layer.is_local("192.0.2.%d" % (i % 250), 6000 + i)
+    assert len(h.layer._is_local) <= layer_module._IS_LOCAL_SIZE
+    assert h.layer.is_local(*h.layer.sent_by("udp"))
+
+
 @pytest.mark.parametrize("a, b, same", [
     ("192.0.2.1", "192.0.2.1", True),
     ("192.0.2.1", "192.0.2.10", False),

@@ -39,7 +39,7 @@ class StatelessProxy:
 
     def _answer(self, context, response):
         if context.request.method != "ACK":
-            self.transport.send_response(response, context.source)
+            self.transport.send_response_now(response, context.source)
 
     def forward(self, context, targets):
         forward_stateless(self.forwarder, self.pipeline, context, targets[0], self)
@@ -123,5 +123,5 @@ def forward_response_stateless(forwarder, pipeline, response):
     response.pop_via()
     if pipeline.response:
         pipeline.run_response(None, response)
-    # send_response drops it if no Via is left (it was meant for us).
-    forwarder.transport.send_response(response)
+    # send_response_now drops it if no Via is left (it was meant for us).
+    forwarder.transport.send_response_now(response)

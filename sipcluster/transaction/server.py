@@ -22,7 +22,7 @@ class ServerTransaction(Transaction):
 
     def _send(self, response):
         self.last_response = response
-        self.layer.transport.send_response(response, self.source)
+        self.layer.transport.send_response_now(response, self.source)
 
     def terminate(self):
         Transaction.terminate(self)
@@ -60,12 +60,12 @@ class ServerInviteTransaction(ServerTransaction):
                 self.start_timer("H", self.timers.timeout, self._timer_h)
         elif self.state == "accepted" and 200 <= status < 300:
             # RFC 6026 7.1: 2xx from the TU in Accepted are passed on.
-            self.layer.transport.send_response(response, self.source)
+            self.layer.transport.send_response_now(response, self.source)
 
     def receive_request(self, request):
         """A retransmission of the INVITE."""
         if self.state in ("proceeding", "completed") and self.last_response is not None:
-            self.layer.transport.send_response(self.last_response, self.source)
+            self.layer.transport.send_response_now(self.last_response, self.source)
 
     def receive_ack(self, ack):
         """An ACK matching this transaction; True when it was absorbed."""
@@ -80,7 +80,7 @@ class ServerInviteTransaction(ServerTransaction):
     def _timer_g(self):
         if self.state != "completed":
             return
-        self.layer.transport.send_response(self.last_response, self.source)
+        self.layer.transport.send_response_now(self.last_response, self.source)
         self._interval = min(2 * self._interval, self.timers.t2)
         self.start_timer("G", self._interval, self._timer_g)
 
@@ -109,4 +109,4 @@ class ServerNonInviteTransaction(ServerTransaction):
 
     def receive_request(self, request):
         if self.state in ("proceeding", "completed"):
-            self.layer.transport.send_response(self.last_response, self.source)
+            self.layer.transport.send_response_now(self.last_response, self.source)

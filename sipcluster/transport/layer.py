@@ -25,6 +25,10 @@ from sipcluster.transport.interfaces import ITransportReceiver  # noqa: F401 (na
 from sipcluster.transport.udp import SIPDatagramProtocol, listen_udp
 
 
+# How many is_local answers a layer keeps before it starts again.
+_IS_LOCAL_SIZE = 1024
+
+
 class TransportError(Exception):
     """A message could not be sent (RFC 3261 17.1.4 / 18.4)."""
 
@@ -80,6 +84,7 @@ class TransportLayer:
         self._record_route_uris = {}
         self._sent_by_text = set()
         self._local = set()
+        self._forget_local()
         if cluster_name:
             self.set_cluster_name(cluster_name)
 
@@ -129,6 +134,7 @@ class TransportLayer:
             self.ports.append(plistening)
             self.udp.insert(0, private)
             self._local.add((bare_host(host), private.port))
+            self._forget_local()
             self._record_route_uris.clear()
             if not self.advertise:
                 # Via names the private port; Record-Route keeps the shared
@@ -139,6 +145,7 @@ class TransportLayer:
     def _add_local(self, transport, host, port):
         self._record_route_uris.clear()
         self._local.add((bare_host(host), port))
+        self._forget_local()
         # The first address of each transport, and the first of each
         # address family for it: what goes into Via and Record-Route toward
         # a next hop of that family (RFC 3261 18.2.1: the next hop answers
@@ -153,6 +160,7 @@ class TransportLayer:
                 else:
                     self._sent_by[key] = (self.advertise, port)
                 self._local.add((bare_host(self._sent_by[key][0]), self._sent_by[key][1]))
+                self._forget_local()
             else:
                 self._sent_by[key] = (host, port)
             sent_host, sent_port = self._sent_by[key]
@@ -197,6 +205,7 @@ class TransportLayer:
         host, _, port = name.rpartition(":") if name.count(":") == 1 else (name, "", "")
         self.cluster_name = (host.lower(), int(port) if port.isdigit() else None)
         self._record_route_uris.clear()
+        self._forget_local()
 
     cluster_name = None
 
@@ -226,8 +235,29 @@ class TransportLayer:
             params = {"transport": transport, "lr": None}
         return SipURI(host, port=port, params=params)
 
+    def _forget_local(self):
+        """Our addresses changed: what was answered about them no longer holds."""
+        self._is_local = {}
+        self._local_ports = None
+
     def is_local(self, host, port):
-        """Whether host:port is one of this node's addresses (or the cluster's name)."""
+        """
+        Whether host:port is one of this node's addresses (or the cluster's
+        name).  Asked several times per request, mostly of the same few
+        hosts: the answers are kept (a bounded memo: the hosts come from
+        the requests).
+        """
+        memo = self._is_local
+        key = (host, port)
+        answer = memo.get(key)
+        if answer is None:
+            answer = self._find_local(host, port)
+            if len(memo) >= _IS_LOCAL_SIZE:
+                memo.clear()
+            memo[key] = answer
+        return answer
+
+    def _find_local(self, host, port):
         host = bare_host(host)
         if self.cluster_name is not None and host.lower() == self.cluster_name[0] and \
                 (self.cluster_name[1] is None or self.cluster_name[1] == port or port in (5060, 5061)):
@@ -248,7 +278,11 @@ class TransportLayer:
         return False
 
     def local_ports(self):
-        return {port for _, port in self._local}
+        """The ports of our addresses (a frozenset, made again when they change)."""
+        ports = self._local_ports
+        if ports is None:
+            ports = self._local_ports = frozenset(port for _, port in self._local)
+        return ports
 
     # -- receiving ----------------------------------------------------------
 
@@ -286,7 +320,7 @@ class TransportLayer:
             response = make_response(request, error.status, error.reason, _to_tag_for(request))
             if self.server_header:
                 response.add("Server", self.server_header)
-            self.send_response(response, source, fallback_only=not via_ok)
+            self.send_response_now(response, source, fallback_only=not via_ok)
         else:
             self.stats["dropped"] += 1
             if self.trace:
@@ -380,16 +414,28 @@ class TransportLayer:
         address in the top Via.  Errors are logged and counted; a Deferred
         is returned for those who care.
         """
+        sent = self.send_response_now(response, source, fallback_only)
+        if sent is True or sent is False:
+            return defer.succeed(sent)
+        return sent
+
+    def send_response_now(self, response, source=None, fallback_only=False):
+        """
+        L{send_response} without a Deferred where none is needed: True or
+        False (sent, or not: counted) when it was written at once (over
+        UDP, or the connection the request came on), else the Deferred of
+        L{send_response} (a connection to make, a sent-by to resolve).
+        """
         if not response.has("via"):
             self.stats["dropped"] += 1
-            return defer.succeed(False)
+            return False
         data = response.to_bytes()
         if self.trace:
             self._trace("out", response, None, source.peer if source is not None else None)
         if source is not None and source.transport != "udp":
             if source.local.send(data):
                 self.stats["sent"] += 1
-                return defer.succeed(True)
+                return True
         if fallback_only:
             peer = source.peer
         else:
@@ -398,7 +444,7 @@ class TransportLayer:
             except SIPError:
                 if source is None:
                     self.stats["send_errors"] += 1
-                    return defer.succeed(False)
+                    return False
                 peer = source.peer
         if peer.transport == "udp":
             if source is not None and source.transport == "udp":
@@ -409,12 +455,11 @@ class TransportLayer:
             else:
                 local = None
             if local is not None:
-                # Sent now, without a Deferred to wait on (a failed send
-                # is counted by the listener).
+                # Sent now (a failed send is counted by the listener).
                 if local.send(data, peer):
                     self.stats["sent"] += 1
-                    return defer.succeed(True)
-                return defer.succeed(False)
+                    return True
+                return False
         elif peer.transport != "tcp":
             peer = Peer("tcp" if peer.transport in ("tls", "sctp") else "udp", peer.host, peer.port)
         if is_name(peer.host):
