@@ -342,6 +342,57 @@ def test_status_code_range_edges():
     assert parse_message(status_line(b"SIP/2.0 100 Trying")).status == 100
 
 
+@pytest.mark.parametrize("line", [b"SIP/2.0 20 OK", b"SIP/2.0 0200 OK", b"SIP/2.0  200 OK",
+                                  b"SIP/2.0 +20 OK", b"SIP/2.0 200", b"SIP/2.0"])
+def test_status_codes_of_other_shapes(line):
+    if line == b"SIP/2.0 200":
+        # No reason phrase: the code is read, the phrase empty.
+        response = parse_message(status_line(line))
+        assert (response.status, response.reason) == (200, "")
+        return
+    with pytest.raises(ParseError, match="^Bad status code$"):
+        parse_message(status_line(line))
+
+
+def test_a_reason_phrase_keeps_its_spaces():
+    response = parse_message(status_line(b"SIP/2.0 183 Session  Progress "))
+    assert (response.status, response.reason) == (183, "Session  Progress ")
+    assert isinstance(response.status, int)
+
+
+def test_numeric_values_are_remembered_only_when_valid_and_short(monkeypatch):
+    from sipcluster.sip import message
+    monkeypatch.setattr(message, "_NUMBERS", {})
+    assert message._number("70", 10, "Bad") == 70
+    assert message._number("0070", 10, "Bad") == 70  # leading zeros: read, kept by their text
+    assert message._number("1234567", 10, "Bad") == 1234567  # too long to keep
+    for bad in ["7x", "", "-1", "\u0663"]:
+        with pytest.raises(ParseError, match="^Bad$"):
+            message._number(bad, 10, "Bad")
+    assert message._NUMBERS == {"70": 70, "0070": 70}
+    # A remembered value is still held to each header's own limits.
+    assert message._number("300", 3, "Bad") == 300
+    with pytest.raises(ParseError, match="^Bad Max-Forwards$"):
+        message._number("300", 10, "Bad Max-Forwards", 255)
+    with pytest.raises(ParseError, match="^Too long$"):
+        message._number("300", 2, "Too long")
+    monkeypatch.setattr(message, "_NUMBERS_SIZE", 3)
+    assert message._number("5", 10, "Bad") == 5
+    assert message._NUMBERS == {"5": 5}
+
+
+def test_a_max_forwards_over_255_is_refused_after_the_same_text_was_a_content_length(monkeypatch):
+    from sipcluster.sip import message
+    monkeypatch.setattr(message, "_NUMBERS", {})
+    body = b"x" * 300
+    msg = parse_message(SMALL.replace(b"Content-Length: 0", b"Content-Length: 300")
+                        .replace(b"\r\n\r\n", b"\r\n\r\n" + body))
+    assert msg.content_length == 300 and message._NUMBERS["300"] == 300
+    with pytest.raises(ParseError, match="^Bad Max-Forwards$"):
+        parse_message(SMALL.replace(b"To: <sip:a@b>\r\n", b"To: <sip:a@b>\r\nMax-Forwards: 300\r\n")
+                      ).max_forwards
+
+
 def test_response_version_fault_names_the_version_cut_to_20():
     with pytest.raises(VersionNotSupported, match="^Version SIP/3.0 not supported$"):
         parse_message(status_line(b"SIP/3.0 200 OK"))

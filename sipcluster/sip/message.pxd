@@ -14,7 +14,8 @@ from sipcluster.sip.via cimport share_via
 @cython.locals(n=Py_ssize_t, k=str, i=Py_ssize_t)
 cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2
 
-cpdef _number(value, digits, fault, highest=*)
+@cython.locals(numbers=dict)
+cpdef _number(str value, digits, fault, highest=*)
 
 @cython.locals(known=dict)
 cpdef _key_of(name)
@@ -45,7 +46,7 @@ cdef class Message:
     cpdef _address_list(self, str key)
     @cython.locals(known=dict)
     cpdef str _key_for_write(self, name)
-    @cython.locals(single=list, present=set, key=str)
+    @cython.locals(keys=list, once=frozenset, key=str, i=Py_ssize_t)
     cpdef _validate(self)
     cpdef str start_line(self)
     cpdef _content_length(self)
@@ -64,7 +65,7 @@ cdef class Response(Message):
     cdef public object version
     cpdef str start_line(self)
 
-@cython.locals(version=str, code=str)
+@cython.locals(parts=list, version=str, code=str, codes=dict)
 cpdef _parse_status_line(str line, list keys, list lines, bytes body)
 @cython.locals(parts=list, method=str, uri=str, version=str, colon=Py_ssize_t, scheme=str)
 cpdef _parse_request_line(str line, list keys, list lines, bytes body)

@@ -41,6 +41,11 @@ SUPPORTED_SCHEMES = frozenset(["sip", "sips", "tel", "urn"])
 # parsing (or even unfolding) it again.  Bounded: emptied when full.
 _TAGS = {}
 _TAGS_SIZE = 8192
+# The numbers of short numeric header values (Content-Length, Max-Forwards,
+# Expires), by their text: the same few, message after message.  Only
+# values that were valid numbers are kept; bounded.
+_NUMBERS = {}
+_NUMBERS_SIZE = 4096
 _UNKNOWN = object()
 
 # What validation looks for (RFC 3261 8.1.1), in the order faults are named.
@@ -60,9 +65,16 @@ def _number(value, digits, fault, highest=None):
     """
     if value is None:
         return None
-    if not value.isdigit() or not value.isascii() or len(value) > digits:
+    numbers = _NUMBERS
+    number = numbers.get(value)
+    if number is None:
+        if not value.isdigit() or not value.isascii() or len(value) > digits:
+            raise ParseError(fault)
+        number = int(value)
+        if len(value) <= 5:
+            remember(numbers, value, number, _NUMBERS_SIZE)
+    elif len(value) > digits:
         raise ParseError(fault)
-    number = int(value)
     if highest is not None and number > highest:
         raise ParseError(fault)
     return number
@@ -530,17 +542,20 @@ class Message:
         # RFC 3261 16.3 step 1: what the transaction and proxy layers use
         # must be well-formed; other components are left alone (a proxy
         # forwards a From with an odd URI unchanged).
-        if _index(self._keys, "via", 0) < 0:
+        keys = self._keys
+        if _index(keys, "via", 0) < 0:
             raise ParseError("Missing Via header")
-        single = [key for key in self._keys if key in _SINGLE]
-        present = set(single)
         for key, what in _MANDATORY:
-            if key not in present:
+            if _index(keys, key, 0) < 0:
                 raise ParseError("Missing %s header" % what)
-        if len(present) != len(single):
-            for key in single:
-                if single.count(key) > 1:
-                    raise ParseError("Duplicate %s header" % spelling(key))
+        # A header allowed once found again after itself: the first one
+        # repeated, in message order, is named.
+        once = _SINGLE
+        i = 0
+        for key in keys:
+            i += 1
+            if key in once and _index(keys, key, i) >= 0:
+                raise ParseError("Duplicate %s header" % spelling(key))
         self.top_via
         self.from_tag
         self.to_tag
@@ -805,16 +820,23 @@ def parse_message(data, max_size=None, stream=False):
 
 
 def _parse_status_line(line, keys, lines, body):
-    version, _, rest = line.partition(" ")
-    code, _, reason = rest.partition(" ")
+    parts = line.split(" ", 2)
+    version = parts[0]
+    code = parts[1] if len(parts) > 1 else ""
+    reason = parts[2] if len(parts) > 2 else ""
     if version != SIP_VERSION and version.upper() != SIP_VERSION:
         raise VersionNotSupported("Version %s not supported" % version[:20])
-    if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] == "0":
-        raise ParseError("Bad status code")
-    status = int(code)
-    if status >= 700:
+    # Three ASCII digits, the first 1 to 6 (RFC 3261 7.2, 21): the codes
+    # are looked up, not converted.
+    codes = _STATUS_CODES
+    status = codes.get(code)
+    if status is None:
         raise ParseError("Bad status code")
     return _new_response(status, reason, keys, lines, body)
+
+
+# Every status code a response may carry (100 to 699), by its text.
+_STATUS_CODES = {str(code): code for code in range(100, 700)}
 
 
 # The parser and make_response make their messages without calling the
