@@ -5,9 +5,13 @@ heap every transaction timer of a node runs on.
 """
 
 import heapq
-import itertools
 
 from twisted.logger import Logger
+
+try:
+    import cython
+except ImportError:  # pure Python without Cython: its decorators do nothing
+    from sipcluster.compiled import pure_cython as cython
 
 from sipcluster.schema import ConfigSection, Key
 
@@ -56,6 +60,15 @@ class TimerValues:
         return max(32.0, 64 * self.t1)
 
 
+# heapq's C functions, looked up once (compiled: a C call, no attribute
+# of the module found at each use).
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
+
+# In the compiled build (the .pxd beside this file) an extension type: its
+# fields are C fields, read without a dictionary lookup at each timer.
+@cython.cclass
 class TimerHeap:
     """
     The transaction timers of one node on a single reactor timer, as
@@ -81,13 +94,15 @@ class TimerHeap:
     @ivar clock: the IReactorTime it runs on.
     """
 
+    __slots__ = ("clock", "_heap", "_timers", "_number", "_call", "_call_at", "_running")
+
     log = Logger()
 
     def __init__(self, clock):
         self.clock = clock
         self._heap = []
         self._timers = {}
-        self._numbers = itertools.count()
+        self._number = 0        # the handle of the last timer armed
         self._call = None       # the DelayedCall for the earliest deadline
         self._call_at = None    # ... and that deadline
         self._running = False   # in _run: it arms the next DelayedCall itself
@@ -102,9 +117,9 @@ class TimerHeap:
         L{cancel}.
         """
         when = self.clock.seconds() + delay
-        number = next(self._numbers)
+        number = self._number = self._number + 1
         self._timers[number] = (fire, args)
-        heapq.heappush(self._heap, (when, number))
+        _heappush(self._heap, (when, number))
         if not self._running and (self._call_at is None or when < self._call_at):
             self._arm(when)
         return number
@@ -147,7 +162,7 @@ class TimerHeap:
         try:
             now = self.clock.seconds()
             while heap and heap[0][0] <= now:
-                entry = timers.pop(heapq.heappop(heap)[1], None)
+                entry = timers.pop(_heappop(heap)[1], None)
                 if entry is None:
                     continue  # stopped
                 try:
@@ -158,7 +173,7 @@ class TimerHeap:
                     self.log.failure("transaction timer {fire!r} failed", fire=entry[0])
                 heap = self._heap  # compacted by a cancel meanwhile
             while heap and heap[0][1] not in timers:
-                heapq.heappop(heap)
+                _heappop(heap)
         finally:
             self._running = False
         if heap:
