@@ -70,7 +70,8 @@ CIMPORTS = {
                                    "sipcluster.transport.base"),
     "sipcluster.proxy.forwarding": ("sipcluster.sip.grammar", "sipcluster.sip.message",
                                     "sipcluster.transport.base"),
-    "sipcluster.proxy.stateless": ("sipcluster.proxy.forwarding",),
+    "sipcluster.proxy.core": ("sipcluster.proxy.forwarding", "sipcluster.proxy.pipeline"),
+    "sipcluster.proxy.stateless": ("sipcluster.proxy.forwarding", "sipcluster.proxy.pipeline"),
     "sipcluster.proxy.stateful": ("sipcluster.proxy.forwarding", "sipcluster.proxy.stateless"),
 }
 

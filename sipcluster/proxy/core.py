@@ -22,6 +22,9 @@ class ProxyCore:
         request on once its targets are known.
     """
 
+    # (An extension type in the compiled build: see core.pxd.)
+    __slots__ = ("forwarder", "pipeline", "forward", "stats", "_valid_to")
+
     log = Logger()
 
     def __init__(self, forwarder, pipeline, forward):

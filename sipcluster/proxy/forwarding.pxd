@@ -22,3 +22,25 @@ cpdef str stateless_branch_suffix(request, target_uri)
 @cython.locals(memo=dict)
 cpdef is_numeric(host)
 cpdef _is_v6(uri, received)
+
+# The RFC 3261 16 steps: an extension type whose methods the proxy modules
+# that cimport it call in C.
+cdef class Forwarder:
+    cdef public object transport
+    cdef public frozenset domains
+    cdef public object record_route
+    cdef public object resolver
+    cdef public object server_header
+    cdef public tuple transports
+    cpdef check(self, request)
+    cpdef is_own_uri(self, uri)
+    cpdef preprocess_routes(self, request)
+    cpdef is_our_domain(self, uri)
+    cpdef addressed_to_us(self, request)
+    cpdef prepare(self, request, Target target, branch_suffix, inbound_transport, inbound_v6=*)
+    cpdef for_peer(self, out, peer, branch=*, inbound=*)
+    cpdef next_hop_uri(self, request)
+    cpdef transport_for(self, uri, received=*)
+    cpdef numeric_peer(self, uri, transport, received=*)
+    cpdef cached_peers(self, uri)
+    cpdef local_response(self, request, status, reason=*, extra=*, to_tag=*)

@@ -127,6 +127,11 @@ class Forwarder:
         by host name.
     """
 
+    # (An extension type in the compiled build, its methods called in C by
+    # the proxy modules that know its type: see forwarding.pxd.)
+    __slots__ = ("transport", "domains", "record_route", "resolver", "server_header",
+                 "transports")
+
     def __init__(self, transport, domains, record_route=True, resolver=None,
                  server_header="", transports=("udp", "tcp")):
         self.transport = transport
@@ -363,7 +368,7 @@ class Forwarder:
         return response
 
     def options_response(self, request):
-        return self.local_response(request, 200, extra=[
+        return self.local_response(request, 200, None, [
             ("Allow", ALLOW), ("Accept", "application/sdp"), ("Accept-Language", "en")])
 
 

@@ -1,4 +1,6 @@
 # The compiled build's declarations for pipeline.py (Cython augmenting .pxd).
+import cython
+
 cdef class RequestContext:
     cdef public object request
     cdef public object source
@@ -10,3 +12,20 @@ cdef class RequestContext:
     cdef public object answered
     cdef public object _answer
     cdef public object _trying
+
+# The stages of a node: an extension type whose walks the proxy core calls
+# in C (its lists C fields).
+cdef class Pipeline:
+    cdef public object stateful
+    cdef public list stages
+    cdef public list request
+    cdef public list targets
+    cdef public list branch
+    cdef public list response
+    cdef public list failure
+    cdef public list dialog
+    @cython.locals(stages=list)
+    cpdef run_request(self, context, done, failed, Py_ssize_t index=*)
+    @cython.locals(stages=list)
+    cpdef select_targets(self, context, done, failed, Py_ssize_t index=*)
+    cpdef _targets_chosen(self, context, result, done, failed, Py_ssize_t index)

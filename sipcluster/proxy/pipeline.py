@@ -183,6 +183,10 @@ class Pipeline:
         them cannot be added otherwise.
     """
 
+    # (An extension type in the compiled build: see pipeline.pxd.)
+    __slots__ = ("stateful", "stages", "request", "targets", "branch", "response", "failure",
+                 "dialog")
+
     log = Logger()
 
     def __init__(self, stateful=True):

@@ -1,8 +1,9 @@
 # The compiled build's declarations for stateless.py (Cython augmenting .pxd):
 # what it calls of other compiled modules, called directly (cimport), and
 # its forwarding functions, which the stateful proxy calls too.
-from sipcluster.proxy.forwarding cimport stateless_branch_suffix
+from sipcluster.proxy.forwarding cimport Forwarder, stateless_branch_suffix
+from sipcluster.proxy.pipeline cimport Pipeline
 
-cpdef forward_stateless(forwarder, pipeline, context, target, proxy)
-cpdef _send(peers, forwarder, out, context, now=*)
-cpdef forward_response_stateless(forwarder, pipeline, response)
+cpdef forward_stateless(Forwarder forwarder, Pipeline pipeline, context, target, proxy)
+cpdef _send(peers, Forwarder forwarder, out, context, now=*)
+cpdef forward_response_stateless(Forwarder forwarder, Pipeline pipeline, response)

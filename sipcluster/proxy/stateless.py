@@ -93,7 +93,8 @@ def _send(peers, forwarder, out, context, now=False):
     # for transactions): the first one.  C{now}: as send_request_now
     # answers (the usual case needs no Deferred), else a Deferred.
     peer = peers[0]
-    out = forwarder.for_peer(out, peer, inbound=(context.source.transport, context.source.host))
+    # (Positional arguments: a C call, which takes no keywords.)
+    out = forwarder.for_peer(out, peer, None, (context.source.transport, context.source.host))
     if forwarder.transport.is_local(peer.host, peer.port):
         # The next hop is this node: the request would only come back
         # until Max-Forwards runs out (16.3 step 4 finds it only when the
