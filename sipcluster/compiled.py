@@ -69,7 +69,7 @@ CIMPORTS = {
     "sipcluster.transport.layer": ("sipcluster.sip.message", "sipcluster.sip.uri",
                                    "sipcluster.transport.base"),
     "sipcluster.proxy.forwarding": ("sipcluster.sip.grammar", "sipcluster.sip.message",
-                                    "sipcluster.transport.base"),
+                                    "sipcluster.transport.base", "sipcluster.transport.layer"),
     "sipcluster.proxy.core": ("sipcluster.proxy.forwarding", "sipcluster.proxy.pipeline"),
     "sipcluster.proxy.stateless": ("sipcluster.proxy.forwarding", "sipcluster.proxy.pipeline"),
     "sipcluster.proxy.stateful": ("sipcluster.proxy.forwarding", "sipcluster.proxy.stateless"),

@@ -4,6 +4,7 @@ import cython
 from sipcluster.sip.grammar cimport remember
 from sipcluster.sip.message cimport make_response
 from sipcluster.transport.base cimport bare_host
+from sipcluster.transport.layer cimport TransportLayer
 
 cdef class Target:
     cdef public object uri
@@ -26,7 +27,7 @@ cpdef _is_v6(uri, received)
 # The RFC 3261 16 steps: an extension type whose methods the proxy modules
 # that cimport it call in C.
 cdef class Forwarder:
-    cdef public object transport
+    cdef public TransportLayer transport
     cdef public frozenset domains
     cdef public object record_route
     cdef public object resolver

@@ -50,6 +50,15 @@ class TransportLayer:
     @ivar stats: counters (received, sent, rejected, dropped...).
     """
 
+    # (An extension type in the compiled build, its hot methods called in C
+    # by the modules that know its type: see layer.pxd.  It keeps a
+    # __dict__ for what tests and callers attach or replace.)
+    __slots__ = ("reactor", "listen_addresses", "advertise", "max_message_size", "server_header",
+                 "reuse_port", "private_port", "listen_tcp", "receiver", "stats", "stun", "trace",
+                 "resolver", "udp", "tcp", "ports", "table", "cluster_name", "_sent_by",
+                 "_record_route", "_record_route_uris", "_sent_by_text", "_local", "_is_local",
+                 "_local_ports", "__dict__")
+
     log = Logger()
 
     def __init__(self, reactor, listen, advertise="", max_message_size=65535,
@@ -85,6 +94,7 @@ class TransportLayer:
         self._sent_by_text = set()
         self._local = set()
         self._forget_local()
+        self.cluster_name = None
         if cluster_name:
             self.set_cluster_name(cluster_name)
 
@@ -207,8 +217,6 @@ class TransportLayer:
         self._record_route_uris.clear()
         self._forget_local()
 
-    cluster_name = None
-
     def record_route_uri(self, transport, v6=None):
         """
         Our URI for Record-Route when facing C{transport} (lr, RFC 3261
@@ -281,7 +289,7 @@ class TransportLayer:
         """The ports of our addresses (a frozenset, made again when they change)."""
         ports = self._local_ports
         if ports is None:
-            ports = self._local_ports = frozenset(port for _, port in self._local)
+            ports = self._local_ports = frozenset([port for _, port in self._local])
         return ports
 
     # -- receiving ----------------------------------------------------------
