@@ -23,11 +23,11 @@ cpdef _key_of(name)
 @cython.locals(value=str, start=Py_ssize_t, end=Py_ssize_t)
 cpdef str _value_of(str line)
 
-@cython.locals(end=Py_ssize_t)
+@cython.locals(end=Py_ssize_t, head=bytes, sep=bytes, body=bytes)
 cpdef _split_head(bytes data)
 
 @cython.locals(head=str, lines=list, first=str, keys=list, values=list, line=str,
-               colon=Py_ssize_t, known=dict, name=str, body=bytes, head_end=Py_ssize_t,
+               colon=Py_ssize_t, known=dict, name=str, body=bytes, head_bytes=bytes,
                message=Message)
 cpdef parse_message(data, max_size=*, stream=*)
 
