@@ -865,3 +865,21 @@ def test_a_datagram_is_read_whole_whatever_its_size(reuse_port):
     finally:
         for port in layer.ports:
             port.stopListening()
+
+
+def test_the_layers_count_in_a_dict_that_reads_zero_for_what_never_happened():
+    """The transport and transaction layers' stats: a dict (what the API
+    and the metrics read), 0 for a name never counted, and its item
+    assignment dict's own (collections.Counter's __delitem__ made each
+    count a Python-level call)."""
+    from sipcluster.counts import Counts
+    from sipcluster.transaction.layer import TransactionLayer
+    h = Harness()
+    for stats in (h.layer.stats, TransactionLayer(h.layer, h.clock).stats):
+        assert isinstance(stats, dict) and type(stats) is Counts
+        assert stats["never"] == 0 and "never" not in stats
+        stats["sent"] += 1
+        stats["sent"] += 1
+        assert stats == {"sent": 2}
+    assert Counts.__setitem__ is dict.__setitem__
+    assert "__delitem__" not in vars(Counts)

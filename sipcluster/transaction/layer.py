@@ -6,10 +6,10 @@ The transaction layer: matches requests to server transactions (RFC 3261
 user (L{ITransactionUser}).
 """
 
-from collections import Counter
 
 from zope.interface import implementer
 
+from sipcluster.counts import Counts
 from sipcluster.sip.via import MAGIC_COOKIE
 from sipcluster.transaction.interfaces import IClientTransactionOwner, ITransactionUser  # noqa: F401
 from sipcluster.transport.interfaces import ITransportReceiver
@@ -51,7 +51,7 @@ class TransactionLayer:
         self.tu = tu
         self.servers = {}
         self.clients = {}
-        self.stats = Counter()
+        self.stats = Counts()
         transport.receiver = self
 
     # -- from the transport ---------------------------------------------------

@@ -8,11 +8,11 @@ requests and responses to where RFC 3261 18 says they go.
 
 import hashlib
 import socket
-from collections import Counter
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from sipcluster.counts import Counts
 from sipcluster.nat.stun import StunServer
 from sipcluster.sip.errors import SIPError
 from sipcluster.sip.message import Request, make_response, parse_message
@@ -74,7 +74,7 @@ class TransportLayer:
         self.private_port = private_port
         self.listen_tcp = listen_tcp
         self.receiver = None
-        self.stats = Counter()
+        self.stats = Counts()
         # A STUN server sharing the UDP ports (RFC 5389 5: told apart from
         # SIP by the first byte), or None.
         self.stun = StunServer(self.stats) if stun else None
