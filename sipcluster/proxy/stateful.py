@@ -118,7 +118,7 @@ class StatefulProxy:
         """Prepare, edit (branch stages), resolve and send one branch of C{rc}."""
         context = rc.context
         request = context.request
-        seed = "%r/%d" % (context.server_tx.key, branch.index)
+        seed = "%r/%s" % (context.server_tx.key, branch.index)
         suffix = short_hash(seed, 8)
         try:
             source = context.source

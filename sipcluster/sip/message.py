@@ -663,7 +663,9 @@ class Response(Message):
         self.version = version
 
     def start_line(self):
-        return "%s %d %s" % (self.version, self.status, self.reason)
+        # (%s of the int status: compiled, Python's int to text; %d asks
+        # int.__format__ to parse a format spec on every response.)
+        return "%s %s %s" % (self.version, self.status, self.reason)
 
     def _copy_start(self, other):
         other.status = self.status

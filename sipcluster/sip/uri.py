@@ -114,7 +114,8 @@ def format_hostport(host, port):
     """Join a host and an optional port, bracketing bare IPv6 addresses."""
     if ":" in host and not host.startswith("["):
         host = "[%s]" % host
-    return host if port is None else "%s:%d" % (host, port)
+    # (%s of the int port, as Response.start_line writes its status.)
+    return host if port is None else "%s:%s" % (host, port)
 
 
 # In the compiled build (the .pxd beside this file) these classes are
