@@ -71,7 +71,8 @@ CIMPORTS = {
     "sipcluster.proxy.forwarding": ("sipcluster.sip.grammar", "sipcluster.sip.message",
                                     "sipcluster.transport.base", "sipcluster.transport.layer"),
     "sipcluster.proxy.core": ("sipcluster.proxy.forwarding", "sipcluster.proxy.pipeline"),
-    "sipcluster.proxy.stateless": ("sipcluster.proxy.forwarding", "sipcluster.proxy.pipeline"),
+    "sipcluster.proxy.stateless": ("sipcluster.proxy.core", "sipcluster.proxy.forwarding",
+                                   "sipcluster.proxy.pipeline", "sipcluster.transport.layer"),
     "sipcluster.proxy.stateful": ("sipcluster.proxy.forwarding", "sipcluster.proxy.stateless"),
 }
 

@@ -9,7 +9,7 @@ their Via.  The stateful proxy forwards ACKs for 2xx the same way.
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from sipcluster.proxy.core import ProxyCore
 from sipcluster.proxy.forwarding import stateless_branch_suffix
@@ -17,11 +17,13 @@ from sipcluster.proxy.pipeline import RequestContext, Respond
 from sipcluster.transport.interfaces import ITransportReceiver
 
 
-@implementer(ITransportReceiver)
 class StatelessProxy:
     """
     @ivar core: the L{ProxyCore} every request goes through.
     """
+
+    # (An extension type in the compiled build: see stateless.pxd.)
+    __slots__ = ("transport", "forwarder", "pipeline", "clock", "core")
 
     log = Logger()
 
@@ -46,6 +48,11 @@ class StatelessProxy:
 
     def response_received(self, response, source):
         forward_response_stateless(self.forwarder, self.pipeline, response)
+
+
+# (Declared here rather than by @implementer, which an extension type cannot
+# take as a decorator; zope.interface records it all the same.)
+classImplements(StatelessProxy, ITransportReceiver)
 
 
 def forward_stateless(forwarder, pipeline, context, target, proxy):
