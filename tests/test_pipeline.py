@@ -257,7 +257,7 @@ def test_the_pieces_provide_their_interfaces():
     assert verifyObject(ITransactionUser, stateful.proxy)
     assert verifyObject(ITransportReceiver, stateful.tl)
     assert verifyObject(ITransportReceiver, stateless.proxy)
-    rc = ResponseContext(stateful.proxy, context([]), [], stateful.h.clock, 180)
+    rc = ResponseContext(stateful.proxy, context([]), [], stateful.tl.timer_heap, 180)
     assert verifyObject(IClientTransactionOwner, rc)
     for node in (stateful, stateless):
         for stage in node.pipeline.stages:

@@ -60,12 +60,14 @@ class ResponseContext:
         equal q (parallel forking inside a group, sequential between).
     """
 
-    def __init__(self, proxy, context, groups, clock, timer_c):
+    def __init__(self, proxy, context, groups, timer_heap, timer_c):
         self.proxy = proxy
         self.context = context
         self.request = context.request
         self.groups = list(groups)
-        self.clock = clock
+        # Timer C and the targets' own timeouts run on the transactions'
+        # L{TimerHeap}, not as a reactor DelayedCall each.
+        self.timer_heap = timer_heap
         self.timer_c = timer_c
         self.branches = []
         self.final_sent = False
@@ -102,9 +104,10 @@ class ResponseContext:
             tx.owner.transport_failed(tx)
             return
         if self.is_invite and not branch.done:
-            branch.timer_c = self.clock.callLater(self.timer_c, self._timer_c, branch)
+            branch.timer_c = self.timer_heap.call_later(self.timer_c, self._timer_c, branch)
         if branch.target.timeout and not branch.done:
-            branch.timer_fr = self.clock.callLater(branch.target.timeout, self._timer_fr, branch)
+            branch.timer_fr = self.timer_heap.call_later(branch.target.timeout, self._timer_fr,
+                                                         branch)
         if self.cancelled:
             tx.cancel()
 
@@ -126,15 +129,15 @@ class ResponseContext:
         if branch.timer_fr is not None:
             # Any answer, a 100 included, shows the next hop is there:
             # from now on its transaction's timers and Timer C decide.
-            if branch.timer_fr.active():
-                branch.timer_fr.cancel()
+            self.timer_heap.cancel(branch.timer_fr)
             branch.timer_fr = None
         if status < 200:
             if status == 100 or branch.done:
                 return
-            if branch.timer_c is not None and branch.timer_c.active():
+            if branch.timer_c is not None and self.timer_heap.active(branch.timer_c):
                 # RFC 3261 16.7 step 2: a provisional restarts Timer C.
-                branch.timer_c.reset(self.timer_c)
+                self.timer_heap.cancel(branch.timer_c)
+                branch.timer_c = self.timer_heap.call_later(self.timer_c, self._timer_c, branch)
             if not self.final_sent:
                 self.proxy.send_upstream(self, response)
             return
@@ -181,12 +184,13 @@ class ResponseContext:
     def _complete(self, branch, response):
         branch.done = True
         branch.response = response
-        if branch.timer_c is not None and branch.timer_c.active():
-            branch.timer_c.cancel()
-        branch.timer_c = None
-        if branch.timer_fr is not None and branch.timer_fr.active():
-            branch.timer_fr.cancel()
-        branch.timer_fr = None
+        # (Stopping a timer that fired or stopped does nothing.)
+        if branch.timer_c is not None:
+            self.timer_heap.cancel(branch.timer_c)
+            branch.timer_c = None
+        if branch.timer_fr is not None:
+            self.timer_heap.cancel(branch.timer_fr)
+            branch.timer_fr = None
 
     def _tell_failed(self, branch, status):
         on_failed = branch.target.on_failed

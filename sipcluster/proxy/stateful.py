@@ -74,7 +74,8 @@ class StatefulProxy:
         if server_tx.state not in ("trying", "proceeding"):
             # Answered while a stage waited (a CANCEL's 487, 16.10).
             return
-        rc = ResponseContext(self, context, group_by_q(targets), self.clock, self.timers.timer_c)
+        rc = ResponseContext(self, context, group_by_q(targets), self.transactions.timer_heap,
+                             self.timers.timer_c)
         self.contexts[server_tx.key] = rc
         if rc.is_invite and context.request.to_tag is None:
             self.setups.add(server_tx.key)

@@ -134,10 +134,13 @@ class TimerHeap:
                 self._call.cancel()
                 self._call = self._call_at = None
         elif len(self._heap) > 64 and len(self._heap) > 2 * len(self._timers):
-            # Mostly stopped timers: keep the live ones only.
+            # Mostly stopped timers: keep the live ones only, in the same
+            # list (a new one would be young to the cyclic collector, which
+            # would walk its thousands of entries at its next pass).
             timers = self._timers
-            self._heap = [entry for entry in self._heap if entry[1] in timers]
-            heapq.heapify(self._heap)
+            heap = self._heap
+            heap[:] = [entry for entry in heap if entry[1] in timers]
+            heapq.heapify(heap)
 
     def active(self, handle):
         """Whether the timer C{handle} is armed."""
