@@ -73,7 +73,9 @@ CIMPORTS = {
     "sipcluster.proxy.core": ("sipcluster.proxy.forwarding", "sipcluster.proxy.pipeline"),
     "sipcluster.proxy.stateless": ("sipcluster.proxy.core", "sipcluster.proxy.forwarding",
                                    "sipcluster.proxy.pipeline", "sipcluster.transport.layer"),
-    "sipcluster.proxy.stateful": ("sipcluster.proxy.forwarding", "sipcluster.proxy.stateless"),
+    "sipcluster.proxy.stateful": ("sipcluster.proxy.core", "sipcluster.proxy.forwarding",
+                                  "sipcluster.proxy.pipeline", "sipcluster.proxy.stateless"),
+    "sipcluster.proxy.context": ("sipcluster.proxy.stateful", "sipcluster.transaction.timers"),
 }
 
 ENVIRONMENT = "SIPCLUSTER_NO_EXTENSIONS"

@@ -6,7 +6,7 @@ the choice of the best final response, Timer C, and CANCEL.
 """
 
 from twisted.internet import defer
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from sipcluster.transaction.interfaces import IClientTransactionOwner
 
@@ -46,7 +46,6 @@ def group_by_q(targets):
     return groups
 
 
-@implementer(IClientTransactionOwner)
 class ResponseContext:
     """
     The client-transaction owner of every branch of one request.
@@ -59,6 +58,11 @@ class ResponseContext:
     @ivar groups: target groups still to try, each a list of targets of
         equal q (parallel forking inside a group, sequential between).
     """
+
+    # (An extension type in the compiled build: see context.pxd.)
+    __slots__ = ("proxy", "context", "request", "groups", "timer_heap", "timer_c", "branches",
+                 "final_sent", "cancelled", "no_new_branches", "is_invite", "_starting",
+                 "_asking")
 
     def __init__(self, proxy, context, groups, timer_heap, timer_c):
         self.proxy = proxy
@@ -259,8 +263,9 @@ class ResponseContext:
     def _check_done(self):
         if self._starting or self.final_sent or self._asking:
             return
-        if any(not b.done for b in self.branches):
-            return
+        for branch in self.branches:
+            if not branch.done:
+                return
         if self.groups and not self.no_new_branches:
             self._next_group()
             return
@@ -305,7 +310,7 @@ class ResponseContext:
         elif best.status == 503:
             # RFC 3261 16.7 step 6: a 503 upstream would make the caller
             # give up on us rather than the callee.
-            best = self.proxy.local_response(self.request, 500, headers=[
+            best = self.proxy.local_response(self.request, 500, None, [
                 (name, value) for name in ("retry-after",) for value in best.values(name)])
         if best.status in (401, 407):
             best = best.copy()
@@ -313,6 +318,11 @@ class ResponseContext:
         self.final_sent = True
         self.proxy.send_upstream(self, best)
         self.proxy.final_sent(self, best)
+
+
+# (Declared here rather than by @implementer, which an extension type cannot
+# take as a decorator; zope.interface records it all the same.)
+classImplements(ResponseContext, IClientTransactionOwner)
 
 
 def choose_best(responses):

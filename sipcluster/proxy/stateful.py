@@ -7,7 +7,7 @@ then gets a response context that forks it to its targets; CANCEL, ACK for
 """
 
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import classImplements, implementer
 
 from sipcluster.proxy.context import ResponseContext, group_by_q
 from sipcluster.proxy.core import ProxyCore
@@ -17,7 +17,6 @@ from sipcluster.proxy.stateless import forward_response_stateless, forward_state
 from sipcluster.transaction.interfaces import IClientTransactionOwner, ITransactionUser
 
 
-@implementer(ITransactionUser)
 class StatefulProxy:
     """
     @ivar core: the L{ProxyCore} every request goes through.
@@ -27,6 +26,10 @@ class StatefulProxy:
         answered with a final response: the calls being set up (call
         admission counts them).
     """
+
+    # (An extension type in the compiled build: see stateful.pxd.)
+    __slots__ = ("transactions", "forwarder", "clock", "timers", "pipeline", "core", "contexts",
+                 "setups")
 
     log = Logger()
 
@@ -172,7 +175,8 @@ class StatefulProxy:
             # until Max-Forwards runs out.
             raise Respond(482, "Loop Detected (next hop is this node)")
         source = rc.context.source
-        out = self.forwarder.for_peer(out, peer, inbound=(source.transport, source.host))
+        # (Positional arguments: a C call, which takes no keywords.)
+        out = self.forwarder.for_peer(out, peer, None, (source.transport, source.host))
         owner = rc if len(peers) == 1 else NextAddress(self, rc, branch, out, peers[1:])
         tx = self.transactions.start_client(out, peer, owner)
         rc.branch_started(branch, tx)
@@ -226,6 +230,11 @@ class StatefulProxy:
             self.pipeline.dialog_event("dialog_confirmed", request, response)
         elif request.method == "BYE":
             self.pipeline.dialog_event("dialog_ended", request, response)
+
+
+# (Declared here rather than by @implementer, which an extension type cannot
+# take as a decorator; zope.interface records it all the same.)
+classImplements(StatefulProxy, ITransactionUser)
 
 
 @implementer(IClientTransactionOwner)
