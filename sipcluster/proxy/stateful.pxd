@@ -6,9 +6,10 @@ from sipcluster.proxy.core cimport ProxyCore
 from sipcluster.proxy.forwarding cimport Forwarder, short_hash
 from sipcluster.proxy.pipeline cimport Pipeline
 from sipcluster.proxy.stateless cimport forward_response_stateless, forward_stateless
+from sipcluster.transaction.layer cimport TransactionLayer
 
 cdef class StatefulProxy:
-    cdef public object transactions
+    cdef public TransactionLayer transactions
     cdef public Forwarder forwarder
     cdef public object clock
     cdef public object timers

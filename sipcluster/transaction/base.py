@@ -14,15 +14,20 @@ class Transaction:
     @ivar key: the key this transaction is matched by.
     """
 
+    # (An extension type in the compiled build: see base.pxd.)
+    __slots__ = ("layer", "key", "request", "reliable", "state", "_timers", "_heap")
+
     log = Logger()
-    state = None
 
     def __init__(self, layer, key, request, reliable):
         self.layer = layer
         self.key = key
         self.request = request
         self.reliable = reliable
+        self.state = None
         self._timers = {}
+        # The layer's timer heap, every timer of this transaction runs on.
+        self._heap = layer.timer_heap
 
     @property
     def timers(self):
@@ -35,7 +40,7 @@ class Transaction:
             # stay scheduled for 64*T1 on a transaction nobody holds.
             return
         self.cancel_timer(name)
-        self._timers[name] = self.layer.timer_heap.call_later(delay, self._fire, name, fire)
+        self._timers[name] = self._heap.schedule(delay, self._fire, (name, fire))
 
     def _fire(self, name, fire):
         self._timers.pop(name, None)
@@ -44,7 +49,7 @@ class Transaction:
     def cancel_timer(self, name):
         handle = self._timers.pop(name, None)
         if handle is not None:
-            self.layer.timer_heap.cancel(handle)
+            self._heap.cancel(handle)
 
     def timer_running(self, name):
         return name in self._timers

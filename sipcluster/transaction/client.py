@@ -47,11 +47,15 @@ class ClientTransaction(Transaction):
         C{timed_out(tx)} and C{transport_failed(tx)}.
     """
 
+    __slots__ = ("peer", "owner", "final", "_data", "_interval")
+
     def __init__(self, layer, key, request, peer, owner):
         Transaction.__init__(self, layer, key, request, peer.reliable)
         self.peer = peer
         self.owner = owner
+        self.final = None
         self._data = None
+        self._interval = None   # Timer A's or E's
 
     def _transmit(self):
         if self._data is None:
@@ -71,11 +75,11 @@ class ClientTransaction(Transaction):
             self.terminate()
             self.owner.transport_failed(self)
 
-    final = None
-
 
 class ClientInviteTransaction(ClientTransaction):
     """States: calling, proceeding, accepted, completed, terminated."""
+
+    __slots__ = ("cancel_requested", "cancel_sent", "provisional")
 
     def __init__(self, layer, key, request, peer, owner):
         ClientTransaction.__init__(self, layer, key, request, peer, owner)
@@ -184,6 +188,8 @@ _IgnoreResponses = _IgnoreResponsesOwner()
 
 class ClientNonInviteTransaction(ClientTransaction):
     """States: trying, proceeding, completed, terminated."""
+
+    __slots__ = ()
 
     def __init__(self, layer, key, request, peer, owner):
         ClientTransaction.__init__(self, layer, key, request, peer, owner)

@@ -7,7 +7,7 @@ user (L{ITransactionUser}).
 """
 
 
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from sipcluster.counts import Counts
 from sipcluster.sip.via import MAGIC_COOKIE
@@ -35,13 +35,15 @@ def server_key(request):
             request.cseq.number, str(via), method)
 
 
-@implementer(ITransportReceiver)
 class TransactionLayer:
     """
     @ivar transport: the L{TransportLayer}; this layer is its receiver.
     @ivar clock: an IReactorTime driving every timer.
     @ivar timer_heap: the L{TimerHeap} every transaction timer runs on.
     """
+
+    # (An extension type in the compiled build: see layer.pxd.)
+    __slots__ = ("transport", "clock", "timers", "timer_heap", "tu", "servers", "clients", "stats")
 
     def __init__(self, transport, clock, timers=None, tu=None):
         self.transport = transport
@@ -107,3 +109,8 @@ class TransactionLayer:
         table = self.servers if tx.key in self.servers and self.servers[tx.key] is tx else self.clients
         if table.get(tx.key) is tx:
             del table[tx.key]
+
+
+# (Declared here rather than by @implementer, which an extension type cannot
+# take as a decorator; zope.interface records it all the same.)
+classImplements(TransactionLayer, ITransportReceiver)

@@ -14,11 +14,14 @@ class ServerTransaction(Transaction):
     @ivar last_response: the response most recently sent, for re-sending.
     """
 
+    __slots__ = ("source", "last_response", "on_terminated", "_interval")
+
     def __init__(self, layer, key, request, source):
         Transaction.__init__(self, layer, key, request, source.transport != "udp")
         self.source = source
         self.last_response = None
         self.on_terminated = None
+        self._interval = None   # Timer G's, for an INVITE
 
     def _send(self, response):
         self.last_response = response
@@ -37,6 +40,8 @@ class ServerTransaction(Transaction):
 
 class ServerInviteTransaction(ServerTransaction):
     """States: proceeding, accepted, completed, confirmed, terminated."""
+
+    __slots__ = ()
 
     def __init__(self, layer, key, request, source):
         ServerTransaction.__init__(self, layer, key, request, source)
@@ -92,6 +97,8 @@ class ServerInviteTransaction(ServerTransaction):
 
 class ServerNonInviteTransaction(ServerTransaction):
     """States: trying, proceeding, completed, terminated."""
+
+    __slots__ = ()
 
     def __init__(self, layer, key, request, source):
         ServerTransaction.__init__(self, layer, key, request, source)

@@ -13,3 +13,4 @@ cdef class TimerHeap:
     @cython.locals(timers=dict, heap=list)
     cpdef cancel(self, handle)
     cpdef _arm(self, when)
+    cpdef schedule(self, delay, fire, tuple args)

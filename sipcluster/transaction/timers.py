@@ -116,6 +116,10 @@ class TimerHeap:
         Call C{fire(*args)} in C{delay} seconds.  Returns a handle for
         L{cancel}.
         """
+        return self.schedule(delay, fire, args)
+
+    def schedule(self, delay, fire, args):
+        """L{call_later} with the arguments as one tuple (compiled: a C call)."""
         when = self.clock.seconds() + delay
         number = self._number = self._number + 1
         self._timers[number] = (fire, args)

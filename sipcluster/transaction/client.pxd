@@ -1,0 +1,23 @@
+# The compiled build's declarations for client.py (Cython augmenting .pxd).
+from sipcluster.transaction.base cimport Transaction
+
+cdef class ClientTransaction(Transaction):
+    cdef public object peer
+    cdef public object owner
+    cdef public object final
+    cdef public object _data
+    cdef public object _interval
+    cpdef _transmit(self)
+    cpdef _send_failed(self, failure)
+
+cdef class ClientInviteTransaction(ClientTransaction):
+    cdef public object cancel_requested
+    cdef public object cancel_sent
+    cdef public object provisional
+    cpdef start(self)
+    cpdef receive_response(self, response)
+    cpdef cancel(self)
+
+cdef class ClientNonInviteTransaction(ClientTransaction):
+    cpdef start(self)
+    cpdef receive_response(self, response)

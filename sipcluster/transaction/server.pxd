@@ -1,0 +1,19 @@
+# The compiled build's declarations for server.py (Cython augmenting .pxd).
+from sipcluster.transaction.base cimport Transaction
+
+cdef class ServerTransaction(Transaction):
+    cdef public object source
+    cdef public object last_response
+    cdef public object on_terminated
+    cdef public object _interval
+    cpdef _send(self, response)
+    cpdef terminate(self)
+
+cdef class ServerInviteTransaction(ServerTransaction):
+    cpdef respond(self, response)
+    cpdef receive_request(self, request)
+    cpdef receive_ack(self, ack)
+
+cdef class ServerNonInviteTransaction(ServerTransaction):
+    cpdef respond(self, response)
+    cpdef receive_request(self, request)
