@@ -2,7 +2,7 @@
 import cython
 
 from sipcluster.sip.grammar cimport remember
-from sipcluster.sip.message cimport make_response
+from sipcluster.sip.message cimport Request, make_response
 from sipcluster.transport.base cimport bare_host
 from sipcluster.transport.layer cimport TransportLayer
 
@@ -18,8 +18,8 @@ cdef class Target:
 
 @cython.locals(empties=dict)
 cpdef str short_hash(str text, int size)
-cpdef str loop_hash(request)
-cpdef str stateless_branch_suffix(request, target_uri)
+cpdef str loop_hash(Request request)
+cpdef str stateless_branch_suffix(Request request, target_uri)
 @cython.locals(memo=dict)
 cpdef is_numeric(host)
 cpdef _is_v6(uri, received)
@@ -33,14 +33,16 @@ cdef class Forwarder:
     cdef public object resolver
     cdef public object server_header
     cdef public tuple transports
-    cpdef check(self, request)
+    cpdef check(self, Request request)
     cpdef is_own_uri(self, uri)
-    cpdef preprocess_routes(self, request)
+    cpdef preprocess_routes(self, Request request)
     cpdef is_our_domain(self, uri)
-    cpdef addressed_to_us(self, request)
-    cpdef prepare(self, request, Target target, branch_suffix, inbound_transport, inbound_v6=*)
-    cpdef for_peer(self, out, peer, branch=*, inbound=*)
-    cpdef next_hop_uri(self, request)
+    cpdef addressed_to_us(self, Request request)
+    @cython.locals(out=Request)
+    cpdef prepare(self, Request request, Target target, branch_suffix, inbound_transport,
+                  inbound_v6=*)
+    cpdef for_peer(self, Request out, peer, branch=*, inbound=*)
+    cpdef next_hop_uri(self, Request request)
     cpdef transport_for(self, uri, received=*)
     cpdef numeric_peer(self, uri, transport, received=*)
     cpdef cached_peers(self, uri)

@@ -4,11 +4,12 @@
 from sipcluster.proxy.core cimport ProxyCore
 from sipcluster.proxy.forwarding cimport Forwarder, stateless_branch_suffix
 from sipcluster.proxy.pipeline cimport Pipeline
+from sipcluster.sip.message cimport Message
 from sipcluster.transport.layer cimport TransportLayer
 
 cpdef forward_stateless(Forwarder forwarder, Pipeline pipeline, context, target, proxy)
 cpdef _send(peers, Forwarder forwarder, out, context, now=*)
-cpdef forward_response_stateless(Forwarder forwarder, Pipeline pipeline, response)
+cpdef forward_response_stateless(Forwarder forwarder, Pipeline pipeline, Message response)
 
 cdef class StatelessProxy:
     cdef public TransportLayer transport

@@ -36,8 +36,29 @@ cdef class Message:
     cdef public list _lines
     cdef public object body
     cdef public dict _cache
-    # What the message's own methods call: direct C calls, not attribute
-    # lookups (still methods to Python code).
+    # The header access other compiled modules call on a message they know
+    # the type of, and what the message's own methods call: direct C
+    # calls, not attribute lookups (still methods to Python code).
+    cpdef header(self, name)
+    @cython.locals(keys=list, lines=list, i=Py_ssize_t)
+    cpdef values(self, name)
+    cpdef has(self, name)
+    @cython.locals(keys=list, i=Py_ssize_t, j=Py_ssize_t)
+    cpdef add(self, name, value, top=*)
+    @cython.locals(keys=list, lines=list, i=Py_ssize_t)
+    cpdef set(self, name, value)
+    @cython.locals(keys=list, i=Py_ssize_t)
+    cpdef remove(self, name)
+    @cython.locals(keys=list, lines=list, i=Py_ssize_t, line=str, parts=list, colon=Py_ssize_t)
+    cpdef pop_first(self, name)
+    cpdef replace_first(self, name, value)
+    cpdef push_via(self, via)
+    cpdef set_top_via(self, via)
+    cpdef pop_via(self)
+    cpdef validate(self)
+    @cython.locals(lines=list)
+    cpdef to_bytes(self)
+    cpdef copy(self)
     @cython.locals(i=Py_ssize_t)
     cpdef _single(self, str key)
     cpdef _address(self, str key)

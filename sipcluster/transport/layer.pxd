@@ -2,7 +2,7 @@
 # what it calls of other compiled modules, called directly (cimport).
 import cython
 
-from sipcluster.sip.message cimport make_response, parse_message
+from sipcluster.sip.message cimport Message, make_response, parse_message
 from sipcluster.sip.uri cimport format_hostport
 from sipcluster.transport.base cimport bare_host, response_destination, same_ip, stamp_via
 
@@ -46,7 +46,9 @@ cdef class TransportLayer:
     cpdef mentions_local(self, str text)
     cpdef local_ports(self)
     cpdef udp_for(self, host)
-    cpdef send_request_now(self, request, peer)
+    @cython.locals(message=Message)
+    cpdef data_received(self, data, source, stream=*)
+    cpdef send_request_now(self, Message request, peer)
     cpdef _send_datagram(self, data, peer)
-    cpdef send_response_now(self, response, source=*, fallback_only=*)
+    cpdef send_response_now(self, Message response, source=*, fallback_only=*)
     cpdef sent_by_text(self, transport)
