@@ -89,3 +89,18 @@ def test_a_via_of_a_subclass_is_not_shared():
     Request("OPTIONS", "sip:a@b").push_via(mine)
     assert via._VIAS == {}
     assert type(Via.parse(str(mine))) is Via
+
+
+@pytest.mark.parametrize("module, cls, function, text, bad", [
+    (via, Via, "parse_via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1", "SIP/2.0/UDP"),
+    (via, CSeq, "parse_cseq", "7 OPTIONS", "1 INVITE x"),
+    (address, Address, "parse_address", "<sip:bob@example.com>;tag=1", "<sip:bob@example.com"),
+])
+def test_the_module_parse_functions_are_the_class_parses(module, cls, function, text, bad):
+    """What the message layer calls (a C call, compiled) is the class's parse:
+    one memo, one value per text, faults raised the same."""
+    parse = getattr(module, function)
+    first = parse(text)
+    assert type(first) is cls and cls.parse(text) is first and parse(text) is first
+    with pytest.raises(ParseError):
+        parse(bad)

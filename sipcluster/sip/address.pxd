@@ -1,4 +1,6 @@
 # The compiled build's declarations for address.py (Cython augmenting .pxd).
+import cython
+
 from sipcluster.sip.grammar cimport format_params, parse_params, quote, remember, unquote
 from sipcluster.sip.uri cimport parse_uri
 
@@ -8,3 +10,6 @@ cdef class Address:
     cdef public object _uri_text
     cdef public dict params
     cdef public object _text
+
+@cython.locals(memo=dict)
+cpdef parse_address(text)

@@ -73,12 +73,7 @@ class Address:
         """
         if cls is not Address:
             return cls._parse(text)  # a subclass: its own, not shared
-        # (A local of a known type: dict.get called in C when compiled.)
-        memo: dict = _ADDRESSES
-        address = memo.get(text)
-        if address is None:
-            address = remember(memo, text, cls._parse(text), _ADDRESSES_SIZE)
-        return address
+        return parse_address(text)
 
     @classmethod
     def _parse(cls, text):
@@ -200,6 +195,18 @@ class Address:
         if not value.isdigit() or not value.isascii():
             raise ParseError("Bad expires parameter")
         return int(value)
+
+
+def parse_address(text):
+    """
+    L{Address.parse} of the Address class itself, remembered by its text:
+    a function so that the message layer calls it in C (compiled).
+    """
+    memo = _ADDRESSES
+    address = memo.get(text)
+    if address is None:
+        address = remember(memo, text, Address._parse(text), _ADDRESSES_SIZE)
+    return address
 
 
 def make_display(name):

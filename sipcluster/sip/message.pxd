@@ -5,11 +5,12 @@
 # does not mutate decorated functions.
 import cython
 
+from sipcluster.sip.address cimport parse_address
 from sipcluster.sip.grammar cimport is_token, remember, split_commas
 from sipcluster.sip.headers cimport canonical, spelling
 from sipcluster.sip.status cimport reason_for
 from sipcluster.sip.uri cimport parse_uri
-from sipcluster.sip.via cimport share_via
+from sipcluster.sip.via cimport parse_cseq, parse_via, share_via
 
 @cython.locals(n=Py_ssize_t, k=str, i=Py_ssize_t)
 cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2

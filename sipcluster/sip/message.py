@@ -15,14 +15,14 @@ try:
 except ImportError:  # pure Python without Cython: its decorators do nothing
     from sipcluster.compiled import pure_cython as cython
 
-from sipcluster.sip.address import Address
+from sipcluster.sip.address import parse_address
 from sipcluster.sip.errors import (
     MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme, VersionNotSupported, quoted)
 from sipcluster.sip.grammar import is_token, remember, split_commas
 from sipcluster.sip.headers import _KEY_CACHE, LIST_HEADERS, canonical, spelling
 from sipcluster.sip.status import reason_for
 from sipcluster.sip.uri import parse_uri
-from sipcluster.sip.via import CSeq, Via, share_via
+from sipcluster.sip.via import parse_cseq, parse_via, share_via
 
 SIP_VERSION = "SIP/2.0"
 # Request-URI schemes a server handles; others get 416 (RFC 3261 8.2.2.1).
@@ -336,7 +336,7 @@ class Message:
         """Every Via, top first."""
         vias = self._cache.get("via")
         if vias is None:
-            vias = self._cache["via"] = [Via.parse(v) for v in self.values("via")]
+            vias = self._cache["via"] = [parse_via(v) for v in self.values("via")]
         return vias
 
     @property
@@ -355,7 +355,7 @@ class Message:
                     if not values:
                         raise ParseError("Empty Via header")
                     value = values[0]
-                top = cache[" topvia"] = Via.parse(value)
+                top = cache[" topvia"] = parse_via(value)
         return top
 
     def push_via(self, via):
@@ -392,7 +392,7 @@ class Message:
         cseq = self._cache.get("cseq", _UNKNOWN)
         if cseq is _UNKNOWN:
             value = self._single("cseq")
-            cseq = self._cache["cseq"] = CSeq.parse(value) if value is not None else None
+            cseq = self._cache["cseq"] = parse_cseq(value) if value is not None else None
         return cseq
 
     @property
@@ -423,7 +423,7 @@ class Message:
         address = self._cache.get(key, _UNKNOWN)
         if address is _UNKNOWN:
             value = self._single(key)
-            address = self._cache[key] = Address.parse(value) if value is not None else None
+            address = self._cache[key] = parse_address(value) if value is not None else None
         return address
 
     @property
@@ -448,7 +448,7 @@ class Message:
         tag = tags.get(line, _UNKNOWN)
         if tag is _UNKNOWN:
             # Parsed as _address would, without looking for the line again.
-            address = self._cache[key] = Address.parse(_value_of(line))
+            address = self._cache[key] = parse_address(_value_of(line))
             tag = remember(tags, line, address.tag, _TAGS_SIZE)
         return tag
 
@@ -463,7 +463,7 @@ class Message:
     def _address_list(self, key):
         addresses = self._cache.get(key)
         if addresses is None:
-            addresses = self._cache[key] = [Address.parse(v) for v in self.values(key)]
+            addresses = self._cache[key] = [parse_address(v) for v in self.values(key)]
         return addresses
 
     @property

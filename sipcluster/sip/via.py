@@ -70,12 +70,7 @@ class Via:
         """
         if cls is not Via:
             return cls._parse(text)  # a subclass: its own, not shared
-        # (A local of a known type: dict.get called in C when compiled.)
-        memo: dict = _VIAS
-        via = memo.get(text)
-        if via is None:
-            via = remember(memo, text, cls._parse(text), _VIAS_SIZE)
-        return via
+        return parse_via(text)
 
     @classmethod
     def _parse(cls, text):
@@ -188,6 +183,27 @@ def share_via(via, text):
         remember(_VIAS, text, via, _VIAS_SIZE)
 
 
+def parse_via(text):
+    """
+    L{Via.parse} of the Via class itself, remembered by its text: a
+    function so that the message layer calls it in C (compiled).
+    """
+    memo = _VIAS
+    via = memo.get(text)
+    if via is None:
+        via = remember(memo, text, Via._parse(text), _VIAS_SIZE)
+    return via
+
+
+def parse_cseq(text):
+    """L{CSeq.parse} of the CSeq class itself, as L{parse_via}."""
+    memo = _CSEQS
+    cseq = memo.get(text)
+    if cseq is None:
+        cseq = remember(memo, text, CSeq._parse(text), _CSEQS_SIZE)
+    return cseq
+
+
 def _via_params(parts):
     """The parameters of a Via split at its semicolons (C{parts[0]} its sent-by)."""
     if len(parts) == 1 or (len(parts) == 2 and not parts[1]):
@@ -218,11 +234,7 @@ class CSeq:
         """
         if cls is not CSeq:
             return cls._parse(text)  # a subclass: its own, not shared
-        memo: dict = _CSEQS  # (see Via.parse)
-        cseq = memo.get(text)
-        if cseq is None:
-            cseq = remember(memo, text, cls._parse(text), _CSEQS_SIZE)
-        return cseq
+        return parse_cseq(text)
 
     @classmethod
     def _parse(cls, text):
