@@ -46,7 +46,9 @@ MODULES = (
     "sipcluster.proxy.pipeline",
     "sipcluster.proxy.stateful",
     "sipcluster.proxy.stateless",
-    # The target stages every request asks (a node's default routing).
+    # The target stages every request asks (a node's default routing),
+    # the registrar's first among them.
+    "sipcluster.registrar.registrar",
     "sipcluster.routing.local",
     "sipcluster.routing.location",
     # The node's reactor: its poll loop runs at every wake-up.
