@@ -1688,8 +1688,10 @@ def test_timer_c_is_for_invites_only():
     # RFC 3261 16.6 step 11: Timer C guards INVITE branches; a MESSAGE
     # branch ends by its own Timer F (64*T1).
     node = Node(timer_c=5)
+    start = node.h.clock.seconds()
     node.send(invite(method="MESSAGE"))
     node.out()
+    assert start + 5 not in node.tl.timer_heap.scheduled()
     node.h.advance(31.9)
     assert finals(node, node.out()) == []
     node.h.advance(0.2)
@@ -1701,8 +1703,10 @@ def test_timer_c_without_any_response_ends_the_branch_and_its_transaction():
     # the branch is given up with 408 and its client transaction ended,
     # so it retransmits no more.
     node = Node(timer_c=5)
+    start = node.h.clock.seconds()
     node.send(invite())
     node.out()
+    assert start + 5 in node.tl.timer_heap.scheduled()
     node.h.advance(4.9)
     assert finals(node, node.out()) == []
     node.h.advance(0.2)
@@ -2069,10 +2073,21 @@ def test_branch_hashes_are_short_stable_hex():
     assert short_hash("x", 6) == short_hash("x", 6) and re.fullmatch("[0-9a-f]{12}", short_hash("x", 6))
     assert short_hash("x", 6) != short_hash("y", 6) and len(short_hash("x", 8)) == 16
     # BLAKE2s of the text's UTF-8 at that digest size, whatever was hashed
-    # before (every node and worker must make the same branch).
+    # before (every node and worker must make the same branch), from an
+    # empty table of empty hashes too.
     from hashlib import blake2s
-    for text, size in [("x", 6), ("caf\u00e9\x00y", 8), ("x", 8), ("", 6), ("x" * 200, 6)]:
-        assert short_hash(text, size) == blake2s(text.encode(), digest_size=size).hexdigest()
+    from sipcluster.proxy import forwarding
+    saved, forwarding._EMPTY_HASHES = forwarding._EMPTY_HASHES, {}
+    try:
+        for text, size in [("x", 6), ("caf\u00e9\x00y", 8), ("x", 8), ("", 6), ("x" * 200, 6)]:
+            assert short_hash(text, size) == blake2s(text.encode(), digest_size=size).hexdigest()
+        assert sorted(forwarding._EMPTY_HASHES) == [6, 8]
+        kept = forwarding._EMPTY_HASHES[6]
+        short_hash("z", 6)
+        assert forwarding._EMPTY_HASHES[6] is kept and kept.hexdigest() == blake2s(
+            digest_size=6).hexdigest()
+    finally:
+        forwarding._EMPTY_HASHES = saved
     request = parse_message(crlf("""\
 INVITE sip:bob@example.test SIP/2.0
 Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc

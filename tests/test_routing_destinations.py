@@ -222,6 +222,22 @@ def test_a_provisional_stops_the_branch_timeout():
     assert finals(node, node.out()) == [200]
 
 
+def test_a_final_stops_the_branch_timeout_and_timer_c_on_the_heap():
+    """A branch's own timeout and Timer C are timers of the transactions'
+    heap: armed when the branch starts, gone from it when its final
+    response comes (not left to fire on a finished branch)."""
+    node = lb(branch_timeout_s=2)
+    start = node.h.clock.seconds()
+    call(node, 1)
+    ((_, first),) = where(node, node.out())
+    deadlines = node.tl.timer_heap.scheduled()
+    assert start + 2 in deadlines and start + 180 in deadlines
+    node.send(reply(first, 200), D1)
+    assert finals(node, node.out()) == [200]
+    deadlines = node.tl.timer_heap.scheduled()
+    assert start + 2 not in deadlines and start + 180 not in deadlines
+
+
 def test_a_late_provisional_of_a_timed_out_invite_branch_is_cancelled():
     node = lb(branch_timeout_s=1)
     call(node, 1)
