@@ -373,7 +373,7 @@ def test_numeric_values_are_remembered_only_when_valid_and_short(monkeypatch):
     # Up to five digits are kept; a remembered value is read, not converted.
     assert message._number("12345", 10, "Bad") == 12345 and "12345" in message._NUMBERS
     assert message._number("123456", 10, "Bad") == 123456 and "123456" not in message._NUMBERS
-    assert message._number("12345", 10, "Bad") is message._NUMBERS["12345"]
+    assert message._number("12345", 10, "Bad") is message._number("12345", 10, "Bad")
     # A remembered value is still held to each header's own limits.
     assert message._number("300", 3, "Bad") == 300
     assert message._number("300", 3, "Bad") == 300  # remembered now: its length is still fine
