@@ -1,7 +1,7 @@
 # The compiled build's declarations for address.py (Cython augmenting .pxd).
 import cython
 
-from sipcluster.sip.grammar cimport format_params, parse_params, quote, remember, unquote
+from sipcluster.sip.grammar cimport format_params, parse_params, quote, recall, unquote
 from sipcluster.sip.uri cimport parse_uri
 
 cdef class Address:
@@ -11,5 +11,4 @@ cdef class Address:
     cdef public dict params
     cdef public object _text
 
-@cython.locals(memo=dict)
 cpdef parse_address(text)

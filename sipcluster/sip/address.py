@@ -12,7 +12,7 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
 
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.grammar import (
-    format_params, parse_params, quote, remember, unquote)
+    format_params, parse_params, quote, recall, unquote)
 from sipcluster.sip.uri import parse_uri
 
 
@@ -202,11 +202,7 @@ def parse_address(text):
     L{Address.parse} of the Address class itself, remembered by its text:
     a function so that the message layer calls it in C (compiled).
     """
-    memo = _ADDRESSES
-    address = memo.get(text)
-    if address is None:
-        address = remember(memo, text, Address._parse(text), _ADDRESSES_SIZE)
-    return address
+    return recall(_ADDRESSES, text, Address, _ADDRESSES_SIZE)
 
 
 def make_display(name):

@@ -9,6 +9,7 @@ import cython
 cpdef list split_commas(str value)
 
 cpdef remember(dict memo, key, value, Py_ssize_t size)
+cpdef recall(dict memo, text, cls, Py_ssize_t size)
 cpdef is_token(text)
 
 @cython.locals(parts=list, start=Py_ssize_t, i=Py_ssize_t, n=Py_ssize_t, c=Py_UCS4,

@@ -38,6 +38,19 @@ def remember(memo, key, value, size):
     return value
 
 
+def recall(memo, text, cls, size):
+    """
+    The value of class C{cls} for C{text} from C{memo}, parsed there by
+    C{cls._parse(text)} and remembered (L{remember}) when it is not: the
+    memoized parses of Via, CSeq and Address.  (The class, not its bound
+    C{_parse}, is passed: no method object is made when the text is known.)
+    """
+    value = memo.get(text)
+    if value is None:
+        value = remember(memo, text, cls._parse(text), size)
+    return value
+
+
 def is_token(text):
     """Whether C{text} is a non-empty RFC 3261 token."""
     if text in _KNOWN_TOKENS:

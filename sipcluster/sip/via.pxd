@@ -1,7 +1,8 @@
 # The compiled build's declarations for via.py (Cython augmenting .pxd).
 import cython
 
-from sipcluster.sip.grammar cimport format_params, is_token, params_of, remember, split_semicolons
+from sipcluster.sip.grammar cimport (
+    format_params, is_token, params_of, recall, remember, split_semicolons)
 from sipcluster.sip.uri cimport format_hostport, split_hostport
 
 cdef class Via:
@@ -18,7 +19,5 @@ cdef class CSeq:
 
 cpdef dict _via_params(list parts)
 cpdef share_via(via, str text)
-@cython.locals(memo=dict)
 cpdef parse_via(text)
-@cython.locals(memo=dict)
 cpdef parse_cseq(text)

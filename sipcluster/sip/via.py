@@ -12,7 +12,8 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
     from sipcluster.compiled import pure_cython as cython
 
 from sipcluster.sip.errors import ParseError
-from sipcluster.sip.grammar import format_params, is_token, params_of, remember, split_semicolons
+from sipcluster.sip.grammar import (
+    format_params, is_token, params_of, recall, remember, split_semicolons)
 from sipcluster.sip.uri import format_hostport, split_hostport
 
 # RFC 3261 8.1.1.7: a branch starting with this was built by an RFC 3261
@@ -188,20 +189,12 @@ def parse_via(text):
     L{Via.parse} of the Via class itself, remembered by its text: a
     function so that the message layer calls it in C (compiled).
     """
-    memo = _VIAS
-    via = memo.get(text)
-    if via is None:
-        via = remember(memo, text, Via._parse(text), _VIAS_SIZE)
-    return via
+    return recall(_VIAS, text, Via, _VIAS_SIZE)
 
 
 def parse_cseq(text):
     """L{CSeq.parse} of the CSeq class itself, as L{parse_via}."""
-    memo = _CSEQS
-    cseq = memo.get(text)
-    if cseq is None:
-        cseq = remember(memo, text, CSeq._parse(text), _CSEQS_SIZE)
-    return cseq
+    return recall(_CSEQS, text, CSeq, _CSEQS_SIZE)
 
 
 def _via_params(parts):
