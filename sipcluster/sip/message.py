@@ -30,9 +30,6 @@ SIP_VERSION = "SIP/2.0"
 # urn:service:sos); one that no stage routes is answered 416 later.
 SUPPORTED_SCHEMES = frozenset(["sip", "sips", "tel", "urn"])
 
-# Messages are read and written as UTF-8, undecodable bytes kept as
-# surrogates ("surrogateescape") so they round-trip unchanged.
-
 
 # The tag of a From or To header line, by the line's text.  Every message
 # of a call repeats the same From and To lines, and each one's tags are read
@@ -756,7 +753,8 @@ def parse_message(data, max_size=None, stream=False):
     if split is None:
         raise ParseError("No empty line after the headers")
     head_bytes, body = split
-    # (The codec named literally: compiled, the decoder is called in C.)
+    # UTF-8, undecodable bytes kept as surrogates so that they round-trip
+    # unchanged (the codec named literally: compiled, decoded in C).
     head = head_bytes.decode("utf-8", "surrogateescape")
     lines = head.split("\r\n")
     for line in lines:

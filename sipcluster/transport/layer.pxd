@@ -2,6 +2,7 @@
 # what it calls of other compiled modules, called directly (cimport).
 import cython
 
+from sipcluster.sip.grammar cimport remember
 from sipcluster.sip.message cimport Message, make_response, parse_message
 from sipcluster.sip.uri cimport format_hostport
 from sipcluster.transport.base cimport bare_host, response_destination, same_ip, stamp_via

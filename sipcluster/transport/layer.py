@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from sipcluster.counts import Counts
 from sipcluster.nat.stun import StunServer
 from sipcluster.sip.errors import SIPError
+from sipcluster.sip.grammar import remember
 from sipcluster.sip.message import Request, make_response, parse_message
 from sipcluster.sip.uri import SipURI, format_hostport
 from sipcluster.sip.via import Via
@@ -143,8 +144,7 @@ class TransportLayer:
             private.port = plistening.getHost().port
             self.ports.append(plistening)
             self.udp.insert(0, private)
-            self._local.add((bare_host(host), private.port))
-            self._forget_local()
+            self._add_address(host, private.port)
             self._record_route_uris.clear()
             if not self.advertise:
                 # Via names the private port; Record-Route keeps the shared
@@ -154,8 +154,7 @@ class TransportLayer:
 
     def _add_local(self, transport, host, port):
         self._record_route_uris.clear()
-        self._local.add((bare_host(host), port))
-        self._forget_local()
+        self._add_address(host, port)
         # The first address of each transport, and the first of each
         # address family for it: what goes into Via and Record-Route toward
         # a next hop of that family (RFC 3261 18.2.1: the next hop answers
@@ -169,8 +168,7 @@ class TransportLayer:
                     self._sent_by[key] = (adv_host, int(adv_port))
                 else:
                     self._sent_by[key] = (self.advertise, port)
-                self._local.add((bare_host(self._sent_by[key][0]), self._sent_by[key][1]))
-                self._forget_local()
+                self._add_address(*self._sent_by[key])
             else:
                 self._sent_by[key] = (host, port)
             sent_host, sent_port = self._sent_by[key]
@@ -243,6 +241,11 @@ class TransportLayer:
             params = {"transport": transport, "lr": None}
         return SipURI(host, port=port, params=params)
 
+    def _add_address(self, host, port):
+        """One more host:port of ours (is_local's answers are asked again)."""
+        self._local.add((bare_host(host), port))
+        self._forget_local()
+
     def _forget_local(self):
         """Our addresses changed: what was answered about them no longer holds."""
         self._is_local = {}
@@ -259,10 +262,7 @@ class TransportLayer:
         key = (host, port)
         answer = memo.get(key)
         if answer is None:
-            answer = self._find_local(host, port)
-            if len(memo) >= _IS_LOCAL_SIZE:
-                memo.clear()
-            memo[key] = answer
+            answer = remember(memo, key, self._find_local(host, port), _IS_LOCAL_SIZE)
         return answer
 
     def _find_local(self, host, port):
