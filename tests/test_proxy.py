@@ -2101,3 +2101,74 @@ Content-Length: 0
 """))
     assert re.fullmatch("[0-9a-f]{12}", loop_hash(request))
     assert re.fullmatch("[0-9a-f]{16}", stateless_branch_suffix(request, "sip:bob@192.0.2.9"))
+
+
+# -- what a call leaves behind ------------------------------------------------
+
+
+def _collector_garbage(run):
+    """
+    The objects of ours that only the cyclic collector would free after
+    C{run()}: reference cycles.  A proxy's transactions, contexts and
+    messages should go when the last timer of the call ends, by reference
+    counting, not minutes later at a pass of the collector over every live
+    object.
+    """
+    import gc
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        run()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        ours = [o for o in gc.garbage if type(o).__module__.startswith("sipcluster")]
+    finally:
+        gc.set_debug(0)
+        del gc.garbage[:]
+        if enabled:
+            gc.enable()
+    return sorted({type(o).__name__ for o in ours})
+
+
+def test_a_call_leaves_no_reference_cycle():
+    node = Node()
+
+    def call():
+        node.send(invite())
+        fwd = node.to(FOREIGN, node.out())[0]
+        node.send(reply(fwd, 180), FOREIGN)
+        ok = reply(fwd, 200, extra=[("Record-Route", v) for v in fwd.values("record-route")])
+        node.send(ok, FOREIGN)
+        route = node.to(UAC, node.out())[-1].header("record-route")
+        node.send(in_dialog("sip:bob@127.0.0.1:5070", "ACK", route).replace(
+            b"z9hG4bKuac1", b"z9hG4bKack1"))
+        node.send(in_dialog("sip:bob@127.0.0.1:5070", "BYE", route).replace(
+            b"CSeq: 1 BYE", b"CSeq: 2 BYE").replace(b"z9hG4bKuac1", b"z9hG4bKbye1"))
+        bye = node.to(FOREIGN, node.out())[-1]
+        assert bye.method == "BYE"
+        node.send(reply(bye, 200), FOREIGN)
+        assert [m.status for m in node.to(UAC, node.out())] == [200]
+        node.h.advance(40, step=1)   # past Timers K, L, M and J
+        assert node.tl.servers == {} and node.tl.clients == {}
+        assert node.proxy.contexts == {}
+
+    assert _collector_garbage(call) == []
+
+
+def test_a_rejected_call_and_an_unanswered_branch_leave_no_reference_cycle():
+    node = Node()
+
+    def calls():
+        node.send(invite())
+        fwd = node.to(FOREIGN, node.out())[0]
+        node.send(reply(fwd, 486), FOREIGN)   # Timer D, an ACK of our own
+        assert [m.status for m in node.to(UAC, node.out())] == [486]
+        node.send(invite(branch="z9hG4bKuac2").replace(b"call-1@", b"call-2@"))
+        node.h.advance(40, step=1)            # Timer B: no answer at all
+        assert 408 in [m.status for m in node.to(UAC, node.out())]
+        node.h.advance(40, step=1)
+        assert node.tl.servers == {} and node.tl.clients == {}
+        assert node.proxy.contexts == {}
+
+    assert _collector_garbage(calls) == []

@@ -29,7 +29,7 @@ cdef class ResponseContext:
     cdef public object _asking
     cpdef start(self)
     cpdef _next_group(self)
-    cpdef branch_started(self, branch, tx)
+    cpdef branch_started(self, branch, tx, owner)
     cpdef branch_failed(self, branch, status, reason=*)
     cpdef response_received(self, tx, response)
     cpdef timed_out(self, tx)

@@ -98,14 +98,16 @@ class ResponseContext:
             self._starting -= 1
         self._check_done()
 
-    def branch_started(self, branch, tx):
+    def branch_started(self, branch, tx, owner):
+        """C{branch} was sent in C{tx}, which reports to C{owner} (this context or a NextAddress)."""
         branch.tx = tx
         if tx.state == "terminated" and tx.final is None:
             # The first send failed inside start_client (a UDP socket
             # error), before this branch knew its transaction: the
             # transport_failed it reported found no branch.  Its owner
-            # hears of it again: a NextAddress tries the next address.
-            tx.owner.transport_failed(tx)
+            # (which the ended transaction no longer holds) hears of it
+            # again: a NextAddress tries the next address.
+            owner.transport_failed(tx)
             return
         if self.is_invite and not branch.done:
             branch.timer_c = self.timer_heap.call_later(self.timer_c, self._timer_c, branch)

@@ -179,7 +179,7 @@ class StatefulProxy:
         out = self.forwarder.for_peer(out, peer, None, (source.transport, source.host))
         owner = rc if len(peers) == 1 else NextAddress(self, rc, branch, out, peers[1:])
         tx = self.transactions.start_client(out, peer, owner)
-        rc.branch_started(branch, tx)
+        rc.branch_started(branch, tx, owner)
 
     def _branch_error(self, rc, branch, error, failure=None):
         if not isinstance(error, Respond):

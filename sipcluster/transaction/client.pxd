@@ -9,6 +9,7 @@ cdef class ClientTransaction(Transaction):
     cdef public object _interval
     cpdef _transmit(self)
     cpdef _send_failed(self, failure)
+    cpdef terminate(self)
 
 cdef class ClientInviteTransaction(ClientTransaction):
     cdef public object cancel_requested

@@ -72,8 +72,20 @@ class ClientTransaction(Transaction):
         # RFC 3261 17.1.4: a transport error is reported to the TU, which
         # treats it as a 503.
         if self.state not in ("terminated",) and self.final is None:
+            owner = self.owner
             self.terminate()
-            self.owner.transport_failed(self)
+            owner.transport_failed(self)
+
+    def terminate(self):
+        """
+        End the transaction and let go of its owner.  The owner holds this
+        transaction too (a branch of a proxy's response context): kept, the
+        pair would be a reference cycle that only the cyclic collector
+        frees, with the messages it holds, long after the call.  Whatever
+        tells the owner of the end takes the owner before calling this.
+        """
+        Transaction.terminate(self)
+        self.owner = None
 
 
 class ClientInviteTransaction(ClientTransaction):
@@ -104,8 +116,9 @@ class ClientInviteTransaction(ClientTransaction):
 
     def _timer_b(self):
         if self.state == "calling":
+            owner = self.owner
             self.terminate()
-            self.owner.timed_out(self)
+            owner.timed_out(self)
 
     def receive_response(self, response):
         status = response.status
@@ -166,8 +179,9 @@ class ClientInviteTransaction(ClientTransaction):
 
     def _cancel_unanswered(self):
         if self.state in ("calling", "proceeding"):
+            owner = self.owner
             self.terminate()
-            self.owner.timed_out(self)
+            owner.timed_out(self)
 
 
 class _IgnoreResponsesOwner:
@@ -214,8 +228,9 @@ class ClientNonInviteTransaction(ClientTransaction):
 
     def _timer_f(self):
         if self.state in ("trying", "proceeding"):
+            owner = self.owner
             self.terminate()
-            self.owner.timed_out(self)
+            owner.timed_out(self)
 
     def receive_response(self, response):
         if self.state not in ("trying", "proceeding"):
