@@ -4,6 +4,7 @@ import pytest
 from twisted.internet import defer
 
 from sipcluster.sip.message import Request, make_response, parse_message
+from sipcluster.transaction.base import Transaction
 from sipcluster.transaction.layer import TransactionLayer
 from sipcluster.transaction.timers import TimerValues
 from sipcluster.transport.base import Peer
@@ -1080,18 +1081,55 @@ def test_rfc2543_matching_compares_request_uri_and_via():
 # -- timer bookkeeping and values -------------------------------------------------
 
 
+class _Timed(Transaction):
+    """A transaction that notes when its timers come up, and whether each still ran then."""
+
+    def __init__(self, layer):
+        Transaction.__init__(self, layer, "key", None, False)
+        self.fired = []
+
+    def timer_fired(self, name):
+        self.fired.append((name, self.timer_running(name)))
+
+
 def test_a_timer_started_again_replaces_the_first():
-    from sipcluster.transaction.base import Transaction
     h = make_harness()
-    tx = Transaction(h.tl, "key", None, False)
-    fired = []
-    tx.start_timer("X", 1.0, lambda: fired.append(1))
-    tx.start_timer("X", 2.0, lambda: fired.append(2))
+    tx = _Timed(h.tl)
+    tx.start_timer("X", 1.0)
+    tx.start_timer("X", 2.0)
     assert tx.timer_running("X")
+    at(h, 1.5)
+    assert tx.fired == []
+    at(h, 2.0)
+    # It came up once, at the second deadline, no longer running by then.
+    assert tx.fired == [("X", False)]
     at(h, 3.0)
-    assert fired == [2]
+    assert tx.fired == [("X", False)]
     assert not tx.timer_running("X")
     assert pending(h) == []
+
+
+def test_timers_come_up_by_name_each_once():
+    h = make_harness()
+    tx = _Timed(h.tl)
+    tx.start_timer("B", 2.0)
+    tx.start_timer("A", 1.0)
+    tx.start_timer("C", 1.5)
+    tx.cancel_timer("C")
+    at(h, 1.0)
+    assert tx.fired == [("A", False)]
+    at(h, 3.0)
+    assert tx.fired == [("A", False), ("B", False)]
+    assert pending(h) == []
+
+
+def test_a_timer_the_transaction_does_not_know_is_an_error():
+    from sipcluster.transaction.client import ClientNonInviteTransaction
+    from sipcluster.transaction.server import ServerInviteTransaction
+    for cls in (Transaction, ClientNonInviteTransaction, ServerInviteTransaction):
+        tx = cls.__new__(cls)
+        with pytest.raises(NotImplementedError, match="timer 'X' of %s" % cls.__name__):
+            tx.timer_fired("X")
 
 
 def test_timer_values_defaults():
@@ -1282,18 +1320,18 @@ def test_timer_heap_a_failing_timer_is_logged_and_the_others_fire():
     clock, heap = _heap()
     fired = []
 
-    def failing():
+    def failing(argument):
         return 1 / 0
 
-    heap.call_later(1.0, failing)
+    heap.call_later(1.0, failing, "an argument")
     heap.call_later(1.0, fired.append, "after")
     with capturedLogs() as events:
         clock.advance(1.0)
     assert fired == ["after"]
     failures = [e for e in events if e.get("log_failure") is not None]
     assert len(failures) == 1 and failures[0]["log_failure"].check(ZeroDivisionError)
-    assert failures[0]["log_format"] == "transaction timer {fire!r} failed"
-    assert failures[0]["fire"] is failing
+    assert failures[0]["log_format"] == "transaction timer {fire!r}{args!r} failed"
+    assert failures[0]["fire"] is failing and failures[0]["args"] == ("an argument",)
     assert failures[0]["log_namespace"] == "sipcluster.transaction.timers.TimerHeap"
 
 

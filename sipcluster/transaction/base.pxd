@@ -11,8 +11,8 @@ cdef class Transaction:
     cdef public object state
     cdef public dict _timers
     cdef public TimerHeap _heap
-    cpdef start_timer(self, name, delay, fire)
-    cpdef _fire(self, name, fire)
+    cpdef start_timer(self, name, delay)
+    cpdef timer_fired(self, name)
     cpdef cancel_timer(self, name)
     cpdef timer_running(self, name)
     cpdef terminate(self)

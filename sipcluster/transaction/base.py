@@ -4,6 +4,15 @@
 from twisted.logger import Logger
 
 
+def _fire(tx, name):
+    """
+    Timer C{name} of C{tx} came up.  (A module function, so that the heap
+    holds a tuple per timer, not a bound method and its callback's.)
+    """
+    tx._timers.pop(name, None)
+    tx.timer_fired(name)
+
+
 class Transaction:
     """
     A transaction with named states and named timers, on its layer's
@@ -33,18 +42,23 @@ class Transaction:
     def timers(self):
         return self.layer.timers
 
-    def start_timer(self, name, delay, fire):
+    def start_timer(self, name, delay):
+        """
+        Arm timer C{name} (RFC 3261's letter for it) to come up in C{delay}
+        seconds, replacing it if it runs: then L{timer_fired} is called
+        with the name.
+        """
         if self.state == "terminated":
             # A send that failed at once ends the transaction (RFC 3261
             # 17.1.4) before the caller arms Timer A, B, E or F: they would
             # stay scheduled for 64*T1 on a transaction nobody holds.
             return
         self.cancel_timer(name)
-        self._timers[name] = self._heap.schedule(delay, self._fire, (name, fire))
+        self._timers[name] = self._heap.schedule(delay, _fire, (self, name))
 
-    def _fire(self, name, fire):
-        self._timers.pop(name, None)
-        fire()
+    def timer_fired(self, name):
+        """Timer C{name} came up: each kind of transaction says what that does."""
+        raise NotImplementedError("timer %r of %s" % (name, type(self).__name__))
 
     def cancel_timer(self, name):
         handle = self._timers.pop(name, None)

@@ -18,7 +18,9 @@ cdef class ClientInviteTransaction(ClientTransaction):
     cpdef start(self)
     cpdef receive_response(self, response)
     cpdef cancel(self)
+    cpdef timer_fired(self, name)
 
 cdef class ClientNonInviteTransaction(ClientTransaction):
     cpdef start(self)
+    cpdef timer_fired(self, name)
     cpdef receive_response(self, response)

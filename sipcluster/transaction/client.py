@@ -104,15 +104,27 @@ class ClientInviteTransaction(ClientTransaction):
         self._transmit()
         if not self.reliable:
             self._interval = self.timers.t1
-            self.start_timer("A", self._interval, self._timer_a)
-        self.start_timer("B", self.timers.timeout, self._timer_b)
+            self.start_timer("A", self._interval)
+        self.start_timer("B", self.timers.timeout)
+
+    def timer_fired(self, name):
+        if name == "A":
+            self._timer_a()
+        elif name == "B":
+            self._timer_b()
+        elif name == "M" or name == "D":
+            self.terminate()
+        elif name == "cancelled":
+            self._cancel_unanswered()
+        else:
+            ClientTransaction.timer_fired(self, name)
 
     def _timer_a(self):
         if self.state != "calling":
             return
         self._transmit()
         self._interval *= 2
-        self.start_timer("A", self._interval, self._timer_a)
+        self.start_timer("A", self._interval)
 
     def _timer_b(self):
         if self.state == "calling":
@@ -137,7 +149,7 @@ class ClientInviteTransaction(ClientTransaction):
                 self.state = "accepted"
                 self.cancel_timer("A")
                 self.cancel_timer("B")
-                self.start_timer("M", self.timers.timeout, self.terminate)
+                self.start_timer("M", self.timers.timeout)
                 self.owner.response_received(self, response)
             else:
                 self.final = response
@@ -145,7 +157,7 @@ class ClientInviteTransaction(ClientTransaction):
                 self.cancel_timer("A")
                 self.cancel_timer("B")
                 self._send_ack(response)
-                self.start_timer("D", 0 if self.reliable else self.timers.timer_d, self.terminate)
+                self.start_timer("D", 0 if self.reliable else self.timers.timer_d)
                 self.owner.response_received(self, response)
         elif state == "accepted":
             if 200 <= status < 300:
@@ -175,7 +187,7 @@ class ClientInviteTransaction(ClientTransaction):
         self.layer.start_client(build_cancel(self.request), self.peer, _IgnoreResponses)
         # RFC 3261 9.1: no final response 64*T1 after the CANCEL, and the
         # INVITE is given up (the TU hears of it as a timeout).
-        self.start_timer("cancelled", self.timers.timeout, self._cancel_unanswered)
+        self.start_timer("cancelled", self.timers.timeout)
 
     def _cancel_unanswered(self):
         if self.state in ("calling", "proceeding"):
@@ -213,8 +225,18 @@ class ClientNonInviteTransaction(ClientTransaction):
         self._transmit()
         if not self.reliable:
             self._interval = self.timers.t1
-            self.start_timer("E", self._interval, self._timer_e)
-        self.start_timer("F", self.timers.timeout, self._timer_f)
+            self.start_timer("E", self._interval)
+        self.start_timer("F", self.timers.timeout)
+
+    def timer_fired(self, name):
+        if name == "E":
+            self._timer_e()
+        elif name == "F":
+            self._timer_f()
+        elif name == "K":
+            self.terminate()
+        else:
+            ClientTransaction.timer_fired(self, name)
 
     def _timer_e(self):
         if self.state not in ("trying", "proceeding"):
@@ -224,7 +246,7 @@ class ClientNonInviteTransaction(ClientTransaction):
             self._interval = min(2 * self._interval, self.timers.t2)
         else:
             self._interval = self.timers.t2
-        self.start_timer("E", self._interval, self._timer_e)
+        self.start_timer("E", self._interval)
 
     def _timer_f(self):
         if self.state in ("trying", "proceeding"):
@@ -242,5 +264,5 @@ class ClientNonInviteTransaction(ClientTransaction):
             self.state = "completed"
             self.cancel_timer("E")
             self.cancel_timer("F")
-            self.start_timer("K", 0 if self.reliable else self.timers.t4, self.terminate)
+            self.start_timer("K", 0 if self.reliable else self.timers.t4)
         self.owner.response_received(self, response)

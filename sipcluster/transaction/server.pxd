@@ -13,7 +13,9 @@ cdef class ServerInviteTransaction(ServerTransaction):
     cpdef respond(self, response)
     cpdef receive_request(self, request)
     cpdef receive_ack(self, ack)
+    cpdef timer_fired(self, name)
 
 cdef class ServerNonInviteTransaction(ServerTransaction):
     cpdef respond(self, response)
+    cpdef timer_fired(self, name)
     cpdef receive_request(self, request)

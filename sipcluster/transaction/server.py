@@ -56,13 +56,13 @@ class ServerInviteTransaction(ServerTransaction):
                 # RFC 6026 7.1: wait in Accepted for 2xx retransmissions of
                 # other forks and stray ACKs instead of terminating.
                 self.state = "accepted"
-                self.start_timer("L", self.timers.timeout, self.terminate)
+                self.start_timer("L", self.timers.timeout)
             elif status >= 300:
                 self.state = "completed"
                 if not self.reliable:
                     self._interval = self.timers.t1
-                    self.start_timer("G", self._interval, self._timer_g)
-                self.start_timer("H", self.timers.timeout, self._timer_h)
+                    self.start_timer("G", self._interval)
+                self.start_timer("H", self.timers.timeout)
         elif self.state == "accepted" and 200 <= status < 300:
             # RFC 6026 7.1: 2xx from the TU in Accepted are passed on.
             self.layer.transport.send_response_now(response, self.source)
@@ -78,16 +78,26 @@ class ServerInviteTransaction(ServerTransaction):
             self.state = "confirmed"
             self.cancel_timer("G")
             self.cancel_timer("H")
-            self.start_timer("I", 0 if self.reliable else self.timers.t4, self.terminate)
+            self.start_timer("I", 0 if self.reliable else self.timers.t4)
             return True
         return self.state == "confirmed"
+
+    def timer_fired(self, name):
+        if name == "G":
+            self._timer_g()
+        elif name == "H":
+            self._timer_h()
+        elif name == "I" or name == "L":
+            self.terminate()
+        else:
+            ServerTransaction.timer_fired(self, name)
 
     def _timer_g(self):
         if self.state != "completed":
             return
         self.layer.transport.send_response_now(self.last_response, self.source)
         self._interval = min(2 * self._interval, self.timers.t2)
-        self.start_timer("G", self._interval, self._timer_g)
+        self.start_timer("G", self._interval)
 
     def _timer_h(self):
         # No ACK ever came (RFC 3261 17.2.1): give up.
@@ -112,7 +122,13 @@ class ServerNonInviteTransaction(ServerTransaction):
             self.state = "proceeding"
         else:
             self.state = "completed"
-            self.start_timer("J", 0 if self.reliable else self.timers.timeout, self.terminate)
+            self.start_timer("J", 0 if self.reliable else self.timers.timeout)
+
+    def timer_fired(self, name):
+        if name == "J":
+            self.terminate()
+        else:
+            ServerTransaction.timer_fired(self, name)
 
     def receive_request(self, request):
         if self.state in ("proceeding", "completed"):

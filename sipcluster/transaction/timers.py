@@ -177,7 +177,11 @@ class TimerHeap:
                 except Exception:
                     # As the reactor does for a failing DelayedCall: logged,
                     # and the other timers still fire.
-                    self.log.failure("transaction timer {fire!r} failed", fire=entry[0])
+                    # (A transaction's timer is its module's _fire with the
+                    # transaction and the timer's name: the arguments say
+                    # which timer it was.)
+                    self.log.failure("transaction timer {fire!r}{args!r} failed", fire=entry[0],
+                                     args=entry[1])
                 heap = self._heap  # compacted by a cancel meanwhile
             while heap and heap[0][1] not in timers:
                 _heappop(heap)
