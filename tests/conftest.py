@@ -12,7 +12,7 @@ import pytest
 from sipcluster.proxy import forwarding
 from sipcluster.sip import address, grammar, message, uri, via
 
-MEMOS = (uri._URIS, uri._KNOWN_HOSTS, address._ADDRESSES, via._VIAS, via._CSEQS,
+MEMOS = (uri._URIS, uri._KNOWN_HOSTS, uri._HOSTPORTS, address._ADDRESSES, via._VIAS, via._CSEQS,
          message._TAGS, grammar._KNOWN_TOKENS, forwarding._NUMERIC)
 
 

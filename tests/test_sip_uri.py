@@ -94,6 +94,20 @@ def test_split_hostport():
         split_hostport("[::1]x")
 
 
+def test_split_hostport_remembers_what_it_found_and_stays_bounded(monkeypatch):
+    from sipcluster.sip import uri
+    first = split_hostport("10.0.0.1:5080")
+    assert split_hostport("10.0.0.1:5080") is first and uri._HOSTPORTS == {"10.0.0.1:5080": first}
+    for bad in ("10.0.0.1:x", "[::1"):
+        with pytest.raises(ParseError):
+            split_hostport(bad)
+        assert bad not in uri._HOSTPORTS
+    monkeypatch.setattr(uri, "_HOSTPORTS_SIZE", 2)
+    assert split_hostport("a") == ("a", None)
+    assert split_hostport("b:1") == ("b", 1)
+    assert uri._HOSTPORTS == {"b:1": ("b", 1)}
+
+
 # -- edges found by mutation testing (bench/MUTATION.md) ------------------------
 #
 # A fault in a Request-URI is answered 400 with the ParseError's reason as the

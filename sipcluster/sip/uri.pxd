@@ -7,7 +7,7 @@ from sipcluster.sip.grammar cimport format_params, parse_params, remember
 
 cpdef str parse_host(str text)
 
-@cython.locals(host=str, rest=str, colon=str, end=Py_ssize_t)
+@cython.locals(host=str, rest=str, colon=str, end=Py_ssize_t, hostport=tuple)
 cpdef tuple split_hostport(str text)
 cpdef str format_hostport(host, port)
 

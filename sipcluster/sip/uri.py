@@ -87,9 +87,14 @@ def parse_host(text):
 def split_hostport(text):
     """
     Split C{host[:port]} into C{(host, port)} with port an int or None.
+    Remembered by its text: a sent-by (every Via a client sends) and the
+    host:port of URIs come again with every message.
 
     @raise ParseError: on a bad host or port.
     """
+    hostport = _HOSTPORTS.get(text)
+    if hostport is not None:
+        return hostport
     if text.startswith("["):
         end = text.find("]")
         if end == -1:
@@ -107,7 +112,12 @@ def split_hostport(text):
         if not port.isdigit() or not port.isascii() or len(port) > 5 or int(port) > 65535:
             raise ParseError("Bad port %s" % quoted(port, 10))
         port = int(port)
-    return host, port
+    return remember(_HOSTPORTS, text, (host, port), _HOSTPORTS_SIZE)
+
+
+# split_hostport's answers by text (bounded, as every memo: grammar.remember).
+_HOSTPORTS = {}
+_HOSTPORTS_SIZE = 4096
 
 
 def format_hostport(host, port):
