@@ -96,10 +96,12 @@ def loop_hash(request):
     # An ACK for a non-2xx response carries the To tag its INVITE did not:
     # without it, a stateless proxy gives the ACK the INVITE's branch, as
     # the next hop's transaction matching needs (RFC 3261 16.11, 17.2.3).
-    to_tag = "" if request.method == "ACK" else request.to_tag or ""
+    # (The methods behind the message's properties: compiled, C calls on
+    # the typed request, as everywhere in this module a Request is typed.)
+    to_tag = "" if request.method == "ACK" else request._tag("to") or ""
     parts = "\x00".join((
-        request._uri_text, request.from_tag or "", to_tag,
-        request.call_id or "", str(request.cseq.number),
+        request._uri_text, request._tag("from") or "", to_tag,
+        request._call_id() or "", str(request._cseq().number),
         ",".join(request.values("route")), ",".join(request.values("proxy-require")),
     ))
     return short_hash(parts, 6)
@@ -111,10 +113,10 @@ def stateless_branch_suffix(request, target_uri):
     of C{request} and for its CANCEL and non-2xx ACK (RFC 3261 16.11),
     built from the received top Via.
     """
-    via = request.top_via
+    via = request._top_via()
     branch = via.branch or ""
     seed = "%s\x00%s\x00%s" % (branch or str(via), target_uri,
-                                "" if branch.startswith(MAGIC_COOKIE) else request.call_id)
+                                "" if branch.startswith(MAGIC_COOKIE) else request._call_id())
     return short_hash(seed, 8)
 
 
@@ -149,7 +151,7 @@ class Forwarder:
         RFC 3261 16.3 request validation beyond syntax (which the transport
         layer checked).  Raises L{Respond}.
         """
-        if request.max_forwards == 0:
+        if request._max_forwards() == 0:
             if request.method == "OPTIONS" and self.addressed_to_us(request):
                 return
             raise Respond(483)
@@ -177,7 +179,7 @@ class Forwarder:
         RFC 3261 16.4: undo a strict router's rewrite, then remove our own
         Route entry.
         """
-        uri = request.uri
+        uri = request._request_uri()
         if self.is_own_uri(uri) and uri.lr:
             routes = request.values("route")
             if routes:
@@ -186,11 +188,11 @@ class Forwarder:
                 for value in routes[:-1]:
                     request.add("route", value)
                 request.uri = Address.parse(last).uri
-        routes = request.routes
+        routes = request._address_list("route")
         if routes and self.is_own_uri(routes[0].uri):
             request.pop_first("route")
             # Double Record-Route (16.6 step 4) leaves two entries of ours.
-            routes = request.routes
+            routes = request._address_list("route")
             if routes and self.is_own_uri(routes[0].uri):
                 request.pop_first("route")
 
@@ -206,7 +208,7 @@ class Forwarder:
 
     def addressed_to_us(self, request):
         """A request for the proxy itself: our domain or address, no user part."""
-        uri = request.uri
+        uri = request._request_uri()
         return isinstance(uri, SipURI) and uri.user is None and self.is_our_domain(uri) \
             and not request.has("route")
 
@@ -223,7 +225,7 @@ class Forwarder:
         """
         out = request.copy()
         out.uri = target.uri
-        mf = out.max_forwards
+        mf = out._max_forwards()
         out.max_forwards = 69 if mf is None else mf - 1
         if target.path:
             # RFC 3327 5: the Path route set leads to the registered contact.
@@ -235,7 +237,7 @@ class Forwarder:
             next_uri = self.next_hop_uri(out)
         outbound = self.transport_for(next_uri, target.received)
         out_v6 = _is_v6(next_uri, target.received)
-        if self.record_route and out.method in DIALOG_CREATING and out.to_tag is None:
+        if self.record_route and out.method in DIALOG_CREATING and out._tag("to") is None:
             inbound_uri = str(self.transport.record_route_uri(inbound_transport, inbound_v6))
             out.add("record-route", "<%s>" % inbound_uri, top=True)
             outbound_uri = str(self.transport.record_route_uri(outbound, out_v6))
@@ -256,7 +258,7 @@ class Forwarder:
         when we record-route, names our side toward C{peer}; else C{out}
         itself.  C{inbound}: the (transport, host) the request came from.
         """
-        via = out.top_via
+        via = out._top_via()
         v6 = ":" in peer.host
         moved = via.transport.lower() != peer.transport or (":" in via.host) != v6
         if branch is None and not moved:
@@ -265,7 +267,7 @@ class Forwarder:
         out.pop_via()
         out.push_via(self.transport.make_via(peer.transport, branch or via.branch, v6))
         if moved and inbound is not None and self.record_route and \
-                out.method in DIALOG_CREATING and out.to_tag is None:
+                out.method in DIALOG_CREATING and out._tag("to") is None:
             # Our one or two entries (16.6 step 4) on top, made again for
             # the side the request now leaves by.
             for value in out.values("record-route")[:2]:
@@ -284,15 +286,15 @@ class Forwarder:
         RFC 3261 16.6 steps 6-7: the URI whose address we send to, fixing a
         strict-router first Route on the way.
         """
-        routes = request.routes
+        routes = request._address_list("route")
         if not routes:
-            return request.uri
+            return request._request_uri()
         first = routes[0].uri
         if isinstance(first, SipURI) and not first.lr:
             # Strict router: it wants the Route in the Request-URI and the
             # Request-URI at the end of the route set (16.6 step 6).
             request.pop_first("route")
-            request.add("route", "<%s>" % request.uri)
+            request.add("route", "<%s>" % request._request_uri())
             request.uri = first
             return first
         return first

@@ -72,6 +72,10 @@ cdef class Message:
     cpdef _validate(self)
     cpdef str start_line(self)
     cpdef _content_length(self)
+    cpdef _top_via(self)
+    cpdef _call_id(self)
+    cpdef _cseq(self)
+    cpdef _max_forwards(self)
 
 cdef class Request(Message):
     cdef public object method
@@ -80,6 +84,7 @@ cdef class Request(Message):
     cdef public object version
     cpdef _validate(self)
     cpdef str start_line(self)
+    cpdef _request_uri(self)
 
 cdef class Response(Message):
     cdef public object status

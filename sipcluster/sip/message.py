@@ -336,9 +336,17 @@ class Message:
             vias = self._cache["via"] = [parse_via(v) for v in self.values("via")]
         return vias
 
+    # The parsed values below are properties to Python code; compiled, the
+    # message's own methods (and callers that know its type) call the
+    # method behind each in C, where a property is read through the
+    # attribute protocol even on a typed object.
+
     @property
     def top_via(self):
         """The topmost Via, parsed without parsing the others; None if absent."""
+        return self._top_via()
+
+    def _top_via(self):
         cache = self._cache
         via = cache.get("via")
         if via is not None:
@@ -379,6 +387,9 @@ class Message:
 
     @property
     def call_id(self):
+        return self._call_id()
+
+    def _call_id(self):
         call_id = self._cache.get("call-id", _UNKNOWN)
         if call_id is _UNKNOWN:
             call_id = self._cache["call-id"] = self._single("call-id")
@@ -386,6 +397,9 @@ class Message:
 
     @property
     def cseq(self):
+        return self._cseq()
+
+    def _cseq(self):
         cseq = self._cache.get("cseq", _UNKNOWN)
         if cseq is _UNKNOWN:
             value = self._single("cseq")
@@ -395,6 +409,9 @@ class Message:
     @property
     def max_forwards(self):
         """Max-Forwards as an int, or None when absent."""
+        return self._max_forwards()
+
+    def _max_forwards(self):
         number = self._cache.get("max-forwards", _UNKNOWN)
         if number is _UNKNOWN:
             number = self._cache["max-forwards"] = _number(
@@ -553,12 +570,12 @@ class Message:
             i += 1
             if key in once and _index(keys, key, i) >= 0:
                 raise ParseError("Duplicate %s header" % spelling(key))
-        self.top_via
-        self.from_tag
-        self.to_tag
-        self.cseq
+        self._top_via()
+        self._tag("from")
+        self._tag("to")
+        self._cseq()
         self._content_length()
-        if not self.call_id:
+        if not self._call_id():
             raise ParseError("Empty Call-ID")
 
     def start_line(self):
@@ -612,6 +629,9 @@ class Request(Message):
     @property
     def uri(self):
         """The Request-URI, parsed on first use."""
+        return self._request_uri()
+
+    def _request_uri(self):
         if self._uri is None:
             self._uri = parse_uri(self._uri_text)
         return self._uri
@@ -636,11 +656,11 @@ class Request(Message):
 
     def _validate(self):
         Message._validate(self)
-        if self.cseq.method != self.method:
+        if self._cseq().method != self.method:
             # RFC 3261 8.1.1.5: the CSeq method MUST match the request's.
             raise ParseError("CSeq method does not match request method")
-        self.max_forwards
-        self.uri
+        self._max_forwards()
+        self._request_uri()
 
     def __repr__(self):
         return "<Request %s %s>" % (self.method, self._uri_text)
