@@ -18,6 +18,13 @@
 # the proxy's CPU time per call (user+system of the proxy processes, from
 # /proc), so the two proxies are compared on the same machine and load.
 # Kamailio runs with one worker and the fm allocator (-x fm -X fm).
+#
+# WARMUP=S (seconds, default 0) first places S seconds of calls at the first
+# rate, not measured, so that each proxy is measured in steady state: a
+# stateful sipcluster node keeps a transaction 64*T1 = 32 s after its final
+# response (RFC 3261 Timers J, K, L, M; RFC 6026) and Kamailio's tm 5 s
+# (wt_timer), so a step shorter than that measures a proxy still filling its
+# memory and never paying for ending its transactions.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODES=${1:-both}; shift || true
@@ -35,6 +42,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#RATES[@]} -gt 0 ] || RATES=(100 200 400)
 SECONDS_PER_STEP=${SECONDS_PER_STEP:-10}
+WARMUP=${WARMUP:-0}
 HOST=127.0.3.1
 UAS_PORT=5070
 UAC_PORT=5080
@@ -63,6 +71,13 @@ ticks() {  # CPU ticks (user+system) of a process and all its descendants
         fi
     done
     echo $total
+}
+
+warm_up() {  # rate: WARMUP seconds of calls, not measured
+    [ "$WARMUP" -gt 0 ] || return 0
+    sipp -sn uac "$HOST:$UAS_PORT" -rsa "$HOST:$PROXY_PORT" -i "$HOST" -p $UAC_PORT \
+        -r "$1" -m $(( $1 * WARMUP )) -l $(($1 * 4)) -nostdin -timeout $((WARMUP * 3)) \
+        >/dev/null 2>&1
 }
 
 run_step() {  # name pid rate
@@ -110,6 +125,7 @@ bench_sipcluster() {  # mode
     local pid=$!
     PIDS+=("$pid")
     sleep 2
+    warm_up "${RATES[0]}"
     for rate in "${RATES[@]}"; do run_step "sipcluster $1 w=$WORKERS $build" "$pid" "$rate"; done
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 }
@@ -120,6 +136,7 @@ bench_kamailio() {  # mode
     local pid=$!
     PIDS+=("$pid")
     sleep 2
+    warm_up "${RATES[0]}"
     for rate in "${RATES[@]}"; do run_step "kamailio $1" "$pid" "$rate"; done
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 }
