@@ -143,6 +143,28 @@ def test_cache_invalidated_on_change():
     assert [str(r.uri) for r in msg.routes] == ["sip:p2.example.com;lr"]
 
 
+def test_the_top_via_and_a_star_contact_are_read_again_after_any_change_of_their_header():
+    # The top Via is kept apart from the parsed list of every Via, and
+    # whether the Contact is "*" apart from the contacts: a change made by
+    # add, set, remove, pop_first or replace_first forgets them too.
+    msg = parse_message(INVITE)
+    assert msg.top_via.host == "pc33.atlanta.example.com"
+    for change, host in [
+            (lambda: msg.add("Via", "SIP/2.0/UDP h1;branch=z9hG4bK1", top=True), "h1"),
+            (lambda: msg.replace_first("Via", "SIP/2.0/UDP h2;branch=z9hG4bK2"), "h2"),
+            (lambda: msg.pop_first("Via"), "pc33.atlanta.example.com"),
+            (lambda: msg.set("Via", "SIP/2.0/UDP h3;branch=z9hG4bK3"), "h3")]:
+        change()
+        assert msg.top_via.host == host
+    msg.remove("Via")
+    assert msg.top_via is None
+    assert msg.is_star_contact is False
+    msg.set("Contact", "*")
+    assert msg.is_star_contact is True and msg.contacts == []
+    msg.remove("Contact")
+    assert msg.is_star_contact is False
+
+
 def test_set_replaces_all_lines_in_place_and_remove():
     msg = parse_message(OK)
     msg.set("via", "SIP/2.0/UDP only;branch=z9hG4bKo")

@@ -66,7 +66,7 @@ cdef class Message:
     @cython.locals(i=Py_ssize_t, line=str, tags=dict)
     cpdef _tag(self, str key)
     cpdef _address_list(self, str key)
-    @cython.locals(known=dict)
+    @cython.locals(known=dict, cache=dict)
     cpdef str _key_for_write(self, name)
     @cython.locals(keys=list, once=frozenset, key=str, i=Py_ssize_t)
     cpdef _validate(self)

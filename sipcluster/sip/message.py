@@ -207,7 +207,12 @@ class Message:
         key = known.get(name) or canonical(name)
         if key is None:
             raise ValueError("Not a header name: %r" % (name,))
-        self._cache.pop(key, None)
+        cache = self._cache
+        cache.pop(key, None)
+        if key == "via" or key == "contact":
+            # What is kept of these besides their parsed list: the top Via
+            # parsed alone, whether the Contact is "*".
+            cache.pop(" topvia" if key == "via" else " star", None)
         return key
 
     def add(self, name, value, top=False):
