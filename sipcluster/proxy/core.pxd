@@ -1,8 +1,11 @@
 # The compiled build's declarations for core.py (Cython augmenting .pxd):
 # the proxy core as an extension type, calling the forwarder and the
 # pipeline in C.
+import cython
+
 from sipcluster.proxy.forwarding cimport Forwarder
-from sipcluster.proxy.pipeline cimport Pipeline
+from sipcluster.proxy.pipeline cimport Pipeline, RequestContext
+from sipcluster.sip.message cimport Request
 
 cdef class ProxyCore:
     cdef public Forwarder forwarder
@@ -10,7 +13,8 @@ cdef class ProxyCore:
     cdef public object forward
     cdef public dict stats
     cdef public set _valid_to
-    cpdef receive(self, context)
-    cpdef _policy_passed(self, context)
-    cpdef _targets_chosen(self, context, targets)
-    cpdef fail(self, context, error)
+    @cython.locals(request=Request)
+    cpdef receive(self, RequestContext context)
+    cpdef _policy_passed(self, RequestContext context)
+    cpdef _targets_chosen(self, RequestContext context, targets)
+    cpdef fail(self, RequestContext context, error)

@@ -44,7 +44,7 @@ class ProxyCore:
             # service and the rules: one that does not parse is refused
             # here rather than forwarded (RFC 3261 16.3 step 1).  Those seen
             # to parse are remembered: a call's later requests repeat them.
-            to = request.to
+            to = request._address("to")   # (compiled: a C call on the typed request)
             text = to.uri_text
             if text not in self._valid_to:
                 to.uri

@@ -25,7 +25,7 @@ cdef class Pipeline:
     cdef public list failure
     cdef public list dialog
     @cython.locals(stages=list)
-    cpdef run_request(self, context, done, failed, Py_ssize_t index=*)
+    cpdef run_request(self, RequestContext context, done, failed, Py_ssize_t index=*)
     @cython.locals(stages=list)
-    cpdef select_targets(self, context, done, failed, Py_ssize_t index=*)
-    cpdef _targets_chosen(self, context, result, done, failed, Py_ssize_t index)
+    cpdef select_targets(self, RequestContext context, done, failed, Py_ssize_t index=*)
+    cpdef _targets_chosen(self, RequestContext context, result, done, failed, Py_ssize_t index)

@@ -100,8 +100,9 @@ def _send(peers, forwarder, out, context, now=False):
     # for transactions): the first one.  C{now}: as send_request_now
     # answers (the usual case needs no Deferred), else a Deferred.
     peer = peers[0]
+    source = context.source
     # (Positional arguments: a C call, which takes no keywords.)
-    out = forwarder.for_peer(out, peer, None, (context.source.transport, context.source.host))
+    out = forwarder.for_peer(out, peer, None, (source.transport, source.host))
     if forwarder.transport.is_local(peer.host, peer.port):
         # The next hop is this node: the request would only come back
         # until Max-Forwards runs out (16.3 step 4 finds it only when the
@@ -124,7 +125,7 @@ def _failed(failure, forwarder, context, proxy):
 
 def forward_response_stateless(forwarder, pipeline, response):
     """Pop our Via and send the response to the next one (RFC 3261 16.11)."""
-    top = response.top_via
+    top = response._top_via()   # (compiled: a C call, as in the forwarder)
     if not forwarder.transport.is_local(top.host, top.port or 5060):
         forwarder.transport.stats["dropped"] += 1
         return
