@@ -2,11 +2,16 @@
 # what it calls of other compiled modules, called directly (cimport), and
 # the stateful proxy as an extension type whose branch and upstream
 # methods its response contexts call in C.
+import cython
+
 from sipcluster.proxy.core cimport ProxyCore
-from sipcluster.proxy.forwarding cimport Forwarder, short_hash
-from sipcluster.proxy.pipeline cimport Pipeline
+from sipcluster.proxy.forwarding cimport Forwarder, Target, short_hash
+from sipcluster.proxy.pipeline cimport Pipeline, RequestContext
 from sipcluster.proxy.stateless cimport forward_response_stateless, forward_stateless
+from sipcluster.sip.message cimport Message, Request
+from sipcluster.sip.via cimport Via
 from sipcluster.transaction.layer cimport TransactionLayer
+from sipcluster.transport.base cimport Source
 
 cdef class StatefulProxy:
     cdef public TransactionLayer transactions
@@ -17,9 +22,12 @@ cdef class StatefulProxy:
     cdef public ProxyCore core
     cdef public dict contexts
     cdef public set setups
+    cpdef forward(self, RequestContext context, targets)
+    @cython.locals(context=RequestContext, request=Request, source=Source, target=Target)
     cpdef start_branch(self, rc, branch)
-    cpdef _send_branch(self, rc, branch, out, peers)
+    @cython.locals(source=Source)
+    cpdef _send_branch(self, rc, branch, Request out, peers)
     cpdef local_response(self, request, status, reason=*, headers=*)
-    cpdef send_upstream(self, rc, response)
-    cpdef _owns_via(self, via)
+    cpdef send_upstream(self, rc, Message response)
+    cpdef _owns_via(self, Via via)
     cpdef final_sent(self, rc, response)

@@ -198,7 +198,7 @@ class StatefulProxy:
         server_tx = rc.context.server_tx
         if server_tx.state == "terminated":
             return
-        if response.has("via") and self._owns_via(response.top_via):
+        if response.has("via") and self._owns_via(response._top_via()):
             response = response.copy()
             response.pop_via()
         if not response.has("via"):

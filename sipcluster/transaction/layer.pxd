@@ -1,9 +1,14 @@
 # The compiled build's declarations for layer.py (Cython augmenting .pxd):
 # the transaction layer as an extension type, calling its transactions and
 # timer heap in C.
+import cython
+
+from sipcluster.sip.message cimport Message, Request
+from sipcluster.sip.via cimport Via
 from sipcluster.transaction.timers cimport TimerHeap
 
-cpdef server_key(request)
+@cython.locals(via=Via)
+cpdef server_key(Request request)
 
 cdef class TransactionLayer:
     cdef public object transport
@@ -14,7 +19,8 @@ cdef class TransactionLayer:
     cdef public dict servers
     cdef public dict clients
     cdef public object stats
-    cpdef request_received(self, request, source)
-    cpdef response_received(self, response, source)
-    cpdef start_client(self, request, peer, owner)
+    cpdef request_received(self, Request request, source)
+    @cython.locals(via=Via)
+    cpdef response_received(self, Message response, source)
+    cpdef start_client(self, Request request, peer, owner)
     cpdef remove(self, tx)

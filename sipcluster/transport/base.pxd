@@ -1,5 +1,9 @@
 # The compiled build's declarations for base.py (Cython augmenting .pxd).
+import cython
+
+from sipcluster.sip.message cimport Message, Request
 from sipcluster.sip.uri cimport format_hostport
+from sipcluster.sip.via cimport Via
 
 cdef class Source:
     cdef public object transport
@@ -9,5 +13,7 @@ cdef class Source:
 
 cpdef bare_host(str host)
 cpdef same_ip(a, b)
-cpdef stamp_via(request, source)
-cpdef response_destination(response, source=*)
+@cython.locals(via=Via)
+cpdef stamp_via(Request request, Source source)
+@cython.locals(via=Via)
+cpdef response_destination(Message response, source=*)

@@ -89,7 +89,7 @@ def stamp_via(request, source):
     sent-by host differs from the packet's source address (RFC 3261
     18.2.1), and rport filled in when the client asked for it (RFC 3581 4).
     """
-    via = request.top_via
+    via = request._top_via()   # (compiled: a C call on the typed request)
     if via is None:
         return
     params = {}
@@ -108,7 +108,7 @@ def response_destination(response, source=None):
     returns a L{Peer}.  For a reliable transport the caller should first try
     the connection the request came on.
     """
-    via = response.top_via
+    via = response._top_via()
     transport = via.transport.lower()
     if via.maddr:
         return Peer(transport, bare_host(via.maddr), via.port or 5060)
