@@ -1124,12 +1124,25 @@ def test_timers_come_up_by_name_each_once():
 
 
 def test_a_timer_the_transaction_does_not_know_is_an_error():
-    from sipcluster.transaction.client import ClientNonInviteTransaction
-    from sipcluster.transaction.server import ServerInviteTransaction
-    for cls in (Transaction, ClientNonInviteTransaction, ServerInviteTransaction):
+    from sipcluster.transaction.client import ClientInviteTransaction, ClientNonInviteTransaction
+    from sipcluster.transaction.server import ServerInviteTransaction, ServerNonInviteTransaction
+    for cls in (Transaction, ClientInviteTransaction, ClientNonInviteTransaction,
+                ServerInviteTransaction, ServerNonInviteTransaction):
         tx = cls.__new__(cls)
-        with pytest.raises(NotImplementedError, match="timer 'X' of %s" % cls.__name__):
+        with pytest.raises(NotImplementedError, match="^timer 'X' of %s$" % cls.__name__):
             tx.timer_fired("X")
+
+
+def test_an_ended_client_transaction_holds_its_owner_no_longer():
+    # The owner (a proxy's response context) holds the transaction: the
+    # pair would be a reference cycle (tests/test_proxy.py).
+    h = make_harness()
+    owner = RecordingOwner()
+    tx = h.tl.start_client(request("OPTIONS"), Peer("udp", "127.0.0.1", 5070), owner)
+    assert tx.owner is owner
+    at(h, 40.0)   # Timer F: the owner is told, then let go
+    assert tx.state == "terminated" and tx.owner is None
+    assert owner.timeouts == 1 and owner.failures == 0
 
 
 def test_timer_values_defaults():
