@@ -1315,7 +1315,7 @@ def test_timer_heap_timers_armed_while_firing():
 
     def first():
         fired.append("first")
-        heap.call_later(0, fired.append, "now")      # due at once: same pass
+        heap.call_later(0, fired.append, "now")      # due at once
         heap.call_later(5.0, fired.append, "later")  # the next reactor timer
 
     heap.call_later(1.0, first)
@@ -1354,7 +1354,7 @@ def test_timer_heap_compacts_stopped_timers_and_keeps_the_live_ones():
     handles = [heap.call_later(1.0 + n / 1000.0, fired.append, n) for n in range(300)]
     for handle in handles[:-3]:
         heap.cancel(handle)
-    assert len(heap._heap) < 100  # compacted
+    assert heap._entries < 100  # compacted
     assert [round(t, 3) for t in heap.scheduled()] == [1.297, 1.298, 1.299]
     clock.advance(2.0)
     assert fired == [297, 298, 299]
@@ -1366,12 +1366,12 @@ def test_timer_heap_stopped_pairs_never_outnumber_twice_the_live_timers_past_64(
     handles = [heap.call_later(1.0 + n, lambda: None) for n in range(200)]
     for handle in handles:
         heap.cancel(handle)
-        assert len(heap._heap) <= max(64, 2 * len(heap))
-    assert heap._heap == [] and clock.getDelayedCalls() == []
+        assert heap._entries <= max(64, 2 * len(heap))
+    assert heap._entries == 0 and clock.getDelayedCalls() == []
     handles = [heap.call_later(1.0, lambda: None) for n in range(65)]
     for handle in handles[:33]:
         heap.cancel(handle)
-    assert len(heap._heap) == len(heap) == 32
+    assert heap._entries == len(heap) == 32
 
 
 def test_timer_heap_a_timer_due_at_the_wake_up_fires_then():
@@ -1385,3 +1385,117 @@ def test_timer_heap_a_timer_due_at_the_wake_up_fires_then():
     assert fired == ["b"]
     clock.advance(0.5)
     assert fired == ["b", "a"]
+
+
+def test_timer_heap_each_delay_has_a_queue_and_the_rest_go_to_the_heap():
+    from sipcluster.transaction.timers import MAX_QUEUES
+    clock, heap = _heap()
+    for n in range(MAX_QUEUES + 5):
+        heap.call_later(1.0 + n, lambda: None)
+        heap.call_later(1.0 + n, lambda: None)
+    assert len(heap._queues) == MAX_QUEUES
+    assert all(len(queue) == 2 for queue in heap._queues.values())
+    assert len(heap._heap) == 10
+    assert heap.scheduled() == sorted(2 * [1.0 + n for n in range(MAX_QUEUES + 5)])
+
+
+def test_timer_heap_fires_in_deadline_order_across_queues_and_the_heap():
+    from sipcluster.transaction.timers import MAX_QUEUES
+    clock, heap = _heap()
+    fired = []
+    # Delays whose deadlines interleave: the queues of the first delays
+    # and the heap of the others all hold some of each second's timers.
+    delays = [0.25 * (1 + n % (MAX_QUEUES + 8)) for n in range(400)]
+    for n, delay in enumerate(delays):
+        if n % 50 == 0:
+            clock.advance(0.1)
+        heap.call_later(delay, fired.append, (clock.seconds() + delay, n))
+    assert heap._heap  # some in the heap
+    clock.advance(0.3)  # a few due, in one pass
+    for _ in range(200):
+        clock.advance(0.05)
+    assert len(fired) == 400 and fired == sorted(fired)
+
+
+def test_timer_heap_a_timer_armed_after_the_clock_went_back_fires_at_its_deadline():
+    # The reactor's clock is the wall clock: stepped back, a timer of a
+    # delay already queued comes due before the ones ahead of it.
+    clock, heap = _heap()
+    fired = []
+    clock.advance(10.0)
+    heap.call_later(1.0, fired.append, "at 11")
+    clock.advance(-5.0)
+    heap.call_later(1.0, fired.append, "at 6")
+    assert heap.scheduled() == [6.0, 11.0]
+    clock.advance(1.0)
+    assert fired == ["at 6"]
+    clock.advance(5.0)
+    assert fired == ["at 6", "at 11"]
+    assert clock.getDelayedCalls() == [] and len(heap) == 0
+
+
+def test_timer_heap_stopping_every_timer_empties_queues_and_heap_in_place():
+    from sipcluster.transaction.timers import MAX_QUEUES
+    clock, heap = _heap()
+    handles = [heap.call_later(1.0 + n, lambda: None) for n in range(MAX_QUEUES + 3)]
+    queues = dict(heap._queues)
+    for handle in handles:
+        heap.cancel(handle)
+    assert heap._entries == 0 and heap._heap == [] and clock.getDelayedCalls() == []
+    assert heap._queues == queues and all(len(q) == 0 for q in queues.values())
+    fired = []
+    heap.call_later(2.0, fired.append, "again")
+    clock.advance(2.0)
+    assert fired == ["again"]
+
+
+def test_timer_heap_against_a_model():
+    # Random arming, stopping and time against the plain rule: every armed
+    # timer not stopped fires once, at its deadline, in (deadline, armed)
+    # order.
+    from hypothesis import given, settings, strategies as st
+
+    operations = st.lists(st.one_of(
+        st.tuples(st.just("arm"), st.sampled_from([0, 0.5, 1.0, 2.0, 4.0, 32.0, 0.3, 7.5]),
+                  st.integers(0, 40)),
+        st.tuples(st.just("stop"), st.integers(0, 200)),
+        st.tuples(st.just("advance"), st.sampled_from([0.1, 0.5, 1.0, 3.0, 10.0])),
+    ), max_size=120)
+
+    @settings(max_examples=300, deadline=None)
+    @given(operations)
+    def check(ops):
+        clock, heap = _heap()
+        fired = []  # (deadline, handle) in the order fired
+        model = {}  # handle -> deadline, of the timers armed and not stopped or fired
+        handles = []
+
+        def fire(box):
+            deadline = model.pop(box[0])  # armed, not stopped, not fired yet
+            assert deadline <= clock.seconds()  # not early (nor late: below)
+            fired.append((deadline, box[0]))
+
+        for op in ops:
+            if op[0] == "arm":
+                # Past 30 the second number makes a delay of its own, so
+                # that delays outnumber MAX_QUEUES and some go to the heap.
+                delay = op[1] + op[2] * 0.01 if op[2] > 30 else op[1]
+                box = []
+                handle = heap.call_later(delay, fire, box)
+                box.append(handle)
+                handles.append(handle)
+                model[handle] = clock.seconds() + delay
+            elif op[0] == "stop" and handles:
+                handle = handles[op[1] % len(handles)]
+                heap.cancel(handle)
+                model.pop(handle, None)
+            elif op[0] == "advance":
+                clock.advance(op[1])
+                # Nothing due is left.
+                assert all(deadline > clock.seconds() for deadline in model.values())
+            assert heap._entries == len(heap._heap) + sum(len(q) for q in heap._queues.values())
+            assert heap._entries <= max(64, 2 * len(heap))
+            assert len(heap) == len(model)
+        assert fired == sorted(fired)
+        assert heap.scheduled() == sorted(model.values())
+    check()

@@ -4,13 +4,22 @@ import cython
 
 cdef class TimerHeap:
     cdef public object clock
+    cdef public object _seconds
+    cdef public dict _queues
     cdef public list _heap
     cdef public dict _timers
+    cdef public Py_ssize_t _entries
     cdef public object _number
     cdef public object _call
     cdef public object _call_at
     cdef public bint _running
-    @cython.locals(timers=dict, heap=list)
     cpdef cancel(self, handle)
+    cpdef _clear(self)
+    @cython.locals(timers=dict, heap=list, live=list, entries=Py_ssize_t)
+    cpdef _compact(self)
     cpdef _arm(self, when)
     cpdef schedule(self, delay, fire, tuple args)
+    @cython.locals(due=list, heap=list)
+    cpdef list _due(self, now)
+    @cython.locals(timers=dict, heap=list, dropped=Py_ssize_t)
+    cpdef _earliest(self)

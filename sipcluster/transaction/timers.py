@@ -5,6 +5,7 @@ heap every transaction timer of a node runs on.
 """
 
 import heapq
+from collections import deque
 
 from twisted.logger import Logger
 
@@ -65,6 +66,11 @@ class TimerValues:
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 
+# How many delays get a queue of their own; timers of any other delay go
+# to the heap.  A node arms a handful of distinct delays (T1 doubled up to
+# T2, 64*T1, T4, Timer C, a destination's fr timeout).
+MAX_QUEUES = 32
+
 
 # In the compiled build (the .pxd beside this file) an extension type: its
 # fields are C fields, read without a dictionary lookup at each timer.
@@ -81,27 +87,40 @@ class TimerHeap:
     DelayedCall each, every one is a Python object with its own bound
     methods in the reactor's heap, which orders them by calling
     C{DelayedCall.__lt__} (a Python method) about seventeen times per
-    insertion.  Here a timer is a (time, number) pair in a heap ordered in
-    C, and its callable and arguments in a dict by number; one DelayedCall
-    waits for the earliest deadline.
+    insertion.  Here a timer is a (time, number) pair and its callable and
+    arguments are in a dict by number; one DelayedCall waits for the
+    earliest deadline.
+
+    Timers of the same delay, armed one after another on a clock that does
+    not go back, come due in the order they were armed: each delay has a
+    first-in first-out queue of its own (as tm has a list per timer kind),
+    appended to and popped from its head in constant time.  A heap of tens
+    of thousands of pairs costs a sift through its whole depth at every
+    pop, and a cache miss at most levels of it.  Only timers of a delay
+    beyond the first L{MAX_QUEUES}, or armed after the clock went back,
+    go to a heap.
 
     A timer fires at its exact deadline, in deadline order (equal deadlines
-    in the order they were armed).  A stopped timer's pair stays in the heap
-    until it comes up or the heap is compacted (when stopped pairs outnumber
-    live timers).  With no timer armed, no DelayedCall is left in the
-    reactor.
+    in the order they were armed).  A stopped timer's pair stays in its
+    queue or the heap until it comes up or they are compacted (when stopped
+    pairs outnumber live timers).  With no timer armed, no DelayedCall is
+    left in the reactor.
 
     @ivar clock: the IReactorTime it runs on.
     """
 
-    __slots__ = ("clock", "_heap", "_timers", "_number", "_call", "_call_at", "_running")
+    __slots__ = ("clock", "_seconds", "_queues", "_heap", "_timers", "_entries", "_number",
+                 "_call", "_call_at", "_running")
 
     log = Logger()
 
     def __init__(self, clock):
         self.clock = clock
-        self._heap = []
-        self._timers = {}
+        self._seconds = clock.seconds
+        self._queues = {}       # delay -> deque of (time, number), earliest first
+        self._heap = []         # (time, number) of the timers not in a queue
+        self._timers = {}       # number -> (callable, arguments) of the armed timers
+        self._entries = 0       # pairs in the queues and the heap, stopped ones included
         self._number = 0        # the handle of the last timer armed
         self._call = None       # the DelayedCall for the earliest deadline
         self._call_at = None    # ... and that deadline
@@ -120,10 +139,21 @@ class TimerHeap:
 
     def schedule(self, delay, fire, args):
         """L{call_later} with the arguments as one tuple (compiled: a C call)."""
-        when = self.clock.seconds() + delay
+        when = self._seconds() + delay
         number = self._number = self._number + 1
         self._timers[number] = (fire, args)
-        _heappush(self._heap, (when, number))
+        entry = (when, number)
+        queue = self._queues.get(delay)
+        if queue is None:
+            if len(self._queues) < MAX_QUEUES:
+                self._queues[delay] = deque((entry,))
+            else:
+                _heappush(self._heap, entry)
+        elif queue and when < queue[-1][0]:
+            _heappush(self._heap, entry)  # the clock went back
+        else:
+            queue.append(entry)
+        self._entries += 1
         if not self._running and (self._call_at is None or when < self._call_at):
             self._arm(when)
         return number
@@ -133,18 +163,37 @@ class TimerHeap:
         if self._timers.pop(handle, None) is None:
             return
         if not self._timers:
-            self._heap = []
+            self._clear()
             if self._call is not None:  # (None while _run runs)
                 self._call.cancel()
                 self._call = self._call_at = None
-        elif len(self._heap) > 64 and len(self._heap) > 2 * len(self._timers):
-            # Mostly stopped timers: keep the live ones only, in the same
-            # list (a new one would be young to the cyclic collector, which
-            # would walk its thousands of entries at its next pass).
-            timers = self._timers
-            heap = self._heap
-            heap[:] = [entry for entry in heap if entry[1] in timers]
-            heapq.heapify(heap)
+        elif self._entries > 64 and self._entries > 2 * len(self._timers):
+            self._compact()
+
+    def _clear(self):
+        # No timer armed: every pair left is a stopped one.  The queues stay
+        # (a delay keeps its queue for the node's life), emptied in place.
+        if self._entries:
+            for queue in self._queues.values():
+                queue.clear()
+            del self._heap[:]
+            self._entries = 0
+
+    def _compact(self):
+        # Mostly stopped timers: keep the live ones only, in the same
+        # containers (new ones would be young to the cyclic collector, which
+        # would walk their thousands of entries at its next pass).
+        timers = self._timers
+        entries = 0
+        for queue in self._queues.values():
+            live = [entry for entry in queue if entry[1] in timers]
+            queue.clear()
+            queue.extend(live)
+            entries += len(live)
+        heap = self._heap
+        heap[:] = [entry for entry in heap if entry[1] in timers]
+        heapq.heapify(heap)
+        self._entries = entries + len(heap)
 
     def active(self, handle):
         """Whether the timer C{handle} is armed."""
@@ -153,41 +202,79 @@ class TimerHeap:
     def scheduled(self):
         """The deadlines of the armed timers, earliest first."""
         timers = self._timers
-        return sorted(when for when, number in self._heap if number in timers)
+        whens = [when for when, number in self._heap if number in timers]
+        for queue in self._queues.values():
+            whens.extend([when for when, number in queue if number in timers])
+        whens.sort()
+        return whens
 
     def _arm(self, when):
         if self._call is not None:
             self._call.cancel()
         self._call_at = when
-        self._call = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._run)
+        self._call = self.clock.callLater(max(0.0, when - self._seconds()), self._run)
+
+    def _due(self, now):
+        # The pairs due by now, taken from the queues' heads and the heap,
+        # in (time, number) order.
+        due = []
+        for queue in self._queues.values():
+            while queue and queue[0][0] <= now:
+                due.append(queue.popleft())
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due.append(_heappop(heap))
+        if len(due) > 1:
+            due.sort()
+        self._entries -= len(due)
+        return due
+
+    def _earliest(self):
+        # The earliest deadline of a live timer, or None; the stopped pairs
+        # ahead of it are let go.
+        timers = self._timers
+        earliest = None
+        dropped = 0
+        for queue in self._queues.values():
+            while queue and queue[0][1] not in timers:
+                queue.popleft()
+                dropped += 1
+            if queue and (earliest is None or queue[0][0] < earliest):
+                earliest = queue[0][0]
+        heap = self._heap
+        while heap and heap[0][1] not in timers:
+            _heappop(heap)
+            dropped += 1
+        if heap and (earliest is None or heap[0][0] < earliest):
+            earliest = heap[0][0]
+        self._entries -= dropped
+        return earliest
 
     def _run(self):
         self._call = self._call_at = None
         self._running = True
-        heap = self._heap
         timers = self._timers
+        earliest = None
         try:
-            now = self.clock.seconds()
-            while heap and heap[0][0] <= now:
-                entry = timers.pop(_heappop(heap)[1], None)
+            for when, number in self._due(self._seconds()):
+                entry = timers.pop(number, None)
                 if entry is None:
                     continue  # stopped
                 try:
                     entry[0](*entry[1])
                 except Exception:
-                    # As the reactor does for a failing DelayedCall: logged,
-                    # and the other timers still fire.
-                    # (A transaction's timer is its module's _fire with the
-                    # transaction and the timer's name: the arguments say
-                    # which timer it was.)
-                    self.log.failure("transaction timer {fire!r}{args!r} failed", fire=entry[0],
-                                     args=entry[1])
-                heap = self._heap  # compacted by a cancel meanwhile
-            while heap and heap[0][1] not in timers:
-                _heappop(heap)
+                    # As the reactor does for a failing DelayedCall:
+                    # logged, and the other timers still fire.
+                    # (A transaction's timer is its module's _fire with
+                    # the transaction and the timer's name: the
+                    # arguments say which timer it was.)
+                    self.log.failure("transaction timer {fire!r}{args!r} failed",
+                                     fire=entry[0], args=entry[1])
+            earliest = self._earliest()
         finally:
             self._running = False
-        if heap:
+        if earliest is not None:
             # (Woken a last bit before a deadline, by rounding, it comes
-            # back for it at once.)
-            self._arm(heap[0][0])
+            # back for it at once; so does a timer the ones above armed
+            # with no delay.)
+            self._arm(earliest)
