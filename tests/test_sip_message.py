@@ -1008,6 +1008,24 @@ def test_a_header_allowed_once_is_refused_twice_by_its_name(line):
     parse_message(data).validate()
 
 
+def test_of_two_headers_repeated_the_first_in_message_order_is_named():
+    data = SMALL.replace(b"CSeq: 1 OPTIONS\r\n", b"CSeq: 1 OPTIONS\r\nCSeq: 1 OPTIONS\r\nTo: <sip:a@b>\r\n")
+    with pytest.raises(ParseError, match="^Duplicate To header$"):
+        parse_message(data).validate()
+
+
+def test_of_the_mandatory_headers_missing_the_first_checked_is_named():
+    # Via first, then From, To, Call-ID, CSeq (RFC 3261 8.1.1).
+    data = SMALL.replace(b"To: <sip:a@b>\r\n", b"").replace(b"Call-ID: abc\r\n", b"")
+    with pytest.raises(ParseError, match="^Missing To header$"):
+        parse_message(data).validate()
+    no_via = data.replace(SMALL.split(b"\r\n")[1] + b"\r\n", b"")
+    with pytest.raises(ParseError, match="^Missing Via header$"):
+        parse_message(no_via).validate()
+    many_vias = SMALL.replace(b"Route :", b"Via: SIP/2.0/UDP d;branch=z9hG4bK4\r\nRoute :")
+    parse_message(many_vias).validate()  # Via lines repeat
+
+
 FIRST_LINES = crlf("""\
 OPTIONS sip:a@b SIP/2.0
 Content-Length: 0

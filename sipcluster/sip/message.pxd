@@ -12,6 +12,9 @@ from sipcluster.sip.status cimport reason_for
 from sipcluster.sip.uri cimport parse_uri
 from sipcluster.sip.via cimport parse_cseq, parse_via, share_via
 
+cdef dict _CHECKED_BITS
+cdef Py_ssize_t _ONCE_BITS, _VIA_BIT, _MANDATORY_BITS
+
 @cython.locals(n=Py_ssize_t, k=str, i=Py_ssize_t)
 cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2
 
@@ -68,7 +71,8 @@ cdef class Message:
     cpdef _address_list(self, str key)
     @cython.locals(known=dict, cache=dict)
     cpdef str _key_for_write(self, name)
-    @cython.locals(keys=list, once=frozenset, key=str, i=Py_ssize_t)
+    @cython.locals(keys=list, once=frozenset, key=str, i=Py_ssize_t, bits=dict,
+                   bit=Py_ssize_t, seen=Py_ssize_t, repeated=Py_ssize_t)
     cpdef _validate(self)
     cpdef str start_line(self)
     cpdef _content_length(self)

@@ -49,6 +49,16 @@ _UNKNOWN = object()
 _MANDATORY = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 # Headers that may appear once only (RFC 3261 7.3.1: not list headers).
 _SINGLE = frozenset(["call-id", "cseq", "from", "to", "max-forwards", "content-length"])
+# The headers validate looks for, a bit each: the single ones (_ONCE_BITS)
+# and Via, which may be repeated.
+_CHECKED_BITS = {key: 1 << n for n, key in enumerate(sorted(_SINGLE))}
+_ONCE_BITS = (1 << len(_SINGLE)) - 1
+_VIA_BIT = 1 << len(_SINGLE)
+_CHECKED_BITS["via"] = _VIA_BIT
+_MANDATORY_BITS = _VIA_BIT
+for _key, _what in _MANDATORY:
+    _MANDATORY_BITS |= _CHECKED_BITS[_key]
+del _key, _what
 # What a response copies of its request (RFC 3261 8.2.6.2).
 _COPIED = frozenset(["via", "from", "to", "call-id", "cseq"])
 
@@ -561,20 +571,31 @@ class Message:
         # RFC 3261 16.3 step 1: what the transaction and proxy layers use
         # must be well-formed; other components are left alone (a proxy
         # forwards a From with an odd URI unchanged).
+        # One pass over the keys says which of the headers checked are
+        # present and whether one allowed once is repeated (a bit each).
         keys = self._keys
-        if _index(keys, "via", 0) < 0:
-            raise ParseError("Missing Via header")
-        for key, what in _MANDATORY:
-            if _index(keys, key, 0) < 0:
-                raise ParseError("Missing %s header" % what)
-        # A header allowed once found again after itself: the first one
-        # repeated, in message order, is named.
-        once = _SINGLE
-        i = 0
+        bits = _CHECKED_BITS
+        seen = 0
+        repeated = 0
         for key in keys:
-            i += 1
-            if key in once and _index(keys, key, i) >= 0:
-                raise ParseError("Duplicate %s header" % spelling(key))
+            bit = bits.get(key, 0)
+            repeated |= seen & bit
+            seen |= bit
+        if seen & _MANDATORY_BITS != _MANDATORY_BITS:
+            if not seen & _VIA_BIT:
+                raise ParseError("Missing Via header")
+            for key, what in _MANDATORY:
+                if not seen & bits[key]:
+                    raise ParseError("Missing %s header" % what)
+        if repeated & _ONCE_BITS:
+            # A header allowed once found again after itself: the first
+            # one repeated, in message order, is named.
+            once = _SINGLE
+            i = 0
+            for key in keys:
+                i += 1
+                if key in once and _index(keys, key, i) >= 0:
+                    raise ParseError("Duplicate %s header" % spelling(key))
         self._top_via()
         self._tag("from")
         self._tag("to")
