@@ -883,3 +883,22 @@ def test_the_layers_count_in_a_dict_that_reads_zero_for_what_never_happened():
         assert stats == {"sent": 2}
     assert Counts.__setitem__ is dict.__setitem__
     assert "__delitem__" not in vars(Counts)
+
+
+def test_a_via_made_to_send_reads_as_any_via_of_its_fields_would():
+    from sipcluster.sip.via import Via
+    from sipcluster.config import ListenAddress
+    from sipcluster.transport.layer import TransportLayer
+    layer = TransportLayer(Clock(), [ListenAddress("udp", "127.0.0.1", 5060),
+                                     ListenAddress("udp", "::1", 5062),
+                                     ListenAddress("tcp", "127.0.0.1", 5061)])
+    layer._add_local("udp", "127.0.0.1", 5060)
+    layer._add_local("udp", "::1", 5062)
+    layer._add_local("tcp", "127.0.0.1", 5061)
+    for transport, v6, text in [("udp", False, "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKa.1;rport"),
+                                ("udp", True, "SIP/2.0/UDP [::1]:5062;branch=z9hG4bKa.1;rport"),
+                                ("tcp", None, "SIP/2.0/TCP 127.0.0.1:5061;branch=z9hG4bKa.1;rport")]:
+        via = layer.make_via(transport, "z9hG4bKa.1", v6)
+        assert str(via) == text
+        assert str(Via(via.transport, via.host, via.port, dict(via.params))) == text
+        assert via.branch == "z9hG4bKa.1" and via.has_rport and via.rport is None

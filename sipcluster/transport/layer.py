@@ -202,7 +202,11 @@ class TransportLayer:
         if host.count(":") > 1 and not host.startswith("["):
             host = "[%s]" % host
         # RFC 3581 3: ask the next hop to answer to the port we sent from.
-        return Via(via_transport, host, port, {"branch": branch, "rport": None})
+        # (Its text written here at once, as Via's str would write it: one
+        # format rather than the general one over its parameters.)
+        return Via(via_transport, host, port, {"branch": branch, "rport": None},
+                   _text="SIP/2.0/%s %s;branch=%s;rport" % (via_transport,
+                                                            format_hostport(host, port), branch))
 
     def set_cluster_name(self, name):
         """
