@@ -89,7 +89,10 @@ def test_non_invite_client_proceeding_then_final_then_timer_k(h):
     times = [t for t, _ in send_times(h, 9)]
     # The pending Timer E still fires, then repeats every T2 (17.1.2.2).
     assert times == [0.5, 4.5, 8.5]
+    tx = h.tl.clients[next(iter(h.tl.clients))]
+    assert tx._data is not None
     h.receive(answer(req, 200), UAS)
+    assert tx._data is None  # retransmissions ended: the bytes let go
     h.receive(answer(req, 200), UAS)  # retransmission: absorbed
     assert owner.responses == [180, 200]
     assert send_times(h, 4.5) == []
@@ -137,10 +140,11 @@ def test_invite_client_provisional_stops_retransmissions(h):
 def test_invite_client_non_2xx_is_acked_hop_by_hop(h):
     owner = RecordingOwner()
     req = outgoing()
-    h.tl.start_client(req, Peer("udp", *UAS), owner)
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
     h.sent()
     busy = answer(req, 486, "t9")
     h.receive(busy, UAS)
+    assert tx._data is None  # the INVITE is not sent again
     acks = h.sent_to(UAS)
     assert len(acks) == 1
     ack = acks[0]
@@ -161,8 +165,9 @@ def test_invite_client_non_2xx_is_acked_hop_by_hop(h):
 def test_invite_client_accepted_state_passes_2xx_retransmissions(h):
     owner = RecordingOwner()
     req = outgoing()
-    h.tl.start_client(req, Peer("udp", *UAS), owner)
+    tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
     h.receive(answer(req, 200), UAS)
+    assert tx._data is None  # no retransmission in Accepted
     h.receive(answer(req, 200), UAS)
     h.receive(answer(req, 200, to_tag="fork2"), UAS)
     assert owner.responses == [200, 200, 200]
