@@ -2156,6 +2156,43 @@ def test_a_call_leaves_no_reference_cycle():
     assert _collector_garbage(call) == []
 
 
+def test_a_call_waiting_on_its_timers_holds_no_request():
+    # Through the 5 to 32 s its transactions wait after the final
+    # responses, a call keeps only what those states use: the INVITE's
+    # response context (for the 2xx of other forks), the responses to
+    # re-send.  The BYE's context goes at its final, a rejected INVITE's
+    # too, and no transaction holds its request.
+    node = Node()
+    node.send(invite())
+    fwd = node.to(FOREIGN, node.out())[0]
+    ok = reply(fwd, 200, extra=[("Record-Route", v) for v in fwd.values("record-route")])
+    node.send(ok, FOREIGN)
+    route = node.to(UAC, node.out())[-1].header("record-route")
+    node.send(in_dialog("sip:bob@127.0.0.1:5070", "BYE", route).replace(
+        b"CSeq: 1 BYE", b"CSeq: 2 BYE").replace(b"z9hG4bKuac1", b"z9hG4bKbye1"))
+    bye = node.to(FOREIGN, node.out())[-1]
+    node.send(reply(bye, 200), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+    invite_key, = [key for key in node.tl.servers if key[2] == "INVITE"]
+    assert list(node.proxy.contexts) == [invite_key]
+    txs = list(node.tl.servers.values()) + list(node.tl.clients.values())
+    assert len(txs) == 4 and [tx.request for tx in txs] == [None] * 4
+    assert [tx.owner for tx in node.tl.clients.values() if tx.key[1] == "BYE"] == [None]
+    # A retransmitted BYE still gets the 200 again, from the transaction.
+    node.send(in_dialog("sip:bob@127.0.0.1:5070", "BYE", route).replace(
+        b"CSeq: 1 BYE", b"CSeq: 2 BYE").replace(b"z9hG4bKuac1", b"z9hG4bKbye1"))
+    assert [m.status for m in node.to(UAC, node.out())] == [200]
+    # A rejected call: its context goes with the final response, and a
+    # retransmitted 486 is ACKed again by its transaction alone.
+    node.send(invite(branch="z9hG4bKuac2").replace(b"call-1@", b"call-2@"))
+    fwd = node.to(FOREIGN, node.out())[0]
+    node.send(reply(fwd, 486), FOREIGN)
+    assert [m.status for m in node.to(UAC, node.out())] == [486]
+    assert list(node.proxy.contexts) == [invite_key]
+    node.send(reply(fwd, 486), FOREIGN)
+    assert [m.method for m in node.to(FOREIGN, node.out())] == ["ACK"]
+
+
 def test_a_rejected_call_and_an_unanswered_branch_leave_no_reference_cycle():
     node = Node()
 

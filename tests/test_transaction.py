@@ -93,6 +93,9 @@ def test_non_invite_client_proceeding_then_final_then_timer_k(h):
     assert tx._data is not None
     h.receive(answer(req, 200), UAS)
     assert tx._data is None  # retransmissions ended: the bytes let go
+    # Completed (Timer K) absorbs what comes: it holds neither the request
+    # nor its owner any longer.
+    assert tx.request is None and tx.owner is None
     h.receive(answer(req, 200), UAS)  # retransmission: absorbed
     assert owner.responses == [180, 200]
     assert send_times(h, 4.5) == []
@@ -145,6 +148,8 @@ def test_invite_client_non_2xx_is_acked_hop_by_hop(h):
     busy = answer(req, 486, "t9")
     h.receive(busy, UAS)
     assert tx._data is None  # the INVITE is not sent again
+    # Completed (Timer D) only ACKs retransmissions, from the ACK's bytes.
+    assert tx.request is None and tx.owner is None
     acks = h.sent_to(UAS)
     assert len(acks) == 1
     ack = acks[0]
@@ -168,6 +173,7 @@ def test_invite_client_accepted_state_passes_2xx_retransmissions(h):
     tx = h.tl.start_client(req, Peer("udp", *UAS), owner)
     h.receive(answer(req, 200), UAS)
     assert tx._data is None  # no retransmission in Accepted
+    assert tx.request is None and tx.owner is owner  # 2xx still go up
     h.receive(answer(req, 200), UAS)
     h.receive(answer(req, 200, to_tag="fork2"), UAS)
     assert owner.responses == [200, 200, 200]
@@ -231,9 +237,10 @@ def test_server_invite_ack_confirms_then_timer_i(h):
 def test_server_invite_2xx_accepted_state(h):
     h.receive(request())
     tx = h.tu.requests[0]
-    tx.respond(answer(tx.request, 200))
+    incoming = tx.request  # (let go of at the final response)
+    tx.respond(answer(incoming, 200))
     assert tx.state == "accepted"
-    tx.respond(answer(tx.request, 200))  # 2xx retransmission from the TU
+    tx.respond(answer(incoming, 200))  # 2xx retransmission from the TU
     assert [m.status for m in h.sent_to(UAC)] == [200, 200]
     h.receive(request("ACK", branch="z9hG4bKnewack"))  # ACK for 2xx: new branch
     assert len(h.tu.acks) == 1
@@ -715,8 +722,9 @@ def test_reliable_invite_server_2xx_from_tu_on_the_connection():
     conn = FakeConnection()
     h.layer.data_received(tcp_request(), tcp_source(conn))
     tx = h.tu.requests[0]
-    tx.respond(answer(tx.request, 200))
-    tx.respond(answer(tx.request, 200))
+    incoming = tx.request  # (let go of at the final response)
+    tx.respond(answer(incoming, 200))
+    tx.respond(answer(incoming, 200))
     assert [m.status for m in conn.written] == [200, 200]
     assert h.sent() == []
 
@@ -767,8 +775,9 @@ def test_server_invite_2xx_from_the_receiving_socket():
     proto, sock = second_socket(h)
     proto.datagramReceived(request().to_bytes(), UAC)
     tx = h.tu.requests[0]
-    tx.respond(answer(tx.request, 200))
-    tx.respond(answer(tx.request, 200))
+    incoming = tx.request  # (let go of at the final response)
+    tx.respond(answer(incoming, 200))
+    tx.respond(answer(incoming, 200))
     assert h.socket.written == []
     assert [parse_message(d).status for d, a in sock.written] == [200, 200]
 
@@ -814,14 +823,16 @@ def test_server_invite_ignores_the_tu_after_a_final():
     h = make_harness()
     h.receive(request())
     tx = h.tu.requests[0]
-    tx.respond(answer(tx.request, 486))
-    tx.respond(answer(tx.request, 200))  # too late: not sent
+    incoming = tx.request  # (let go of at the final response)
+    tx.respond(answer(incoming, 486))
+    tx.respond(answer(incoming, 200))  # too late: not sent
     assert statuses(h) == [486]
     h2 = make_harness()
     h2.receive(request())
     tx2 = h2.tu.requests[0]
-    tx2.respond(answer(tx2.request, 200))
-    tx2.respond(answer(tx2.request, 300))  # Accepted passes on 2xx only
+    incoming = tx2.request
+    tx2.respond(answer(incoming, 200))
+    tx2.respond(answer(incoming, 300))  # Accepted passes on 2xx only
     assert statuses(h2) == [200]
 
 
@@ -829,11 +840,15 @@ def test_server_non_invite_provisional_then_final():
     h = make_harness()
     h.receive(request("OPTIONS"))
     tx = h.tu.requests[0]
-    tx.respond(answer(tx.request, 100))
+    incoming = tx.request  # (let go of at the final response)
+    tx.respond(answer(incoming, 100))
     h.receive(request("OPTIONS"))  # Proceeding: the provisional again
-    tx.respond(answer(tx.request, 200))
-    tx.respond(answer(tx.request, 404))  # after the final: ignored
-    assert statuses(h) == [100, 100, 200]
+    assert tx.request is incoming
+    tx.respond(answer(incoming, 200))
+    assert tx.request is None  # Completed re-sends the 200 alone
+    h.receive(request("OPTIONS"))
+    tx.respond(answer(incoming, 404))  # after the final: ignored
+    assert statuses(h) == [100, 100, 200, 200]
 
 
 def test_ack_timeouts_are_counted():

@@ -100,11 +100,12 @@ class StatefulProxy:
         if rc is not None:
             rc.cancel()
         elif invite_tx.state == "proceeding":
-            response = self.forwarder.local_response(invite_tx.request, 487)
+            invite = invite_tx.request  # (a final response lets go of it)
+            response = self.forwarder.local_response(invite, 487)
             invite_tx.respond(response)
             self.setups.discard(invite_tx.key)
-            if invite_tx.request.to_tag is None:
-                self.pipeline.dialog_event("call_failed", invite_tx.request, response,
+            if invite.to_tag is None:
+                self.pipeline.dialog_event("call_failed", invite, response,
                                            self.clock.seconds())
 
     def ack_received(self, ack, source):
@@ -219,8 +220,17 @@ class StatefulProxy:
         a later 2xx of another branch): what it means for the call.
         """
         context = rc.context
-        self.setups.discard(context.server_tx.key)
-        if response is None or not self.pipeline.dialog:
+        key = context.server_tx.key
+        self.setups.discard(key)
+        if response is None:
+            return
+        if not rc.is_invite or response.status >= 300:
+            # Nothing more goes upstream through C{rc}: its server
+            # transaction absorbs retransmissions alone for 32 s.  Only an
+            # INVITE answered 2xx keeps it, for the 2xx of other forks and
+            # their retransmissions (RFC 3261 16.7 step 5, RFC 6026).
+            self.contexts.pop(key, None)
+        if not self.pipeline.dialog:
             return
         request = context.request
         initial = rc.is_invite and request.to_tag is None

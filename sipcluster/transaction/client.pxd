@@ -15,6 +15,7 @@ cdef class ClientInviteTransaction(ClientTransaction):
     cdef public object cancel_requested
     cdef public object cancel_sent
     cdef public object provisional
+    cdef public object _ack
     cpdef start(self)
     cpdef receive_response(self, response)
     cpdef cancel(self)

@@ -11,7 +11,11 @@ from sipcluster.transaction.base import Transaction
 class ServerTransaction(Transaction):
     """
     @ivar source: where the request came from; responses go back by it.
-    @ivar last_response: the response most recently sent, for re-sending.
+    @ivar last_response: the response most recently sent, for re-sending
+        (none in an INVITE's Accepted, which re-sends nothing).
+    @ivar request: the request, until a final response is sent: the
+        states after that (up to 32 s of them) re-send the response or
+        absorb retransmissions, and need the request no more.
     """
 
     __slots__ = ("source", "last_response", "on_terminated", "_interval")
@@ -25,6 +29,8 @@ class ServerTransaction(Transaction):
 
     def _send(self, response):
         self.last_response = response
+        if response.status >= 200:
+            self.request = None
         self.layer.transport.send_response_now(response, self.source)
 
     def terminate(self):
@@ -32,10 +38,6 @@ class ServerTransaction(Transaction):
         if self.on_terminated is not None:
             callback, self.on_terminated = self.on_terminated, None
             callback(self)
-
-    @property
-    def final_sent(self):
-        return self.last_response is not None and self.last_response.status >= 200
 
 
 class ServerInviteTransaction(ServerTransaction):
@@ -54,8 +56,11 @@ class ServerInviteTransaction(ServerTransaction):
             self._send(response)
             if 200 <= status < 300:
                 # RFC 6026 7.1: wait in Accepted for 2xx retransmissions of
-                # other forks and stray ACKs instead of terminating.
+                # other forks and stray ACKs instead of terminating.  It
+                # re-sends nothing of its own (the TU's 2xx are passed on
+                # as they come): the response is not kept.
                 self.state = "accepted"
+                self.last_response = None
                 self.start_timer("L", self.timers.timeout)
             elif status >= 300:
                 self.state = "completed"
