@@ -240,6 +240,9 @@ def test_server_invite_2xx_accepted_state(h):
     incoming = tx.request  # (let go of at the final response)
     tx.respond(answer(incoming, 200))
     assert tx.state == "accepted"
+    # Accepted re-sends nothing of its own: it keeps neither the request
+    # nor the response through its 32 s.
+    assert tx.request is None and tx.last_response is None
     tx.respond(answer(incoming, 200))  # 2xx retransmission from the TU
     assert [m.status for m in h.sent_to(UAC)] == [200, 200]
     h.receive(request("ACK", branch="z9hG4bKnewack"))  # ACK for 2xx: new branch
