@@ -214,7 +214,7 @@ def _declared(pxd):
             if m:
                 current = classes.setdefault(m.group(1), [])
                 continue
-            m = re.match(r"\s+cdef public \w+ (\w+)", line) or re.match(
+            m = re.match(r"\s+cdef (?:public|readonly) \w+ (\w+)", line) or re.match(
                 r"\s+cdef dict (__dict__)$", line)
             if m and current is not None:
                 current.append(m.group(1))

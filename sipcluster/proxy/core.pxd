@@ -13,6 +13,9 @@ cdef class ProxyCore:
     cdef public object forward
     cdef public dict stats
     cdef public set _valid_to
+    cdef public object _on_policy
+    cdef public object _on_targets
+    cdef public object _on_failure
     @cython.locals(request=Request)
     cpdef receive(self, RequestContext context)
     cpdef _policy_passed(self, RequestContext context)

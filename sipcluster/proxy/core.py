@@ -23,7 +23,8 @@ class ProxyCore:
     """
 
     # (An extension type in the compiled build: see core.pxd.)
-    __slots__ = ("forwarder", "pipeline", "forward", "stats", "_valid_to")
+    __slots__ = ("forwarder", "pipeline", "forward", "stats", "_valid_to", "_on_policy",
+                 "_on_targets", "_on_failure")
 
     log = Logger()
 
@@ -33,6 +34,10 @@ class ProxyCore:
         self.forward = forward
         self.stats = {"answered_errors": 0, "internal_errors": 0}
         self._valid_to = set()
+        # The pipeline's callbacks, bound once rather than for each request.
+        self._on_policy = self._policy_passed
+        self._on_targets = self._targets_chosen
+        self._on_failure = self.fail
 
     def receive(self, context):
         """Take a new request (not CANCEL, not an absorbed retransmission)."""
@@ -55,14 +60,14 @@ class ProxyCore:
         except Exception as e:
             self.fail(context, e)
             return
-        self.pipeline.run_request(context, self._policy_passed, self.fail)
+        self.pipeline.run_request(context, self._on_policy, self._on_failure)
 
     def _policy_passed(self, context):
         if context.stateful and context.request.method == "INVITE":
             # RFC 3261 16.2: answer 100 before target selection (a store or
             # DNS may be slow) so the caller stops retransmitting.
             context.waiting()
-        self.pipeline.select_targets(context, self._targets_chosen, self.fail)
+        self.pipeline.select_targets(context, self._on_targets, self._on_failure)
 
     def _targets_chosen(self, context, targets):
         if not targets:

@@ -3,6 +3,8 @@ import cython
 
 from sipcluster.sip.grammar cimport remember
 from sipcluster.sip.message cimport Request, make_response
+from sipcluster.sip.uri cimport SipURI
+from sipcluster.sip.via cimport Via
 from sipcluster.transport.base cimport bare_host
 from sipcluster.transport.layer cimport TransportLayer
 
@@ -19,6 +21,7 @@ cdef class Target:
 @cython.locals(empties=dict)
 cpdef str short_hash(str text, int size)
 cpdef str loop_hash(Request request)
+@cython.locals(via=Via, branch=str)
 cpdef str stateless_branch_suffix(Request request, target_uri)
 @cython.locals(memo=dict)
 cpdef is_numeric(host)
@@ -34,8 +37,10 @@ cdef class Forwarder:
     cdef public object server_header
     cdef public tuple transports
     cpdef check(self, Request request)
+    @cython.locals(sip_uri=SipURI)
     cpdef is_own_uri(self, uri)
     cpdef preprocess_routes(self, Request request)
+    @cython.locals(sip_uri=SipURI)
     cpdef is_our_domain(self, uri)
     cpdef addressed_to_us(self, Request request)
     @cython.locals(out=Request)
@@ -43,7 +48,9 @@ cdef class Forwarder:
                   inbound_v6=*)
     cpdef for_peer(self, Request out, peer, branch=*, inbound=*)
     cpdef next_hop_uri(self, Request request)
+    @cython.locals(sip_uri=SipURI)
     cpdef transport_for(self, uri, received=*)
+    @cython.locals(sip_uri=SipURI)
     cpdef numeric_peer(self, uri, transport, received=*)
     cpdef cached_peers(self, uri)
     cpdef local_response(self, request, status, reason=*, extra=*, to_tag=*)

@@ -114,7 +114,7 @@ def stateless_branch_suffix(request, target_uri):
     built from the received top Via.
     """
     via = request._top_via()
-    branch = via.branch or ""
+    branch = via.params.get("branch") or ""   # (compiled: a typed Via, its dict in C)
     seed = "%s\x00%s\x00%s" % (branch or str(via), target_uri,
                                 "" if branch.startswith(MAGIC_COOKIE) else request._call_id())
     return short_hash(seed, 8)
@@ -172,7 +172,10 @@ class Forwarder:
     # -- 16.4 ---------------------------------------------------------------
 
     def is_own_uri(self, uri):
-        return isinstance(uri, SipURI) and self.transport.is_local(uri.host, uri.effective_port)
+        if not isinstance(uri, SipURI):
+            return False
+        sip_uri = uri   # (compiled: a typed SipURI, read in C; so below)
+        return self.transport.is_local(sip_uri.host, sip_uri._effective_port())
 
     def preprocess_routes(self, request):
         """
@@ -201,10 +204,11 @@ class Forwarder:
     def is_our_domain(self, uri):
         if not isinstance(uri, SipURI):
             return False
-        host = uri.host.lower()
-        if uri.port is not None and uri.port not in self.transport.local_ports():
+        sip_uri = uri
+        host = sip_uri.host.lower()
+        if sip_uri.port is not None and sip_uri.port not in self.transport.local_ports():
             return False
-        return host in self.domains or self.transport.is_local(host, uri.effective_port)
+        return host in self.domains or self.transport.is_local(host, sip_uri._effective_port())
 
     def addressed_to_us(self, request):
         """A request for the proxy itself: our domain or address, no user part."""
@@ -303,10 +307,11 @@ class Forwarder:
         if received is not None:
             return received[0]
         if isinstance(uri, SipURI):
-            transport = uri.transport
+            sip_uri = uri
+            transport = sip_uri._transport()
             if transport:
                 return "tcp" if transport in ("tcp", "tls") else "udp"
-            if uri.scheme == "sips":
+            if sip_uri.scheme == "sips":
                 return "tcp"
         return "udp"
 
@@ -319,10 +324,11 @@ class Forwarder:
             return Peer(received[0], received[1], received[2])
         if not isinstance(uri, SipURI):
             raise Respond(416)
-        host = bare_host(uri.param("maddr") or uri.host)
+        sip_uri = uri
+        host = bare_host(sip_uri.params.get("maddr") or sip_uri.host)
         if not is_numeric(host):
             return None
-        return Peer(transport, host, uri.port or (5061 if uri.scheme == "sips" else 5060))
+        return Peer(transport, host, sip_uri.port or (5061 if sip_uri.scheme == "sips" else 5060))
 
     def resolve(self, uri, transport, received=None):
         """

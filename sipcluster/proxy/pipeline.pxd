@@ -1,11 +1,15 @@
 # The compiled build's declarations for pipeline.py (Cython augmenting .pxd).
 import cython
 
+from sipcluster.sip.message cimport Request
+from sipcluster.transaction.server cimport ServerTransaction
+from sipcluster.transport.base cimport Source
+
 cdef class RequestContext:
-    cdef public object request
-    cdef public object source
+    cdef public Request request
+    cdef public Source source
     cdef public object stateful
-    cdef public object server_tx
+    cdef public ServerTransaction server_tx
     cdef public object started
     cdef public object _vars
     cdef public object targets

@@ -11,13 +11,14 @@ from sipcluster.proxy.stateless cimport forward_response_stateless, forward_stat
 from sipcluster.sip.message cimport Message, Request
 from sipcluster.sip.via cimport Via
 from sipcluster.transaction.layer cimport TransactionLayer
+from sipcluster.transaction.timers cimport TimerValues
 from sipcluster.transport.base cimport Source
 
 cdef class StatefulProxy:
     cdef public TransactionLayer transactions
     cdef public Forwarder forwarder
     cdef public object clock
-    cdef public object timers
+    cdef public TimerValues timers
     cdef public Pipeline pipeline
     cdef public ProxyCore core
     cdef public dict contexts

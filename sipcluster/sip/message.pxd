@@ -5,7 +5,7 @@
 # does not mutate decorated functions.
 import cython
 
-from sipcluster.sip.address cimport parse_address
+from sipcluster.sip.address cimport Address, parse_address
 from sipcluster.sip.grammar cimport is_token, remember, split_commas
 from sipcluster.sip.headers cimport canonical, spelling
 from sipcluster.sip.status cimport reason_for
@@ -67,6 +67,7 @@ cdef class Message:
     cpdef _single(self, str key)
     cpdef _address(self, str key)
     @cython.locals(i=Py_ssize_t, line=str, tags=dict)
+    @cython.locals(address=Address)
     cpdef _tag(self, str key)
     cpdef _address_list(self, str key)
     @cython.locals(known=dict, cache=dict)

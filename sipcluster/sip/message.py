@@ -468,7 +468,7 @@ class Message:
     def _tag(self, key):
         address = self._cache.get(key)
         if address is not None:
-            return address.tag
+            return address.params.get("tag")   # (compiled: a typed Address, its dict in C)
         i = _index(self._keys, key, 0)
         if i < 0:
             return None
@@ -478,7 +478,7 @@ class Message:
         if tag is _UNKNOWN:
             # Parsed as _address would, without looking for the line again.
             address = self._cache[key] = parse_address(_value_of(line))
-            tag = remember(tags, line, address.tag, _TAGS_SIZE)
+            tag = remember(tags, line, address.params.get("tag"), _TAGS_SIZE)
         return tag
 
     @property

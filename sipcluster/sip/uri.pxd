@@ -25,6 +25,8 @@ cdef class SipURI:
     cdef public dict params
     cdef public object headers
     cdef public object _text
+    cpdef _transport(self)
+    cpdef _effective_port(self)
 
 cdef class TelURI:
     cdef public object number

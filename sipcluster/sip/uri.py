@@ -254,11 +254,20 @@ class SipURI:
     @property
     def transport(self):
         """The transport parameter, lower-cased, or None."""
+        return self._transport()
+
+    # (The bodies of two properties a proxy reads of every next hop: C
+    # calls where the URI is typed, compiled.)
+
+    def _transport(self):
         value = self.params.get("transport")
         return value.lower() if value else None
 
     @property
     def effective_port(self):
+        return self._effective_port()
+
+    def _effective_port(self):
         return self.port if self.port is not None else DEFAULT_PORTS[self.scheme]
 
     @property

@@ -12,6 +12,8 @@ cdef class Via:
     cdef public object port
     cdef public dict params
     cdef public object _text
+    cpdef _rport(self)
+    cpdef tuple _sent_by(self)
 
 cdef class CSeq:
     cdef public object number

@@ -147,6 +147,10 @@ class Via:
     @property
     def rport(self):
         """The rport value as an int, or None when absent or empty."""
+        return self._rport()
+
+    def _rport(self):
+        # (The property's body: a C call where the Via is typed, compiled.)
         value = self.params.get("rport")
         if value is None:
             return None
@@ -166,6 +170,9 @@ class Via:
     @property
     def sent_by(self):
         """(host lower-cased, port or None): compared for transaction matching."""
+        return self._sent_by()
+
+    def _sent_by(self):
         return (self.host.lower(), self.port)
 
     def with_params(self, **params):

@@ -21,10 +21,13 @@ class Transaction:
     @ivar layer: the L{TransactionLayer}, which owns the matching tables
         and the transport.
     @ivar key: the key this transaction is matched by.
+    @ivar transport: the layer's L{TransportLayer}, which sends for it.
+    @ivar timers: the layer's L{TimerValues}.
     """
 
     # (An extension type in the compiled build: see base.pxd.)
-    __slots__ = ("layer", "key", "request", "reliable", "state", "_timers", "_heap")
+    __slots__ = ("layer", "transport", "key", "request", "reliable", "state", "timers", "_timers",
+                 "_heap")
 
     log = Logger()
 
@@ -34,13 +37,13 @@ class Transaction:
         self.request = request
         self.reliable = reliable
         self.state = None
+        # The layer's transport, timer durations and heap, every timer of
+        # this transaction runs on (C fields compiled: a send, or a timer
+        # armed, calls the transport layer or reads a duration in C).
+        self.transport = layer.transport
+        self.timers = layer.timers
         self._timers = {}
-        # The layer's timer heap, every timer of this transaction runs on.
         self._heap = layer.timer_heap
-
-    @property
-    def timers(self):
-        return self.layer.timers
 
     def start_timer(self, name, delay):
         """

@@ -1,4 +1,5 @@
 # The compiled build's declarations for client.py (Cython augmenting .pxd).
+from sipcluster.sip.message cimport Response
 from sipcluster.transaction.base cimport Transaction
 
 cdef class ClientTransaction(Transaction):
@@ -17,11 +18,11 @@ cdef class ClientInviteTransaction(ClientTransaction):
     cdef public object provisional
     cdef public object _ack
     cpdef start(self)
-    cpdef receive_response(self, response)
+    cpdef receive_response(self, Response response)
     cpdef cancel(self)
     cpdef timer_fired(self, name)
 
 cdef class ClientNonInviteTransaction(ClientTransaction):
     cpdef start(self)
     cpdef timer_fired(self, name)
-    cpdef receive_response(self, response)
+    cpdef receive_response(self, Response response)

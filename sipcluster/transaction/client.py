@@ -69,7 +69,7 @@ class ClientTransaction(Transaction):
     def _transmit(self):
         if self._data is None:
             self._data = self.request.to_bytes()
-        sent = self.layer.transport.send_data_now(self._data, self.peer)
+        sent = self.transport.send_data_now(self._data, self.peer)
         if sent is not True:
             # A TransportError (UDP, at once) or a Deferred (a stream).
             if isinstance(sent, Exception):
@@ -187,7 +187,7 @@ class ClientInviteTransaction(ClientTransaction):
 
     def _send_ack(self):
         """The ACK for the non-2xx final response, again for each retransmission of it."""
-        self.layer.transport.send_data(self._ack, self.peer).addErrback(_ignore)
+        self.transport.send_data(self._ack, self.peer).addErrback(_ignore)
 
     def cancel(self):
         """

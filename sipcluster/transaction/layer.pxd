@@ -4,23 +4,24 @@
 import cython
 
 from sipcluster.sip.message cimport Message, Request
-from sipcluster.sip.via cimport Via
-from sipcluster.transaction.timers cimport TimerHeap
+from sipcluster.sip.via cimport CSeq, Via
+from sipcluster.transaction.timers cimport TimerHeap, TimerValues
 
-@cython.locals(via=Via)
+@cython.locals(via=Via, branch=str)
 cpdef server_key(Request request)
 
 cdef class TransactionLayer:
     cdef public object transport
     cdef public object clock
-    cdef public object timers
+    cdef public TimerValues timers
     cdef public TimerHeap timer_heap
     cdef public object tu
     cdef public dict servers
     cdef public dict clients
     cdef public object stats
     cpdef request_received(self, Request request, source)
-    @cython.locals(via=Via)
+    @cython.locals(via=Via, cseq=CSeq)
     cpdef response_received(self, Message response, source)
+    @cython.locals(via=Via)
     cpdef start_client(self, Request request, peer, owner)
     cpdef remove(self, tx)

@@ -27,9 +27,9 @@ def server_key(request):
     """
     via = request._top_via()   # (compiled: C calls on the typed message, here and below)
     method = "INVITE" if request.method == "ACK" else request.method
-    branch = via.branch
+    branch = via.params.get("branch")
     if branch and branch.startswith(MAGIC_COOKIE):
-        return (branch, via.sent_by, method)
+        return (branch, via._sent_by(), method)
     # RFC 3261 17.2.3 fallback for RFC 2543 peers.
     return ("2543", str(request._request_uri()), request._tag("from"), request._call_id(),
             request._cseq().number, str(via), method)
@@ -85,7 +85,7 @@ class TransactionLayer:
     def response_received(self, response, source):
         via = response._top_via()
         cseq = response._cseq()
-        tx = self.clients.get((via.branch, cseq.method)) if cseq is not None else None
+        tx = self.clients.get((via.params.get("branch"), cseq.method)) if cseq is not None else None
         if tx is not None:
             tx.receive_response(response)
         else:
@@ -98,7 +98,8 @@ class TransactionLayer:
         Send C{request} (whose top Via we added) to C{peer} in a new client
         transaction reporting to C{owner}.
         """
-        key = (request._top_via().branch, request.method)
+        via = request._top_via()
+        key = (via.params.get("branch"), request.method)
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         tx = cls(self, key, request, peer, owner)
         self.clients[key] = tx

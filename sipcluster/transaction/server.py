@@ -31,7 +31,7 @@ class ServerTransaction(Transaction):
         self.last_response = response
         if response.status >= 200:
             self.request = None
-        self.layer.transport.send_response_now(response, self.source)
+        self.transport.send_response_now(response, self.source)
 
     def terminate(self):
         Transaction.terminate(self)
@@ -70,12 +70,12 @@ class ServerInviteTransaction(ServerTransaction):
                 self.start_timer("H", self.timers.timeout)
         elif self.state == "accepted" and 200 <= status < 300:
             # RFC 6026 7.1: 2xx from the TU in Accepted are passed on.
-            self.layer.transport.send_response_now(response, self.source)
+            self.transport.send_response_now(response, self.source)
 
     def receive_request(self, request):
         """A retransmission of the INVITE."""
         if self.state in ("proceeding", "completed") and self.last_response is not None:
-            self.layer.transport.send_response_now(self.last_response, self.source)
+            self.transport.send_response_now(self.last_response, self.source)
 
     def receive_ack(self, ack):
         """An ACK matching this transaction; True when it was absorbed."""
@@ -100,7 +100,7 @@ class ServerInviteTransaction(ServerTransaction):
     def _timer_g(self):
         if self.state != "completed":
             return
-        self.layer.transport.send_response_now(self.last_response, self.source)
+        self.transport.send_response_now(self.last_response, self.source)
         self._interval = min(2 * self._interval, self.timers.t2)
         self.start_timer("G", self._interval)
 
@@ -137,4 +137,4 @@ class ServerNonInviteTransaction(ServerTransaction):
 
     def receive_request(self, request):
         if self.state in ("proceeding", "completed"):
-            self.layer.transport.send_response_now(self.last_response, self.source)
+            self.transport.send_response_now(self.last_response, self.source)

@@ -2,6 +2,14 @@
 # the timer heap as an extension type, its fields C fields.
 import cython
 
+cdef class TimerValues:
+    cdef readonly double t1
+    cdef readonly double t2
+    cdef readonly double t4
+    cdef readonly double timer_c
+    cdef readonly double timeout
+    cdef readonly double timer_d
+
 cdef class TimerHeap:
     cdef public object clock
     cdef public object _seconds

@@ -27,9 +27,10 @@ CONFIG = ConfigSection("timers", {
 
 
 
+@cython.cclass
 class TimerValues:
     """
-    Timer durations in seconds.
+    Timer durations in seconds, fixed when made.
 
     @ivar t1: round-trip estimate (default 0.5 s).
     @ivar t2: longest retransmit interval for non-INVITE requests and
@@ -37,28 +38,26 @@ class TimerValues:
     @ivar t4: how long a message may remain in the network (default 5 s).
     @ivar timer_c: how long a proxy waits for a final response to an INVITE
         (RFC 3261 16.6 step 11: more than 3 minutes).
+    @ivar timeout: Timers B, F, H, J, L, M: 64*T1.
+    @ivar timer_d: Timer D for unreliable transports: 64*T1, at least 32 s.
     """
+
+    # (An extension type in the compiled build, its durations C doubles:
+    # every transaction reads two or three of them.)
+    __slots__ = ("t1", "t2", "t4", "timer_c", "timeout", "timer_d")
 
     def __init__(self, t1=0.5, t2=4.0, t4=5.0, timer_c=180.0):
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
         self.timer_c = timer_c
+        self.timeout = 64 * t1
+        self.timer_d = max(32.0, 64 * t1)
 
     @classmethod
     def from_config(cls, timers):
         return cls(timers.t1_ms / 1000.0, timers.t2_ms / 1000.0,
                    timers.t4_ms / 1000.0, float(timers.timer_c_s))
-
-    @property
-    def timeout(self):
-        """Timers B, F, H, J, L, M: 64*T1."""
-        return 64 * self.t1
-
-    @property
-    def timer_d(self):
-        """Timer D for unreliable transports: at least 32 s."""
-        return max(32.0, 64 * self.t1)
 
 
 # heapq's C functions, looked up once (compiled: a C call, no attribute

@@ -93,7 +93,7 @@ def stamp_via(request, source):
     if via is None:
         return
     params = {}
-    if via.has_rport:
+    if "rport" in via.params:
         params["received"] = source.host
         params["rport"] = str(source.port)
     elif not same_ip(via.host, source.host):
@@ -110,10 +110,14 @@ def response_destination(response, source=None):
     """
     via = response._top_via()
     transport = via.transport.lower()
-    if via.maddr:
-        return Peer(transport, bare_host(via.maddr), via.port or 5060)
-    host = via.received or bare_host(via.host)
-    port = via.rport if via.has_rport and via.rport else via.port
+    # (Its parameters read from the dict, and rport by the C call beneath
+    # the property: the Via is typed, compiled.)
+    params = via.params
+    maddr = params.get("maddr")
+    if maddr:
+        return Peer(transport, bare_host(maddr), via.port or 5060)
+    host = params.get("received") or bare_host(via.host)
+    port = via._rport() or via.port
     if port is None:
         port = 5061 if transport == "tls" else 5060
     return Peer(transport, bare_host(host), port)

@@ -50,6 +50,7 @@ cdef class TransportLayer:
     @cython.locals(message=Message)
     cpdef data_received(self, data, source, stream=*)
     cpdef send_request_now(self, Message request, peer)
+    cpdef send_data_now(self, data, peer)
     cpdef _send_datagram(self, data, peer)
     cpdef send_response_now(self, Message response, source=*, fallback_only=*)
     cpdef sent_by_text(self, transport)
