@@ -89,7 +89,8 @@ CIMPORTS = {
     "sipcluster.proxy.stateful": ("sipcluster.proxy.core", "sipcluster.proxy.forwarding",
                                   "sipcluster.proxy.pipeline", "sipcluster.proxy.stateless",
                                   "sipcluster.sip.message", "sipcluster.sip.via",
-                                  "sipcluster.transaction.layer", "sipcluster.transaction.timers",
+                                  "sipcluster.transaction.layer", "sipcluster.transaction.server",
+                                  "sipcluster.transaction.timers",
                                   "sipcluster.transport.base"),
     "sipcluster.proxy.context": ("sipcluster.proxy.stateful", "sipcluster.transaction.timers"),
 }

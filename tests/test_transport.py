@@ -291,6 +291,34 @@ def test_udp_send_writes_to_the_socket_of_a_listening_port():
         receiver.close()
 
 
+def test_udp_send_finds_the_socket_again_when_the_port_changes_or_restarts():
+    """The socket's sendto is kept between sends: a listener given another
+    port, or its port started again (a new socket), sends from the new one."""
+    from sipcluster.transport.udp import SIPDatagramProtocol
+    first, receiver = _udp_pair()
+    second, _ = _udp_pair()
+    third, _ = _udp_pair()
+    to = Peer("udp", "127.0.0.1", receiver.getsockname()[1])
+    try:
+        proto = SIPDatagramProtocol(Harness().layer, "127.0.0.1", first.getsockname()[1])
+        proto.makeConnection(_PortLike(first))
+        assert proto.send(b"one", to)
+        proto.transport = _PortLike(second)
+        assert proto.send(b"two", to)
+        port = proto.transport
+        proto.doStop()
+        port.socket = third   # the same port object listening again
+        proto.makeConnection(port)
+        assert proto.send(b"three", to)
+        got = [receiver.recvfrom(100) for _ in range(3)]
+        assert [(data, addr[1]) for data, addr in got] == [
+            (b"one", first.getsockname()[1]), (b"two", second.getsockname()[1]),
+            (b"three", third.getsockname()[1])]
+    finally:
+        for sock in (first, second, third, receiver):
+            sock.close()
+
+
 def test_udp_send_never_looks_a_name_up_and_counts_what_fails():
     """A name (a Via maddr, say) is not given to sendto, which would resolve
     it on the reactor thread: Port.write refuses it, and that is counted."""

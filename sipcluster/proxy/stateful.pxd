@@ -11,6 +11,7 @@ from sipcluster.proxy.stateless cimport forward_response_stateless, forward_stat
 from sipcluster.sip.message cimport Message, Request
 from sipcluster.sip.via cimport Via
 from sipcluster.transaction.layer cimport TransactionLayer
+from sipcluster.transaction.server cimport ServerTransaction
 from sipcluster.transaction.timers cimport TimerValues
 from sipcluster.transport.base cimport Source
 
@@ -23,6 +24,9 @@ cdef class StatefulProxy:
     cdef public ProxyCore core
     cdef public dict contexts
     cdef public set setups
+    cdef public object _on_answer
+    cdef public object _on_trying
+    cpdef request_received(self, ServerTransaction server_tx)
     cpdef forward(self, RequestContext context, targets)
     @cython.locals(context=RequestContext, request=Request, source=Source, target=Target)
     cpdef start_branch(self, rc, branch)

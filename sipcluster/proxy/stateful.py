@@ -29,7 +29,7 @@ class StatefulProxy:
 
     # (An extension type in the compiled build: see stateful.pxd.)
     __slots__ = ("transactions", "forwarder", "clock", "timers", "pipeline", "core", "contexts",
-                 "setups")
+                 "setups", "_on_answer", "_on_trying")
 
     log = Logger()
 
@@ -42,6 +42,9 @@ class StatefulProxy:
         self.core = ProxyCore(forwarder, pipeline, self.forward)
         self.contexts = {}
         self.setups = set()
+        # What each request context calls back, bound once.
+        self._on_answer = self._answer
+        self._on_trying = self._trying
         transactions.tu = self
 
     @property
@@ -52,8 +55,8 @@ class StatefulProxy:
 
     def request_received(self, server_tx):
         self.core.receive(RequestContext(
-            server_tx.request, server_tx.source, self._answer, server_tx,
-            self.clock.seconds(), self._trying))
+            server_tx.request, server_tx.source, self._on_answer, server_tx,
+            self.clock.seconds(), self._on_trying))
 
     def _trying(self, context):
         context.server_tx.respond(self.forwarder.local_response(context.request, 100))
@@ -110,7 +113,7 @@ class StatefulProxy:
 
     def ack_received(self, ack, source):
         """An ACK for a 2xx: forwarded end to end, statelessly (16.6, 13.2.2.4)."""
-        self.core.receive(RequestContext(ack, source, self._answer, None, self.clock.seconds(),
+        self.core.receive(RequestContext(ack, source, self._on_answer, None, self.clock.seconds(),
                                          stateful=True))
 
     def stray_response(self, response, source):

@@ -625,7 +625,8 @@ class Message:
 
     def copy(self):
         """A copy whose headers can be changed without touching this one."""
-        other = self.__class__.__new__(self.__class__)
+        cls = type(self)
+        other = cls.__new__(cls)
         other._keys = list(self._keys)
         other._lines = list(self._lines)
         other.body = self.body

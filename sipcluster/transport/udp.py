@@ -58,6 +58,17 @@ class SIPDatagramProtocol(DatagramProtocol):
         self.host = host
         self.port = port
         self.stun = None
+        # The transport sent through last, its socket's sendto and family.
+        self._sending_through = self._sendto = self._family = None
+
+    def makeConnection(self, transport):
+        # A port (re)started: its socket is found again at the next send.
+        self._sending_through = None
+        DatagramProtocol.makeConnection(self, transport)
+
+    def doStop(self):
+        self._sending_through = None
+        DatagramProtocol.doStop(self)
 
     def datagramReceived(self, data, addr):
         host, port = addr[0], addr[1]
@@ -77,12 +88,18 @@ class SIPDatagramProtocol(DatagramProtocol):
         # every call (three isIPAddress): a listening port's socket is
         # written to directly once its address is known to be numeric (a
         # name would be looked up, blocking, by the socket module).  Errors
-        # are what Port.write would raise (EINTR is retried by Python).
-        sock = getattr(transport, "socket", None)
+        # are what Port.write would raise (EINTR is retried by Python).  The
+        # socket's sendto is found once per port started, not per datagram.
+        if transport is not self._sending_through:
+            sock = getattr(transport, "socket", None)
+            self._sendto = sock.sendto if sock is not None else None
+            self._family = sock.family if sock is not None else None
+            self._sending_through = transport
+        sendto = self._sendto
         host = peer.host
         try:
-            if sock is not None and (host in _NUMERIC or _numeric(host, sock.family)):
-                sock.sendto(data, (host, peer.port))
+            if sendto is not None and (host in _NUMERIC or _numeric(host, self._family)):
+                sendto(data, (host, peer.port))
             else:
                 transport.write(data, (host, peer.port))
         except (OSError, ValueError):
