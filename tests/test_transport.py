@@ -930,3 +930,11 @@ def test_a_via_made_to_send_reads_as_any_via_of_its_fields_would():
         assert str(via) == text
         assert str(Via(via.transport, via.host, via.port, dict(via.params))) == text
         assert via.branch == "z9hG4bKa.1" and via.has_rport and via.rport is None
+
+
+def test_is_name_tells_host_names_from_addresses_and_answers_the_same_when_asked_again():
+    from sipcluster.transport.layer import is_name
+    cases = {"192.0.2.1": False, "::1": False, "2001:db8::5": False, "example.test": True,
+             "192.0.2": True, "192.0.2.x": True, "1.2.3.4.5": True, "localhost": True}
+    for _ in range(2):  # the second time from what it remembered
+        assert {host: is_name(host) for host in cases} == cases

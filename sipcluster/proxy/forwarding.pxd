@@ -46,6 +46,7 @@ cdef class Forwarder:
     @cython.locals(out=Request)
     cpdef prepare(self, Request request, Target target, branch_suffix, inbound_transport,
                   inbound_v6=*)
+    @cython.locals(via=Via)
     cpdef for_peer(self, Request out, peer, branch=*, inbound=*)
     cpdef next_hop_uri(self, Request request)
     @cython.locals(sip_uri=SipURI)

@@ -269,7 +269,7 @@ class Forwarder:
             return out
         out = out.copy()
         out.pop_via()
-        out.push_via(self.transport.make_via(peer.transport, branch or via.branch, v6))
+        out.push_via(self.transport.make_via(peer.transport, branch or via.params.get("branch"), v6))
         if moved and inbound is not None and self.record_route and \
                 out.method in DIALOG_CREATING and out._tag("to") is None:
             # Our one or two entries (16.6 step 4) on top, made again for

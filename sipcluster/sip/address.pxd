@@ -11,4 +11,8 @@ cdef class Address:
     cdef public dict params
     cdef public object _text
 
+@cython.locals(display=str, i=Py_ssize_t, n=Py_ssize_t, c=Py_UCS4, rest=str, lt=Py_ssize_t,
+               rest_offset=str, gt=Py_ssize_t, uri_text=str, tail=str, paramtext=str, semi=str,
+               params=dict)
+cpdef _parse_address_text(cls, str text)
 cpdef parse_address(text)

@@ -77,60 +77,7 @@ class Address:
 
     @classmethod
     def _parse(cls, text):
-        text = text.strip()
-        if not text:
-            raise ParseError("Empty address")
-        display = None
-        if text[0] == '"':
-            i = 1
-            n = len(text)
-            while i < n:
-                c = text[i]
-                if c == "\\":
-                    i += 2
-                    continue
-                if c == '"':
-                    break
-                i += 1
-            if i >= n:
-                raise ParseError("Unterminated display name")
-            display = text[: i + 1]
-            rest = text[i + 1 :].lstrip()
-            if not rest.startswith("<"):
-                raise ParseError("Display name without <URI>")
-            lt = 0
-            rest_offset = rest
-        else:
-            lt = text.find("<")
-            rest_offset = text
-            if lt > 0:
-                display = text[:lt].strip() or None
-                if display and ('"' in display or ">" in display):
-                    raise ParseError("Bad display name")
-        if lt != -1:
-            gt = rest_offset.find(">", lt)
-            if gt == -1:
-                raise ParseError("Unterminated <URI>")
-            uri_text = rest_offset[lt + 1 : gt].strip()
-            tail = rest_offset[gt + 1 :].strip()
-            if tail and tail[0] != ";":
-                raise ParseError("Junk after <URI>")
-            paramtext = tail[1:]
-            if tail and not paramtext.strip():
-                raise ParseError("Empty header parameter")
-        else:
-            # addr-spec: parameters after the URI belong to the header
-            # (RFC 3261 20.10), so the URI itself stops at the first ";".
-            uri_text, semi, paramtext = text.partition(";")
-            uri_text = uri_text.strip()
-            if "," in uri_text or "?" in uri_text or " " in uri_text:
-                raise ParseError("addr-spec needs <> around this URI")
-            if semi and not paramtext.strip():
-                raise ParseError("Empty header parameter")
-        if not uri_text or ":" not in uri_text:
-            raise ParseError("Bad URI in address")
-        params = parse_params(paramtext, "header parameter") if paramtext else {}
-        return cls(uri_text, display, params, text)
+        return _parse_address_text(cls, text)
 
     def __str__(self):
         if self._text is None:
@@ -195,6 +142,67 @@ class Address:
         if not value.isdigit() or not value.isascii():
             raise ParseError("Bad expires parameter")
         return int(value)
+
+
+def _parse_address_text(cls, text):
+    """
+    L{Address._parse}: a module function so that the compiled build types
+    its strings and indexes (their methods and characters then read in C).
+    """
+    text = text.strip()
+    if not text:
+        raise ParseError("Empty address")
+    display = None
+    if text[0] == '"':
+        i = 1
+        n = len(text)
+        while i < n:
+            c = text[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                break
+            i += 1
+        if i >= n:
+            raise ParseError("Unterminated display name")
+        display = text[: i + 1]
+        rest = text[i + 1 :].lstrip()
+        if not rest.startswith("<"):
+            raise ParseError("Display name without <URI>")
+        lt = 0
+        rest_offset = rest
+    else:
+        lt = text.find("<")
+        rest_offset = text
+        if lt > 0:
+            display = text[:lt].strip() or None
+            if display and ('"' in display or ">" in display):
+                raise ParseError("Bad display name")
+    if lt != -1:
+        gt = rest_offset.find(">", lt)
+        if gt == -1:
+            raise ParseError("Unterminated <URI>")
+        uri_text = rest_offset[lt + 1 : gt].strip()
+        tail = rest_offset[gt + 1 :].strip()
+        if tail and tail[0] != ";":
+            raise ParseError("Junk after <URI>")
+        paramtext = tail[1:]
+        if tail and not paramtext.strip():
+            raise ParseError("Empty header parameter")
+    else:
+        # addr-spec: parameters after the URI belong to the header
+        # (RFC 3261 20.10), so the URI itself stops at the first ";".
+        uri_text, semi, paramtext = text.partition(";")
+        uri_text = uri_text.strip()
+        if "," in uri_text or "?" in uri_text or " " in uri_text:
+            raise ParseError("addr-spec needs <> around this URI")
+        if semi and not paramtext.strip():
+            raise ParseError("Empty header parameter")
+    if not uri_text or ":" not in uri_text:
+        raise ParseError("Bad URI in address")
+    params = parse_params(paramtext, "header parameter") if paramtext else {}
+    return cls(uri_text, display, params, text)
 
 
 def parse_address(text):

@@ -20,6 +20,9 @@ cdef class CSeq:
     cdef public object method
 
 cpdef dict _via_params(list parts)
+@cython.locals(parts=list, head=str, fields=list, transport=str, sent_by=str, slash=Py_ssize_t,
+               proto=str, name=str, sep=str, version=str, rest=str, params=dict)
+cpdef _parse_via_text(cls, str text)
 cpdef share_via(via, str text)
 cpdef parse_via(text)
 cpdef parse_cseq(text)

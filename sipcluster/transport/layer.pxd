@@ -7,6 +7,9 @@ from sipcluster.sip.message cimport Message, make_response, parse_message
 from sipcluster.sip.uri cimport format_hostport
 from sipcluster.transport.base cimport bare_host, response_destination, same_ip, stamp_via
 
+@cython.locals(memo=dict)
+cpdef is_name(host)
+
 # The transport layer: an extension type whose hot methods the forwarder
 # and the proxy modules call in C.  (A __dict__ for what callers attach.)
 cdef class TransportLayer:
@@ -39,7 +42,8 @@ cdef class TransportLayer:
     cpdef _forget_local(self)
     @cython.locals(sent_by=dict)
     cpdef sent_by(self, transport, v6=*)
-    cpdef make_via(self, transport, branch, v6=*)
+    @cython.locals(host=str, via_transport=str)
+    cpdef make_via(self, str transport, branch, v6=*)
     cpdef record_route_uri(self, transport, v6=*)
     @cython.locals(memo=dict)
     cpdef is_local(self, host, port)

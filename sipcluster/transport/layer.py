@@ -197,7 +197,7 @@ class TransportLayer:
         return sent_by.get(transport) or next(iter(sent_by.values()))
 
     def make_via(self, transport, branch, v6=None):
-        host, port = self.sent_by(transport, v6)
+        host, port = self.sent_by(transport, v6)   # (compiled: str, their methods C calls)
         via_transport = transport.upper()
         if host.count(":") > 1 and not host.startswith("["):
             host = "[%s]" % host
@@ -551,6 +551,22 @@ class TransportLayer:
 
 def is_name(host):
     """Whether C{host} (no brackets) is a host name rather than an address."""
+    # Asked of the destination of every response sent: the answer of the
+    # few hosts a node talks to is remembered (bounded: emptied when full).
+    memo = _IS_NAME
+    answer = memo.get(host)
+    if answer is None:
+        answer = _is_name(host)
+        if len(memo) >= 4096:
+            memo.clear()
+        memo[host] = answer
+    return answer
+
+
+_IS_NAME = {}
+
+
+def _is_name(host):
     if ":" in host:
         return False
     parts = host.split(".")
