@@ -938,3 +938,11 @@ def test_is_name_tells_host_names_from_addresses_and_answers_the_same_when_asked
              "192.0.2": True, "192.0.2.x": True, "1.2.3.4.5": True, "localhost": True}
     for _ in range(2):  # the second time from what it remembered
         assert {host: is_name(host) for host in cases} == cases
+
+
+def test_new_peer_makes_the_peer_the_class_would():
+    from sipcluster.transport.base import new_peer
+    peer = new_peer("udp", "192.0.2.1", 5060)
+    assert type(peer) is Peer and peer == Peer("udp", "192.0.2.1", 5060)
+    assert (peer.transport, peer.host, peer.port, peer.reliable) == ("udp", "192.0.2.1", 5060, False)
+    assert str(peer) == "udp:192.0.2.1:5060"

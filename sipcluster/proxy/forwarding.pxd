@@ -5,7 +5,7 @@ from sipcluster.sip.grammar cimport remember
 from sipcluster.sip.message cimport Request, make_response
 from sipcluster.sip.uri cimport SipURI
 from sipcluster.sip.via cimport Via
-from sipcluster.transport.base cimport bare_host
+from sipcluster.transport.base cimport bare_host, new_peer
 from sipcluster.transport.layer cimport TransportLayer
 
 cdef class Target:

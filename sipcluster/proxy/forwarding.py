@@ -19,7 +19,7 @@ from sipcluster.sip.grammar import remember
 from sipcluster.sip.message import make_response
 from sipcluster.sip.uri import SipURI
 from sipcluster.sip.via import MAGIC_COOKIE, Via
-from sipcluster.transport.base import Peer, bare_host
+from sipcluster.transport.base import bare_host, new_peer
 
 # Methods that create a dialog, and so are record-routed (RFC 3261 16.6
 # step 4; RFC 6665 for SUBSCRIBE/NOTIFY, RFC 3515 for REFER).
@@ -321,14 +321,14 @@ class Forwarder:
         host), else None.  Raises L{Respond} for a URI we cannot send to.
         """
         if received is not None:
-            return Peer(received[0], received[1], received[2])
+            return new_peer(received[0], received[1], received[2])
         if not isinstance(uri, SipURI):
             raise Respond(416)
         sip_uri = uri
         host = bare_host(sip_uri.params.get("maddr") or sip_uri.host)
         if not is_numeric(host):
             return None
-        return Peer(transport, host, sip_uri.port or (5061 if sip_uri.scheme == "sips" else 5060))
+        return new_peer(transport, host, sip_uri.port or (5061 if sip_uri.scheme == "sips" else 5060))
 
     def resolve(self, uri, transport, received=None):
         """

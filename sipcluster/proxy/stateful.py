@@ -174,7 +174,7 @@ class StatefulProxy:
             rc.branch_failed(branch, 487)
             return
         peer = peers[0]
-        if self.transport.is_local(peer.host, peer.port):
+        if self.forwarder.transport.is_local(peer.host, peer.port):
             # The next hop is this node: the copy would come back to us
             # until Max-Forwards runs out.
             raise Respond(482, "Loop Detected (next hop is this node)")
@@ -215,7 +215,7 @@ class StatefulProxy:
         server_tx.respond(response)
 
     def _owns_via(self, via):
-        return self.transport.is_local(via.host, via.port or 5060)
+        return self.forwarder.transport.is_local(via.host, via.port or 5060)
 
     def final_sent(self, rc, response):
         """

@@ -11,6 +11,7 @@ cdef class Source:
     cdef public object port
     cdef public object local
 
+cpdef new_peer(transport, host, port)
 cpdef bare_host(str host)
 cpdef same_ip(a, b)
 @cython.locals(via=Via)

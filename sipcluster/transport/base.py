@@ -34,6 +34,15 @@ class Peer(namedtuple("Peer", "transport host port")):
         return "%s:%s" % (self.transport, format_hostport(self.host, self.port))
 
 
+def new_peer(transport, host, port):
+    """
+    C{Peer(transport, host, port)} without the class call (compiled: a C
+    function making the tuple, where the call runs the type's __new__
+    through Python's call protocol, a thousand instructions).
+    """
+    return tuple.__new__(Peer, (transport, host, port))
+
+
 class Source:
     """
     Where a message arrived from, and the local endpoint to answer through
@@ -54,7 +63,7 @@ class Source:
 
     @property
     def peer(self):
-        return Peer(self.transport, self.host, self.port)
+        return new_peer(self.transport, self.host, self.port)
 
     def __repr__(self):
         return "<Source %s>" % (self.peer,)
@@ -115,9 +124,9 @@ def response_destination(response, source=None):
     params = via.params
     maddr = params.get("maddr")
     if maddr:
-        return Peer(transport, bare_host(maddr), via.port or 5060)
+        return new_peer(transport, bare_host(maddr), via.port or 5060)
     host = params.get("received") or bare_host(via.host)
     port = via._rport() or via.port
     if port is None:
         port = 5061 if transport == "tls" else 5060
-    return Peer(transport, bare_host(host), port)
+    return new_peer(transport, bare_host(host), port)
