@@ -44,28 +44,12 @@ done
 SECONDS_PER_STEP=${SECONDS_PER_STEP:-10}
 WARMUP=${WARMUP:-0}
 HOST=127.0.3.1
-UAS_PORT=5070
-UAC_PORT=5080
-PROXY_PORT=5060
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    # The UAS ran in the background of SIPp's own (-bg), not as our child:
-    # wait (5 s at most) until it has let its port go, or the next run's UAS
-    # cannot bind it and every call of that run fails.
-    for _ in $(seq 50); do
-        [ -n "${UAS_PID:-}" ] && kill -0 "$UAS_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+# shellcheck source=bench/sipp_lib.sh
+. bench/sipp_lib.sh
 
 ticks() {  # CPU ticks (user+system) of a process and all its descendants
     local total=0 pid
-    for pid in $(pstree -p "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()'); do
+    for pid in $(pids_of "$1"); do
         if [ -r /proc/$pid/stat ]; then
             total=$((total + $(awk '{print $14 + $15}' /proc/$pid/stat)))
         fi
@@ -94,13 +78,6 @@ run_step() {  # name pid rate
     local hz; hz=$(getconf CLK_TCK)
     awk -v n="$name" -v r="$rate" -v ok="$ok" -v f="$failed" -v t=$((after - before)) -v hz="$hz" \
         'BEGIN { printf "%-38s %5d cps  %6d ok  %4d failed  %8.1f us CPU/call\n", n, r, ok, f, (ok > 0 ? t / hz / ok * 1e6 : 0) }'
-}
-
-start_uas() {
-    sipp -sn uas -i "$HOST" -p $UAS_PORT -nostdin -bg >/dev/null 2>&1
-    sleep 0.5
-    UAS_PID=$(pgrep -n -f "sipp -sn uas -i $HOST -p $UAS_PORT")
-    PIDS+=("$UAS_PID")
 }
 
 build_of() {  # the build the tree at ROOT runs, in one word

@@ -36,21 +36,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 HOST=127.0.3.2
-UAS_PORT=5070
-UAC_PORT=5080
-PROXY_PORT=5060
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    for _ in $(seq 50); do
-        [ -n "${UAS_PID:-}" ] && kill -0 "$UAS_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+# shellcheck source=bench/sipp_lib.sh
+. bench/sipp_lib.sh
 
 calls() {  # count: place COUNT calls at RATE; prints "ok failed"
     sipp -sn uac "$HOST:$UAS_PORT" -rsa "$HOST:$PROXY_PORT" -i "$HOST" -p $UAC_PORT \
@@ -61,17 +48,13 @@ calls() {  # count: place COUNT calls at RATE; prints "ok failed"
 }
 
 instructions() {  # pid: Ir counted since the last zeroing, summed over its processes
-    local pids
-    pids=$(pstree -p "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    callgrind_control -e Ir $pids 2>/dev/null | awk '/^ *Th [0-9]+ / {gsub(",", "", $3); s += $3} END {printf "%.0f\n", s}'
+    # shellcheck disable=SC2046
+    callgrind_control -e Ir $(pids_of "$1") 2>/dev/null | awk '/^ *Th [0-9]+ / {gsub(",", "", $3); s += $3} END {printf "%.0f\n", s}'
 }
 
 zero() {  # pid and its processes
-    local pids
-    pids=$(pstree -p "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    callgrind_control -z $pids >/dev/null 2>&1
+    # shellcheck disable=SC2046
+    callgrind_control -z $(pids_of "$1") >/dev/null 2>&1
 }
 
 wait_ready() {  # pid: until the proxy's UDP port is bound, and 2 s more (120 s at most)
@@ -94,13 +77,6 @@ measure() {  # name pid
     set -- $result
     awk -v n="$name" -v ok="$1" -v f="$2" -v ir="$ir" \
         'BEGIN { printf "%-38s %6d ok  %4d failed  %12.0f instructions/call\n", n, ok, f, (ok > 0 ? ir / ok : 0) }'
-}
-
-start_uas() {
-    sipp -sn uas -i "$HOST" -p $UAS_PORT -nostdin -bg >/dev/null 2>&1
-    sleep 0.5
-    UAS_PID=$(pgrep -n -f "sipp -sn uas -i $HOST -p $UAS_PORT")
-    PIDS+=("$UAS_PID")
 }
 
 VALGRIND=(valgrind --tool=callgrind --callgrind-out-file=/dev/null --trace-children=yes)

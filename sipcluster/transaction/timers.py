@@ -52,7 +52,7 @@ class TimerValues:
         self.t4 = t4
         self.timer_c = timer_c
         self.timeout = 64 * t1
-        self.timer_d = max(32.0, 64 * t1)
+        self.timer_d = max(32.0, self.timeout)
 
     @classmethod
     def from_config(cls, timers):
