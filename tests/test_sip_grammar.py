@@ -1,10 +1,12 @@
 """Tests for sipcluster.sip.grammar."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.grammar import (
-    format_params, is_token, parse_params, quote, split_commas, unquote)
+    format_params, is_token, parse_params, quote, split_commas, split_first, unquote)
 
 
 def test_is_token():
@@ -142,3 +144,36 @@ def test_name_caches_stay_bounded():
     assert len(grammar._KNOWN_TOKENS) <= 4096
     assert len(headers._KEY_CACHE) <= headers._KEY_CACHE_LIMIT == 4096
     assert len(headers._SPECIAL_SPELLING) <= 4096
+
+
+def test_split_first_takes_the_first_element_and_leaves_the_rest_uncut():
+    value = "SIP/2.0/UDP p;branch=z9hG4bK1 , SIP/2.0/UDP a:5080;branch=z9hG4bK2,x ,y"
+    assert split_first(value) == (
+        "SIP/2.0/UDP p;branch=z9hG4bK1", "SIP/2.0/UDP a:5080;branch=z9hG4bK2,x ,y")
+    assert split_first(" one ") == ("one", "")
+    assert split_first("one,") == ("one", "")
+    # Empty elements dropped, before the first and after it.
+    assert split_first(" , ,a, , b,, ") == ("a", "b")
+    assert split_first("a, ,") == ("a", "")
+    assert split_first(", ,") == (None, "")
+    assert split_first("") == (None, "")
+
+
+def test_split_first_splits_and_checks_the_whole_value_when_quoted():
+    assert split_first('"a, b" <sip:x>, <sip:y,z>,') == ('"a, b" <sip:x>', "<sip:y,z>")
+    with pytest.raises(ParseError):
+        split_first('a, "b')
+
+
+_ELEMENT = st.text(alphabet="ab ,;=\t", max_size=12)
+
+
+@given(st.lists(_ELEMENT, max_size=5).map(",".join))
+def test_split_first_agrees_with_split_commas(value):
+    # The first element is split_commas's first; the rest splits into the
+    # others (spacing inside it is kept as written).
+    parts = split_commas(value)
+    first, rest = split_first(value)
+    assert first == (parts[0] if parts else None)
+    assert split_commas(rest) == parts[1:]
+    assert rest == rest.strip(" \t,")

@@ -8,6 +8,9 @@ import cython
                c=Py_UCS4, quoted=bint, angle=bint)
 cpdef list split_commas(str value)
 
+@cython.locals(parts=list, start=Py_ssize_t, comma=Py_ssize_t, first=str)
+cpdef tuple split_first(str value)
+
 cpdef remember(dict memo, key, value, Py_ssize_t size)
 cpdef recall(dict memo, text, cls, Py_ssize_t size)
 cpdef is_token(text)

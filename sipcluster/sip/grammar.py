@@ -119,6 +119,34 @@ def split_commas(value):
     return parts
 
 
+def split_first(value):
+    """
+    The first element of a comma-separated header value and the text of
+    the others: C{(first, rest)}, C{first} stripped (None when there is
+    none), C{rest} stripped of the commas and white space around it (empty
+    when no element follows).  What L{split_commas} would give as
+    C{parts[0]} and C{", ".join(parts[1:])}, without cutting and stripping
+    the elements that follow the first (a response's top Via, taken off
+    the line SIPp and many user agents write every Via on).
+
+    @raise ParseError: as L{split_commas}, when the value has quoted
+        strings or <...> (the whole value is split, and checked, then).
+    """
+    if '"' in value or "<" in value:
+        parts = split_commas(value)
+        return (parts[0] if parts else None), ", ".join(parts[1:])
+    start = 0
+    while True:
+        comma = value.find(",", start)
+        if comma < 0:
+            first = value[start:].strip()
+            return (first or None), ""
+        first = value[start:comma].strip()
+        if first:
+            return first, value[comma + 1 :].strip(" \t\r\n,")
+        start = comma + 1
+
+
 def split_semicolons(text):
     """
     Split C{text} on semicolons that are outside quoted strings.

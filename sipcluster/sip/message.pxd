@@ -6,7 +6,7 @@
 import cython
 
 from sipcluster.sip.address cimport Address, parse_address
-from sipcluster.sip.grammar cimport is_token, remember, split_commas
+from sipcluster.sip.grammar cimport is_token, remember, split_commas, split_first
 from sipcluster.sip.headers cimport canonical, spelling
 from sipcluster.sip.status cimport reason_for
 from sipcluster.sip.uri cimport parse_uri
@@ -53,8 +53,9 @@ cdef class Message:
     cpdef set(self, name, value)
     @cython.locals(keys=list, i=Py_ssize_t)
     cpdef remove(self, name)
-    @cython.locals(keys=list, lines=list, i=Py_ssize_t, line=str, parts=list, colon=Py_ssize_t)
+    @cython.locals(keys=list, lines=list, i=Py_ssize_t, line=str, first=str, rest=str, colon=Py_ssize_t)
     cpdef pop_first(self, name)
+    @cython.locals(i=Py_ssize_t, line=str, rest=str, colon=Py_ssize_t)
     cpdef replace_first(self, name, value)
     cpdef push_via(self, via)
     cpdef set_top_via(self, via)
@@ -89,6 +90,7 @@ cdef class Request(Message):
     cpdef _validate(self)
     cpdef str start_line(self)
     cpdef _request_uri(self)
+    cpdef _set_uri(self, uri)
 
 cdef class Response(Message):
     cdef public object status

@@ -18,7 +18,7 @@ except ImportError:  # pure Python without Cython: its decorators do nothing
 from sipcluster.sip.address import parse_address
 from sipcluster.sip.errors import (
     MessageTooLarge, ParseError, SIPError, UnsupportedURIScheme, VersionNotSupported, quoted)
-from sipcluster.sip.grammar import is_token, remember, split_commas
+from sipcluster.sip.grammar import is_token, remember, split_commas, split_first
 from sipcluster.sip.headers import _KEY_CACHE, LIST_HEADERS, canonical, spelling
 from sipcluster.sip.status import reason_for
 from sipcluster.sip.uri import parse_uri
@@ -296,18 +296,18 @@ class Message:
         i = _index(keys, key, 0)
         while i >= 0:
             line = lines[i]
-            parts = split_commas(_value_of(line))
-            if len(parts) <= 1:
+            first, rest = split_first(_value_of(line))
+            if not rest:
                 del keys[i]
                 del lines[i]
-                if parts:
-                    return parts[0]
+                if first is not None:
+                    return first
                 # A line of commas only: gone; the value is on a later line.
                 i = _index(keys, key, i)
                 continue
             colon = line.find(":")
-            lines[i] = "%s: %s" % (line[:colon].rstrip(), ", ".join(parts[1:]))
-            return parts[0]
+            lines[i] = "%s: %s" % (line[:colon].rstrip(), rest)
+            return first
         return None
 
     def replace_first(self, name, value):
@@ -325,9 +325,8 @@ class Message:
             return
         line = self._lines[i]
         colon = line.find(":")
-        parts = split_commas(_value_of(line))
-        parts[:1] = [value]
-        self._lines[i] = "%s: %s" % (line[:colon].rstrip(), ", ".join(parts))
+        rest = split_first(_value_of(line))[1]
+        self._lines[i] = "%s: %s" % (line[:colon].rstrip(), "%s, %s" % (value, rest) if rest else value)
 
     # -- typed headers ------------------------------------------------------
 
@@ -371,10 +370,9 @@ class Message:
             value = self._single("via")
             if value is not None:
                 if "," in value:
-                    values = split_commas(value)
-                    if not values:
+                    value = split_first(value)[0]
+                    if value is None:
                         raise ParseError("Empty Via header")
-                    value = values[0]
                 top = cache[" topvia"] = parse_via(value)
         return top
 
@@ -665,6 +663,9 @@ class Request(Message):
 
     @uri.setter
     def uri(self, uri):
+        self._set_uri(uri)
+
+    def _set_uri(self, uri):
         self._uri = uri
         self._uri_text = str(uri)
 
