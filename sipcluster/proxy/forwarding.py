@@ -102,7 +102,10 @@ def loop_hash(request):
     parts = "\x00".join((
         request._uri_text, request._tag("from") or "", to_tag,
         request._call_id() or "", str(request._cseq().number),
-        ",".join(request.values("route")), ",".join(request.values("proxy-require")),
+        # (Most requests have neither: has() says so without a list made
+        # and joined.)
+        ",".join(request.values("route")) if request.has("route") else "",
+        ",".join(request.values("proxy-require")) if request.has("proxy-require") else "",
     ))
     return short_hash(parts, 6)
 
@@ -228,9 +231,11 @@ class Forwarder:
         and C{branch_suffix}, unique per transaction and target.
         """
         out = request.copy()
-        out.uri = target.uri
+        # (The methods behind the uri and max_forwards setters: compiled, C
+        # calls on the typed copy, not the attribute protocol's.)
+        out._set_uri(target.uri)
         mf = out._max_forwards()
-        out.max_forwards = 69 if mf is None else mf - 1
+        out.set("max-forwards", 69 if mf is None else mf - 1)
         if target.path:
             # RFC 3327 5: the Path route set leads to the registered contact.
             for value in reversed(target.path):
