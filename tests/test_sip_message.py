@@ -524,6 +524,18 @@ def test_pop_first_and_replace_first_keep_the_name_and_other_values():
     assert msg.values("record-route") == ["<sip:rr;lr>"]
 
 
+def test_pop_first_deletes_a_line_left_with_white_space_and_commas_only():
+    # (A no-break space or form feed is white space to str.strip: the line
+    # has nothing after its first Via and goes, as it did with the whole
+    # line split.)
+    for tail in ("\xa0,", "\x0c", " ,\u3000 ,"):
+        msg = parse_message(("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP me;branch=z9hG4bK1,%s\r\n"
+                             "From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\n"
+                             "CSeq: 1 INVITE\r\n\r\n" % tail).encode("utf-8"))
+        assert msg.pop_first("via") == "SIP/2.0/UDP me;branch=z9hG4bK1"
+        assert not msg.has("via")
+
+
 def test_pop_first_skips_an_empty_list_line():
     msg = parse_message(SMALL.replace(b"Route : <sip:p1:5060;lr>, <sip:p2:5060;lr>",
                                       b"Route: ,\r\nRoute: <sip:p9;lr>"))

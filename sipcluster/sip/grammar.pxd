@@ -8,7 +8,7 @@ import cython
                c=Py_UCS4, quoted=bint, angle=bint)
 cpdef list split_commas(str value)
 
-@cython.locals(parts=list, start=Py_ssize_t, comma=Py_ssize_t, first=str)
+@cython.locals(parts=list, start=Py_ssize_t, comma=Py_ssize_t, first=str, rest=str)
 cpdef tuple split_first(str value)
 
 cpdef remember(dict memo, key, value, Py_ssize_t size)

@@ -123,8 +123,8 @@ def split_first(value):
     """
     The first element of a comma-separated header value and the text of
     the others: C{(first, rest)}, C{first} stripped (None when there is
-    none), C{rest} stripped of the commas and white space around it (empty
-    when no element follows).  What L{split_commas} would give as
+    none), C{rest} stripped of white space (as C{str.strip}) with no empty
+    element at either end (so empty when no element follows).  What L{split_commas} would give as
     C{parts[0]} and C{", ".join(parts[1:])}, without cutting and stripping
     the elements that follow the first (a response's top Via, taken off
     the line SIPp and many user agents write every Via on).
@@ -143,7 +143,12 @@ def split_first(value):
             return (first or None), ""
         first = value[start:comma].strip()
         if first:
-            return first, value[comma + 1 :].strip(" \t\r\n,")
+            rest = value[comma + 1 :].strip()
+            if rest[:1] == "," or rest[-1:] == ",":
+                # Empty elements next to the others (or nothing else but
+                # them): dropped, as split_commas drops them.
+                rest = ", ".join(split_commas(rest))
+            return first, rest
         start = comma + 1
 
 
