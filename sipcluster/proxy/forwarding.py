@@ -102,10 +102,7 @@ def loop_hash(request):
     parts = "\x00".join((
         request._uri_text, request._tag("from") or "", to_tag,
         request._call_id() or "", str(request._cseq().number),
-        # (Most requests have neither: has() says so without a list made
-        # and joined.)
-        ",".join(request.values("route")) if request.has("route") else "",
-        ",".join(request.values("proxy-require")) if request.has("proxy-require") else "",
+        ",".join(request.values("route")), ",".join(request.values("proxy-require")),
     ))
     return short_hash(parts, 6)
 

@@ -124,10 +124,11 @@ def split_first(value):
     The first element of a comma-separated header value and the text of
     the others: C{(first, rest)}, C{first} stripped (None when there is
     none), C{rest} stripped of white space (as C{str.strip}) with no empty
-    element at either end (so empty when no element follows).  What L{split_commas} would give as
-    C{parts[0]} and C{", ".join(parts[1:])}, without cutting and stripping
-    the elements that follow the first (a response's top Via, taken off
-    the line SIPp and many user agents write every Via on).
+    element at either end (so empty when no element follows).  What
+    L{split_commas} would give as C{parts[0]} and C{", ".join(parts[1:])},
+    without cutting and stripping the elements that follow the first (a
+    response's top Via, taken off the line SIPp and many user agents write
+    every Via on).
 
     @raise ParseError: as L{split_commas}, when the value has quoted
         strings or <...> (the whole value is split, and checked, then).

@@ -189,8 +189,12 @@ class Message:
         """
         key = _key_of(name)
         keys = self._keys
-        lines = []
         i = _index(keys, key, 0)
+        if i < 0:
+            # (Absent, as Route and Proxy-Require are from most requests
+            # the loop hash reads: no lists made.)
+            return []
+        lines = []
         while i >= 0:
             lines.append(_value_of(self._lines[i]))
             i = _index(keys, key, i + 1)
