@@ -1178,8 +1178,11 @@ def test_timer_values_from_every_config_key():
     from sipcluster.config import load
     timers = TimerValues.from_config(load(None, {
         "timers.t1_ms": 250, "timers.t2_ms": 3000, "timers.t4_ms": 4000,
-        "timers.timer_c_s": 200}).timers)
+        "timers.timer_c_s": 200, "timers.resolution_ms": 20}).timers)
     assert (timers.t1, timers.t2, timers.t4, timers.timer_c) == (0.25, 3.0, 4.0, 200.0)
+    assert timers.resolution == 0.02
+    assert TimerValues.from_config(load(None, {}).timers).resolution == 0.01  # a node's default
+    assert TimerValues().resolution == 0.0
     assert isinstance(timers.timer_c, float)
     assert timers.timer_d == 32.0
     assert TimerValues(t1=1.0).timer_d == 64.0
@@ -1265,12 +1268,12 @@ def test_a_failed_ack_send_is_absorbed():
 # -- the timer heap ---------------------------------------------------------------
 
 
-def _heap():
+def _heap(resolution=0.0):
     from twisted.internet.task import Clock
 
     from sipcluster.transaction.timers import TimerHeap
     clock = Clock()
-    return clock, TimerHeap(clock)
+    return clock, TimerHeap(clock, resolution)
 
 
 def test_timer_heap_fires_each_timer_at_its_deadline_not_before():
@@ -1472,10 +1475,66 @@ def test_timer_heap_stopping_every_timer_empties_queues_and_heap_in_place():
     assert fired == ["again"]
 
 
-def test_timer_heap_against_a_model():
+def test_timer_heap_with_a_resolution_fires_a_step_s_timers_together_at_its_end():
+    clock, heap = _heap(0.01)
+    fired = []
+    clock.advance(5.0)
+    for delay in (0.009, 0.001, 0.004):
+        heap.call_later(delay, lambda d=delay: fired.append((d, round(clock.seconds(), 6))))
+    # One reactor timer, at the end of the step the deadlines fall in.
+    assert [round(c.getTime(), 6) for c in clock.getDelayedCalls()] == [5.01]
+    clock.advance(0.0099)
+    assert fired == []
+    clock.advance(0.0001)
+    assert fired == [(0.001, 5.01), (0.004, 5.01), (0.009, 5.01)]
+    assert clock.getDelayedCalls() == [] and len(heap) == 0
+
+
+def test_timer_heap_with_a_resolution_a_deadline_on_a_step_s_end_fires_then():
+    clock, heap = _heap(0.25)
+    fired = []
+    heap.call_later(0.5, fired.append, "on the step")
+    heap.call_later(0.6, fired.append, "in the next")
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [0.5]
+    clock.advance(0.5)
+    assert fired == ["on the step"]
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [0.75]
+    clock.advance(0.25)
+    assert fired == ["on the step", "in the next"]
+
+
+def test_timer_heap_with_a_resolution_rearms_only_for_an_earlier_step():
+    clock, heap = _heap(0.1)
+    heap.call_later(1.05, lambda: None)
+    (call,) = clock.getDelayedCalls()
+    assert round(call.getTime(), 6) == 1.1
+    heap.call_later(1.02, lambda: None)   # earlier, in the same step: left as it is
+    assert clock.getDelayedCalls() == [call] and call.active()
+    heap.call_later(0.55, lambda: None)   # an earlier step: moved there
+    (moved,) = clock.getDelayedCalls()
+    assert not call.active() and round(moved.getTime(), 6) == 0.6
+
+
+def test_timer_heap_resolution_is_never_negative():
+    from twisted.internet.task import Clock
+
+    from sipcluster.transaction.timers import TimerHeap
+    for wrong in (-0.01, float("nan")):
+        with pytest.raises(ValueError):
+            TimerHeap(Clock(), wrong)
+
+
+def test_transaction_layer_keeps_its_timers_to_the_configured_resolution(h):
+    assert h.tl.timer_heap.resolution == 0.0   # TimerValues() has none
+    tl = TransactionLayer(h.layer, h.clock, TimerValues(resolution=0.01), h.tu)
+    assert tl.timer_heap.resolution == 0.01
+
+
+@pytest.mark.parametrize("resolution", [0.0, 0.01, 0.25])
+def test_timer_heap_against_a_model(resolution):
     # Random arming, stopping and time against the plain rule: every armed
-    # timer not stopped fires once, at its deadline, in (deadline, armed)
-    # order.
+    # timer not stopped fires once, at its deadline (with a resolution: not
+    # before it, and at most a step after it), in (deadline, armed) order.
     from hypothesis import given, settings, strategies as st
 
     operations = st.lists(st.one_of(
@@ -1488,7 +1547,7 @@ def test_timer_heap_against_a_model():
     @settings(max_examples=300, deadline=None)
     @given(operations)
     def check(ops):
-        clock, heap = _heap()
+        clock, heap = _heap(resolution)
         fired = []  # (deadline, handle) in the order fired
         model = {}  # handle -> deadline, of the timers armed and not stopped or fired
         handles = []
@@ -1496,6 +1555,7 @@ def test_timer_heap_against_a_model():
         def fire(box):
             deadline = model.pop(box[0])  # armed, not stopped, not fired yet
             assert deadline <= clock.seconds()  # not early (nor late: below)
+            assert clock.seconds() <= deadline + resolution + 1e-9
             fired.append((deadline, box[0]))
 
         for op in ops:
@@ -1514,8 +1574,10 @@ def test_timer_heap_against_a_model():
                 model.pop(handle, None)
             elif op[0] == "advance":
                 clock.advance(op[1])
-                # Nothing due is left.
-                assert all(deadline > clock.seconds() for deadline in model.values())
+                # Nothing due is left (with a resolution, nothing due a
+                # step ago).
+                assert all(deadline + resolution > clock.seconds() - 1e-9
+                           for deadline in model.values())
             assert heap._entries == len(heap._heap) + sum(len(q) for q in heap._queues.values())
             assert heap._entries <= max(64, 2 * len(heap))
             assert len(heap) == len(model)

@@ -49,7 +49,7 @@ class TransactionLayer:
         self.transport = transport
         self.clock = clock
         self.timers = timers or TimerValues()
-        self.timer_heap = TimerHeap(clock)
+        self.timer_heap = TimerHeap(clock, self.timers.resolution)
         self.tu = tu
         self.servers = {}
         self.clients = {}

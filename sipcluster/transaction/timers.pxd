@@ -9,9 +9,11 @@ cdef class TimerValues:
     cdef readonly double timer_c
     cdef readonly double timeout
     cdef readonly double timer_d
+    cdef readonly double resolution
 
 cdef class TimerHeap:
     cdef public object clock
+    cdef readonly double resolution
     cdef public object _seconds
     cdef public dict _queues
     cdef public list _heap
@@ -25,7 +27,8 @@ cdef class TimerHeap:
     cpdef _clear(self)
     @cython.locals(timers=dict, heap=list, live=list, entries=Py_ssize_t)
     cpdef _compact(self)
-    cpdef _arm(self, when)
+    @cython.locals(resolution=double, rest=double, step_end=double)
+    cpdef _arm(self, double when)
     cpdef schedule(self, delay, fire, tuple args)
     @cython.locals(due=list, heap=list)
     cpdef list _due(self, now)

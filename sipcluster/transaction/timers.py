@@ -23,6 +23,9 @@ CONFIG = ConfigSection("timers", {
     "t4_ms": Key(int, 5000, "RFC 3261 T4, how long a message may stay in the network.", minimum=100, maximum=600000),
     "timer_c_s": Key(int, 180, "RFC 3261 Timer C: how long a proxy waits for a final response to a forwarded INVITE, in seconds (> 180).",
                      minimum=1, maximum=3600),
+    "resolution_ms": Key(int, 10, "How finely transaction timers are kept: the timers due within one such step fire together, "
+                         "at its end, each at most this late (as Kamailio's timer ticks of 1/16 s). 0: each at its own deadline.",
+                         minimum=0, maximum=100),
 })
 
 
@@ -40,24 +43,28 @@ class TimerValues:
         (RFC 3261 16.6 step 11: more than 3 minutes).
     @ivar timeout: Timers B, F, H, J, L, M: 64*T1.
     @ivar timer_d: Timer D for unreliable transports: 64*T1, at least 32 s.
+    @ivar resolution: the step the timers are kept to (L{TimerHeap}); 0,
+        the default here, for none.
     """
 
     # (An extension type in the compiled build, its durations C doubles:
     # every transaction reads two or three of them.)
-    __slots__ = ("t1", "t2", "t4", "timer_c", "timeout", "timer_d")
+    __slots__ = ("t1", "t2", "t4", "timer_c", "timeout", "timer_d", "resolution")
 
-    def __init__(self, t1=0.5, t2=4.0, t4=5.0, timer_c=180.0):
+    def __init__(self, t1=0.5, t2=4.0, t4=5.0, timer_c=180.0, resolution=0.0):
         self.t1 = t1
         self.t2 = t2
         self.t4 = t4
         self.timer_c = timer_c
         self.timeout = 64 * t1
         self.timer_d = max(32.0, self.timeout)
+        self.resolution = resolution
 
     @classmethod
     def from_config(cls, timers):
         return cls(timers.t1_ms / 1000.0, timers.t2_ms / 1000.0,
-                   timers.t4_ms / 1000.0, float(timers.timer_c_s))
+                   timers.t4_ms / 1000.0, float(timers.timer_c_s),
+                   timers.resolution_ms / 1000.0)
 
 
 # heapq's C functions, looked up once (compiled: a C call, no attribute
@@ -100,21 +107,36 @@ class TimerHeap:
     go to a heap.
 
     A timer fires at its exact deadline, in deadline order (equal deadlines
-    in the order they were armed).  A stopped timer's pair stays in its
+    in the order they were armed), unless the heap has a resolution: then
+    the reactor timer waits for the end of the step of that many seconds
+    (counted from the clock's zero) in which the earliest deadline falls,
+    and every timer due by then fires, in the same order, at most one step
+    late.  Under load a transaction ends every few hundred microseconds
+    (Timers D, J, K, L, M), so a node armed for each deadline is woken for
+    timers about as often as for datagrams, each wake-up a pass of the
+    reactor's loop; with steps of 10 ms it is woken a hundred times a
+    second at most, as Kamailio's timer runs in ticks of 1/16 s.  A
+    protocol timer a few milliseconds late changes nothing on the wire
+    that the network's own delays do not.  A stopped timer's pair stays in its
     queue or the heap until it comes up or they are compacted (when stopped
     pairs outnumber live timers).  With no timer armed, no DelayedCall is
     left in the reactor.
 
     @ivar clock: the IReactorTime it runs on.
+    @ivar resolution: the step, in seconds (0: none, each timer at its
+        deadline).
     """
 
-    __slots__ = ("clock", "_seconds", "_queues", "_heap", "_timers", "_entries", "_number",
-                 "_call", "_call_at", "_running")
+    __slots__ = ("clock", "resolution", "_seconds", "_queues", "_heap", "_timers", "_entries",
+                 "_number", "_call", "_call_at", "_running")
 
     log = Logger()
 
-    def __init__(self, clock):
+    def __init__(self, clock, resolution=0.0):
+        if not resolution >= 0:
+            raise ValueError("a timer resolution is 0 or more seconds, not %r" % (resolution,))
         self.clock = clock
+        self.resolution = resolution
         self._seconds = clock.seconds
         self._queues = {}       # delay -> deque of (time, number), earliest first
         self._heap = []         # (time, number) of the timers not in a queue
@@ -208,6 +230,19 @@ class TimerHeap:
         return whens
 
     def _arm(self, when):
+        # The reactor timer for the deadline when: at the end of its step,
+        # when the heap has a resolution, and left as it is when armed for
+        # that step already (steps are a resolution apart; the half is for
+        # the rounding of floats).
+        resolution = self.resolution
+        if resolution > 0.0:
+            rest = when % resolution
+            if rest > 0.0:
+                step_end = when - rest + resolution
+                if step_end > when:
+                    when = step_end
+            if self._call is not None and when > self._call_at - resolution / 2:
+                return
         if self._call is not None:
             self._call.cancel()
         self._call_at = when
