@@ -24,6 +24,7 @@ except ImportError:  # not a POSIX system: read as Twisted's Port does
 
 # What FIONREAD answers for an empty receive queue (a C int, 0).
 _NOTHING = bytes(4)
+_AF_INET6 = socket.AF_INET6
 
 
 # Addresses already seen to be numeric (a few hundred peers; emptied when
@@ -139,11 +140,15 @@ class SIPPort(udp.Port):
     _queued = None
 
     def doRead(self):
+        # What the loop uses is looked up once per wake-up, not per datagram.
         recvfrom = self.socket.recvfrom
         size = self.maxPacketSize
+        limit = self.maxThroughput
+        received = self.protocol.datagramReceived
+        ipv6 = self.addressFamily == _AF_INET6
         read = 0
         asked = ioctl is None
-        while read < self.maxThroughput:
+        while read < limit:
             try:
                 data, addr = recvfrom(size)
             except OSError as se:
@@ -156,11 +161,11 @@ class SIPPort(udp.Port):
                     return
                 raise
             read += len(data)
-            if self.addressFamily == socket.AF_INET6:
+            if ipv6:
                 # (host, port) as udp.Port gives it (no flow and scope ID).
                 addr = addr[:2]
             try:
-                self.protocol.datagramReceived(data, addr)
+                received(data, addr)
             except BaseException:
                 log.err()
             if not asked:
