@@ -292,6 +292,21 @@ def test_same_branch_from_another_sent_by_is_another_transaction(h):
     assert len(h.tu.requests) == 2
 
 
+def test_key_text_tells_every_part_of_a_server_key():
+    """The text a proxy hashes into its branches: one per key, telling keys
+    apart by branch, sent-by and method, and RFC 2543 keys by all seven parts."""
+    from sipcluster.transaction.layer import key_text, server_key
+    texts = [key_text(server_key(r)) for r in (
+        request(), request("BYE"), request(branch="z9hG4bKuac2"),
+        request(via_host="127.0.0.9:5080"), request(via_host="127.0.0.1:5081"),
+        request(branch="oldstyle1"), request(branch="oldstyle1", cseq=2))]
+    assert texts[0] == "z9hG4bKuac1\x00127.0.0.1\x005080\x00INVITE"
+    assert len(set(texts)) == len(texts)
+    assert key_text(server_key(request("ACK"))) == texts[0]  # its INVITE's
+    assert texts[5].startswith("2543\x00sip:bob@127.0.0.1:5070\x00a1\x00call-1@a.example\x001\x00")
+    assert texts[5].endswith("\x00INVITE") and key_text(server_key(request(branch="oldstyle1"))) == texts[5]
+
+
 def test_stray_response_goes_to_tu(h):
     resp = make_response(outgoing(branch="z9hG4bKnobody"), 200, to_tag="x")
     h.receive(resp, UAS)

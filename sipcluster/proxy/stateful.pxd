@@ -10,7 +10,7 @@ from sipcluster.proxy.pipeline cimport Pipeline, RequestContext
 from sipcluster.proxy.stateless cimport forward_response_stateless, forward_stateless
 from sipcluster.sip.message cimport Message, Request
 from sipcluster.sip.via cimport Via
-from sipcluster.transaction.layer cimport TransactionLayer
+from sipcluster.transaction.layer cimport TransactionLayer, key_text
 from sipcluster.transaction.server cimport ServerTransaction
 from sipcluster.transaction.timers cimport TimerValues
 from sipcluster.transport.base cimport Source

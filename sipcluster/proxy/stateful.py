@@ -15,6 +15,7 @@ from sipcluster.proxy.forwarding import short_hash
 from sipcluster.proxy.pipeline import RequestContext, Respond, error_status
 from sipcluster.proxy.stateless import forward_response_stateless, forward_stateless
 from sipcluster.transaction.interfaces import IClientTransactionOwner, ITransactionUser
+from sipcluster.transaction.layer import key_text
 
 
 class StatefulProxy:
@@ -126,7 +127,7 @@ class StatefulProxy:
         """Prepare, edit (branch stages), resolve and send one branch of C{rc}."""
         context = rc.context
         request = context.request
-        seed = "%r/%s" % (context.server_tx.key, branch.index)
+        seed = "%s/%s" % (key_text(context.server_tx.key), branch.index)
         suffix = short_hash(seed, 8)
         try:
             source = context.source

@@ -9,6 +9,8 @@ from sipcluster.transaction.timers cimport TimerHeap, TimerValues
 
 @cython.locals(via=Via, branch=str)
 cpdef server_key(Request request)
+@cython.locals(sent_by=tuple)
+cpdef str key_text(tuple key)
 
 cdef class TransactionLayer:
     cdef public object transport

@@ -35,6 +35,19 @@ def server_key(request):
             request._cseq().number, str(via), method)
 
 
+def key_text(key):
+    """
+    A server transaction's key (L{server_key}) as one text, the same for the
+    same key on every node and worker: what a proxy hashes into the branches
+    it makes for the transaction.  (A repr of the nested tuple would do, at
+    several times the cost.)
+    """
+    if len(key) == 3:
+        branch, sent_by, method = key
+        return "%s\x00%s\x00%s\x00%s" % (branch, sent_by[0], sent_by[1], method)
+    return "\x00".join([str(part) for part in key])
+
+
 class TransactionLayer:
     """
     @ivar transport: the L{TransportLayer}; this layer is its receiver.
