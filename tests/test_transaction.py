@@ -837,6 +837,45 @@ def test_server_invite_300_is_a_final_response():
     assert h.tu.acks == []  # absorbed: the transaction is Completed
 
 
+def test_server_transaction_finds_where_its_responses_go_once():
+    """Every response of a server transaction, and each retransmission of the
+    final one, goes where the first one's top Via said (RFC 3261 18.2.2):
+    found once, as Kamailio's tm keeps a transaction's reply destination, so
+    a later response whose top Via a UAS rewrote still goes there."""
+    h = make_harness()
+    h.receive(request())
+    tx = h.tu.requests[0]
+    tx.respond(answer(tx.request, 100))
+    busy = answer(tx.request, 486)
+    busy.replace_first("via", "SIP/2.0/UDP 127.0.0.9:5099;branch=z9hG4bKuac1")
+    tx.respond(busy)
+    at(h, 0.5)  # Timer G
+    assert [(m.status, a) for m, a in h.sent()] == [(100, UAC), (486, UAC), (486, UAC)]
+    # The first response's own Via decides: a non-INVITE answered from the
+    # rewritten Via keeps to it.
+    h.receive(request("OPTIONS", branch="z9hG4bKuac3"))
+    options_tx = h.tu.requests[1]
+    trying = answer(options_tx.request, 100)
+    trying.replace_first("via", "SIP/2.0/UDP 127.0.0.9:5099;branch=z9hG4bKuac3")
+    options_tx.respond(trying)
+    options_tx.respond(answer(options_tx.request, 200))
+    assert [(m.status, a) for m, a in h.sent()] == [(100, ("127.0.0.9", 5099)),
+                                                    (200, ("127.0.0.9", 5099))]
+
+
+def test_response_peer_falls_back_to_where_the_request_came_from():
+    from sipcluster.transport.base import Source
+    h = make_harness()
+    response = answer(request(), 200)
+    assert h.layer.response_peer(response) == Peer("udp", *UAC)
+    response.replace_first("via", "SIP/2.0/UDP")  # no sent-by: unusable
+    source = Source("udp", "127.0.0.7", 5077, h.udp)
+    assert h.layer.response_peer(response, source) == Peer("udp", "127.0.0.7", 5077)
+    assert h.layer.response_peer(response) is None
+    assert h.layer.send_response_now(response) is False
+    assert h.layer.stats["send_errors"] == 1 and h.sent() == []
+
+
 def test_server_invite_ignores_the_tu_after_a_final():
     h = make_harness()
     h.receive(request())

@@ -7,7 +7,9 @@ cdef class ServerTransaction(Transaction):
     cdef public object last_response
     cdef public object on_terminated
     cdef public object _interval
+    cdef public object peer
     cpdef _send(self, Response response)
+    cpdef _deliver(self, Response response)
     cpdef terminate(self)
 
 cdef class ServerInviteTransaction(ServerTransaction):

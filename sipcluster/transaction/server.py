@@ -16,9 +16,13 @@ class ServerTransaction(Transaction):
     @ivar request: the request, until a final response is sent: the
         states after that (up to 32 s of them) re-send the response or
         absorb retransmissions, and need the request no more.
+    @ivar peer: where the responses go when not over the request's
+        connection, found from the first one's top Via (RFC 3261 18.2.2),
+        which every later one repeats: as Kamailio's tm keeps a
+        transaction's reply destination.
     """
 
-    __slots__ = ("source", "last_response", "on_terminated", "_interval")
+    __slots__ = ("source", "last_response", "on_terminated", "_interval", "peer")
 
     def __init__(self, layer, key, request, source):
         Transaction.__init__(self, layer, key, request, source.transport != "udp")
@@ -26,12 +30,20 @@ class ServerTransaction(Transaction):
         self.last_response = None
         self.on_terminated = None
         self._interval = None   # Timer G's, for an INVITE
+        self.peer = None
 
     def _send(self, response):
         self.last_response = response
         if response.status >= 200:
             self.request = None
-        self.transport.send_response_now(response, self.source)
+        self._deliver(response)
+
+    def _deliver(self, response):
+        """Send C{response}, first or again, where the transaction's responses go."""
+        peer = self.peer
+        if peer is None:
+            peer = self.peer = self.transport.response_peer(response, self.source)
+        self.transport.send_response_now(response, self.source, False, peer)
 
     def terminate(self):
         Transaction.terminate(self)
@@ -70,12 +82,12 @@ class ServerInviteTransaction(ServerTransaction):
                 self.start_timer("H", self.timers.timeout)
         elif self.state == "accepted" and 200 <= status < 300:
             # RFC 6026 7.1: 2xx from the TU in Accepted are passed on.
-            self.transport.send_response_now(response, self.source)
+            self._deliver(response)
 
     def receive_request(self, request):
         """A retransmission of the INVITE."""
         if self.state in ("proceeding", "completed") and self.last_response is not None:
-            self.transport.send_response_now(self.last_response, self.source)
+            self._deliver(self.last_response)
 
     def receive_ack(self, ack):
         """An ACK matching this transaction; True when it was absorbed."""
@@ -100,7 +112,7 @@ class ServerInviteTransaction(ServerTransaction):
     def _timer_g(self):
         if self.state != "completed":
             return
-        self.transport.send_response_now(self.last_response, self.source)
+        self._deliver(self.last_response)
         self._interval = min(2 * self._interval, self.timers.t2)
         self.start_timer("G", self._interval)
 
@@ -137,4 +149,4 @@ class ServerNonInviteTransaction(ServerTransaction):
 
     def receive_request(self, request):
         if self.state in ("proceeding", "completed"):
-            self.transport.send_response_now(self.last_response, self.source)
+            self._deliver(self.last_response)

@@ -56,5 +56,6 @@ cdef class TransportLayer:
     cpdef send_request_now(self, Message request, peer)
     cpdef send_data_now(self, data, peer)
     cpdef _send_datagram(self, data, peer)
-    cpdef send_response_now(self, Message response, source=*, fallback_only=*)
+    cpdef response_peer(self, Message response, source=*)
+    cpdef send_response_now(self, Message response, source=*, fallback_only=*, peer=*)
     cpdef sent_by_text(self, transport)

@@ -431,12 +431,26 @@ class TransportLayer:
             return defer.succeed(sent)
         return sent
 
-    def send_response_now(self, response, source=None, fallback_only=False):
+    def response_peer(self, response, source=None):
+        """
+        Where C{response} goes when not over the connection its request
+        came on: the L{Peer} of its top Via (RFC 3261 18.2.2, RFC 3581 4),
+        else, the Via unusable, back where the request came from (C{source}),
+        else None.
+        """
+        try:
+            return response_destination(response)
+        except SIPError:
+            return source.peer if source is not None else None
+
+    def send_response_now(self, response, source=None, fallback_only=False, peer=None):
         """
         L{send_response} without a Deferred where none is needed: True or
         False (sent, or not: counted) when it was written at once (over
         UDP, or the connection the request came on), else the Deferred of
         L{send_response} (a connection to make, a sent-by to resolve).
+        C{peer}: the L{response_peer} of an earlier response with the same
+        top Via (a server transaction's), found again otherwise.
         """
         if not response.has("via"):
             self.stats["dropped"] += 1
@@ -450,14 +464,11 @@ class TransportLayer:
                 return True
         if fallback_only:
             peer = source.peer
-        else:
-            try:
-                peer = response_destination(response)
-            except SIPError:
-                if source is None:
-                    self.stats["send_errors"] += 1
-                    return False
-                peer = source.peer
+        elif peer is None:
+            peer = self.response_peer(response, source)
+            if peer is None:
+                self.stats["send_errors"] += 1
+                return False
         if peer.transport == "udp":
             if source is not None and source.transport == "udp":
                 # Leave from the socket the request came in on (RFC 3581 4).
