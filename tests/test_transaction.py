@@ -863,6 +863,31 @@ def test_server_transaction_finds_where_its_responses_go_once():
                                                     (200, ("127.0.0.9", 5099))]
 
 
+def test_a_server_transaction_keeps_no_fallback_and_drops_a_response_without_via():
+    """A first response whose Via is unusable goes back where the request
+    came from, and the next one by its own Via again; one with no Via at all
+    is dropped and counted, as the transport layer drops any."""
+    h = make_harness()
+    h.receive(request(), ("127.0.0.5", 5085))  # Via 127.0.0.1:5080: received=127.0.0.5
+    tx = h.tu.requests[0]
+    trying = answer(tx.request, 100)
+    trying.replace_first("via", "SIP/2.0/UDP")
+    tx.respond(trying)
+    ringing = answer(tx.request, 180)
+    tx.respond(ringing)
+    assert [(m.status, a) for m, a in h.sent()] == [(100, ("127.0.0.5", 5085)),
+                                                    (180, ("127.0.0.5", 5080))]
+    bare = answer(tx.request, 180)
+    while bare.has("via"):
+        bare.pop_first("via")
+    dropped = h.layer.stats["dropped"]
+    tx.respond(bare)
+    assert h.sent() == [] and h.layer.stats["dropped"] == dropped + 1
+    assert h.layer.response_peer(bare) is None
+    tx.respond(answer(tx.request, 200))
+    assert [(m.status, a) for m, a in h.sent()] == [(200, ("127.0.0.5", 5080))]
+
+
 def test_response_peer_falls_back_to_where_the_request_came_from():
     from sipcluster.transport.base import Source
     h = make_harness()

@@ -16,10 +16,11 @@ class ServerTransaction(Transaction):
     @ivar request: the request, until a final response is sent: the
         states after that (up to 32 s of them) re-send the response or
         absorb retransmissions, and need the request no more.
-    @ivar peer: where the responses go when not over the request's
-        connection, found from the first one's top Via (RFC 3261 18.2.2),
-        which every later one repeats: as Kamailio's tm keeps a
-        transaction's reply destination.
+    @ivar peer: where the responses go over UDP, found from the first
+        one's top Via (RFC 3261 18.2.2), which every later one repeats (the
+        UAS copies it, 8.2.6.2): as Kamailio's tm keeps a transaction's
+        reply destination.  A later response whose top Via was rewritten
+        still goes there, where 18.2.2 read alone would follow the new one.
     """
 
     __slots__ = ("source", "last_response", "on_terminated", "_interval", "peer")
@@ -41,8 +42,12 @@ class ServerTransaction(Transaction):
     def _deliver(self, response):
         """Send C{response}, first or again, where the transaction's responses go."""
         peer = self.peer
-        if peer is None:
-            peer = self.peer = self.transport.response_peer(response, self.source)
+        if peer is None and not self.reliable:
+            # Over UDP.  Kept only when found from a Via: a response with
+            # none usable goes back to the source, and the next one is
+            # looked at again.  (Over a connection the responses take it,
+            # and the Via is read only when it has closed.)
+            peer = self.peer = self.transport.response_peer(response)
         self.transport.send_response_now(response, self.source, False, peer)
 
     def terminate(self):

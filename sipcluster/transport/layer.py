@@ -435,13 +435,15 @@ class TransportLayer:
         """
         Where C{response} goes when not over the connection its request
         came on: the L{Peer} of its top Via (RFC 3261 18.2.2, RFC 3581 4),
-        else, the Via unusable, back where the request came from (C{source}),
-        else None.
+        else, the Via missing or unusable, back where the request came from
+        (C{source}), else None.
         """
         try:
-            return response_destination(response)
+            if response.has("via"):
+                return response_destination(response)
         except SIPError:
-            return source.peer if source is not None else None
+            pass
+        return source.peer if source is not None else None
 
     def send_response_now(self, response, source=None, fallback_only=False, peer=None):
         """
