@@ -309,6 +309,7 @@ class TimerHeap:
             self._running = False
         if earliest is not None:
             # (Woken a last bit before a deadline, by rounding, it comes
-            # back for it at once; so does a timer the ones above armed
-            # with no delay.)
+            # back for it at once, or at the end of the step with a
+            # resolution; so does a timer the ones above armed with no
+            # delay.)
             self._arm(earliest)
