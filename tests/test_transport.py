@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 
+from sipcluster.sip.errors import ParseError
 from sipcluster.sip.message import make_response, parse_message
 from sipcluster.transport.base import Peer, Source, response_destination, stamp_via
 from sipcluster.transport.tcp import ConnectionTable, SIPStreamFactory, SIPStreamProtocol
@@ -56,6 +57,11 @@ def test_response_destination_rules():
     assert dest("SIP/2.0/UDP h.example;maddr=239.1.1.1") == Peer("udp", "239.1.1.1", 5060)
     assert dest("SIP/2.0/TCP 192.0.2.4") == Peer("tcp", "192.0.2.4", 5060)
     assert dest("SIP/2.0/TLS [2001:db8::1]") == Peer("tls", "2001:db8::1", 5061)
+    bare = parse_message(OK)
+    while bare.has("via"):
+        bare.pop_first("via")
+    with pytest.raises(ParseError):  # (compiled: not a read through None)
+        response_destination(bare)
 
 
 def test_udp_malformed_request_answered_with_reason():

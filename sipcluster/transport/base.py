@@ -8,6 +8,7 @@ the Via of a received request and choosing where a response goes.
 import ipaddress
 from collections import namedtuple
 
+from sipcluster.sip.errors import ParseError
 from sipcluster.sip.uri import format_hostport
 
 RELIABLE = frozenset(["tcp", "tls", "sctp", "ws", "wss"])
@@ -114,10 +115,12 @@ def stamp_via(request, source):
 def response_destination(response, source=None):
     """
     Where a response goes by its top Via (RFC 3261 18.2.2, RFC 3581 4):
-    returns a L{Peer}.  For a reliable transport the caller should first try
+    returns a L{Peer}; raises L{ParseError} when it has no Via.  For a reliable transport the caller should first try
     the connection the request came on.
     """
     via = response._top_via()
+    if via is None:
+        raise ParseError("No Via")
     transport = via.transport.lower()
     # (Its parameters read from the dict, and rport by the C call beneath
     # the property: the Via is typed, compiled.)

@@ -439,11 +439,9 @@ class TransportLayer:
         (C{source}), else None.
         """
         try:
-            if response.has("via"):
-                return response_destination(response)
+            return response_destination(response)
         except SIPError:
-            pass
-        return source.peer if source is not None else None
+            return source.peer if source is not None else None
 
     def send_response_now(self, response, source=None, fallback_only=False, peer=None):
         """
