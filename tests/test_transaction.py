@@ -1594,6 +1594,36 @@ def test_timer_heap_with_a_resolution_rearms_only_for_an_earlier_step():
     assert not call.active() and round(moved.getTime(), 6) == 0.6
 
 
+def test_timer_heap_with_a_resolution_a_chain_of_timers_does_not_drift():
+    # Timer A's retransmissions: each armed by the last as it fires, with
+    # Timer B counted from the start.  Counted from the end of each step,
+    # the chain (deadlines n * 0.625 s, steps of 0.25 s; binary fractions, so
+    # that the floats are exact) would fall behind at each link and fire
+    # its sixth after B.
+    clock, heap = _heap(0.25)
+    fired = []
+
+    def link(n):
+        fired.append((n, clock.seconds()))
+        if n < 6:
+            heap.call_later(0.625, link, n + 1)
+
+    heap.call_later(0.625, link, 1)
+    heap.call_later(3.8, fired.append, ("B", None))
+    for _ in range(40):
+        clock.advance(0.125)
+    assert [n for n, _ in fired] == [1, 2, 3, 4, 5, 6, "B"]
+    # Each link at the end of the step of its own deadline.
+    assert [at for n, at in fired[:6]] == [0.75, 1.25, 2.0, 2.5, 3.25, 3.75]
+    # Woken late (a busy reactor): the next link counts from two steps ago
+    # at the earliest, not from the deadline missed, so no burst follows.
+    fired[:] = []
+    heap.call_later(0.625, link, 5)
+    clock.advance(10.0)
+    assert fired == [(5, 15.0)]
+    assert [c.getTime() for c in clock.getDelayedCalls()] == [15.25]
+
+
 def test_timer_heap_resolution_is_never_negative():
     from twisted.internet.task import Clock
 

@@ -23,6 +23,7 @@ cdef class TimerHeap:
     cdef public object _call
     cdef public object _call_at
     cdef public bint _running
+    cdef public double _base
     cpdef cancel(self, handle)
     cpdef _clear(self)
     @cython.locals(timers=dict, heap=list, live=list, entries=Py_ssize_t)

@@ -111,7 +111,12 @@ class TimerHeap:
     the reactor timer waits for the end of the step of that many seconds
     (counted from the clock's zero) in which the earliest deadline falls,
     and every timer due by then fires, in the same order, at most one step
-    late.  Under load a transaction ends every few hundred microseconds
+    late.  A timer armed by a timer as it fires counts its delay from the
+    firing one's deadline, not from the end of the step (but from no more
+    than two steps ago: a heap woken late by a busy reactor does not catch
+    up with a burst), so that a chain of them (Timer A's, E's, G's
+    retransmissions) does not drift a step further behind at each link
+    and fall after a Timer B counted from the start.  Under load a transaction ends every few hundred microseconds
     (Timers D, J, K, L, M), so a node armed for each deadline is woken for
     timers about as often as for datagrams, each wake-up a pass of the
     reactor's loop; with steps of 10 ms it is woken a hundred times a
@@ -128,7 +133,7 @@ class TimerHeap:
     """
 
     __slots__ = ("clock", "resolution", "_seconds", "_queues", "_heap", "_timers", "_entries",
-                 "_number", "_call", "_call_at", "_running")
+                 "_number", "_call", "_call_at", "_running", "_base")
 
     log = Logger()
 
@@ -146,6 +151,7 @@ class TimerHeap:
         self._call = None       # the DelayedCall for the earliest deadline
         self._call_at = None    # ... and that deadline
         self._running = False   # in _run: it arms the next DelayedCall itself
+        self._base = 0.0        # in _run: the time a timer armed now counts from
 
     def __len__(self):
         """How many timers are armed."""
@@ -160,7 +166,7 @@ class TimerHeap:
 
     def schedule(self, delay, fire, args):
         """L{call_later} with the arguments as one tuple (compiled: a C call)."""
-        when = self._seconds() + delay
+        when = (self._base if self._running else self._seconds()) + delay
         number = self._number = self._number + 1
         self._timers[number] = (fire, args)
         entry = (when, number)
@@ -290,10 +296,13 @@ class TimerHeap:
         timers = self._timers
         earliest = None
         try:
-            for when, number in self._due(self._seconds()):
+            now = self._seconds()
+            oldest = now - 2 * self.resolution   # (a step late, and the wake-up's own delay)
+            for when, number in self._due(now):
                 entry = timers.pop(number, None)
                 if entry is None:
                     continue  # stopped
+                self._base = when if when > oldest else oldest
                 try:
                     entry[0](*entry[1])
                 except Exception:
