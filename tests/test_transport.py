@@ -11,12 +11,18 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 
+from sipcluster.compiled import is_compiled
 from sipcluster.sip.errors import ParseError
 from sipcluster.sip.message import make_response, parse_message
 from sipcluster.transport.base import Peer, Source, response_destination, stamp_via
 from sipcluster.transport.tcp import ConnectionTable, SIPStreamFactory, SIPStreamProtocol
 from tests.harness import Harness
 from tests.sipdata import INVITE, OK, REGISTER
+
+# Whether the UDP transport runs compiled (its IPv4 datagrams then read and
+# written in C, sipcluster/transport/udp.pxd).
+import sipcluster.transport.udp as _udp_module  # noqa: E402
+COMPILED = is_compiled(_udp_module)
 
 
 class Receiver:
@@ -323,6 +329,64 @@ def test_udp_send_finds_the_socket_again_when_the_port_changes_or_restarts():
     finally:
         for sock in (first, second, third, receiver):
             sock.close()
+
+
+@pytest.mark.parametrize("peer_port", [-1, 65536])
+def test_udp_send_counts_a_port_out_of_range(peer_port):
+    from sipcluster.transport.udp import SIPDatagramProtocol
+    sender, receiver = _udp_pair()
+    try:
+        layer = Harness().layer
+        layer.stats = Counter()
+        proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
+        proto.transport = _PortLike(sender)
+        try:
+            sent = proto.send(b"x", Peer("udp", "127.0.0.1", peer_port))
+        except OverflowError:
+            # socket.sendto's (the pure-Python build): not a send error.
+            assert not COMPILED
+        else:
+            assert sent is False and layer.stats["send_errors"] == 1
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def test_udp_send_of_a_closed_socket_is_counted():
+    from sipcluster.transport.udp import SIPDatagramProtocol
+    sender, receiver = _udp_pair()
+    try:
+        layer = Harness().layer
+        layer.stats = Counter()
+        proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
+        proto.transport = _PortLike(sender)
+        assert proto.send(b"one", Peer("udp", "127.0.0.1", receiver.getsockname()[1]))
+        sender.close()
+        assert not proto.send(b"two", Peer("udp", "127.0.0.1", receiver.getsockname()[1]))
+        assert layer.stats["send_errors"] == 1
+        assert receiver.recvfrom(100)[0] == b"one"
+    finally:
+        receiver.close()
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled build's IPv4 datagram path")
+def test_compiled_ipv4_send_is_taken_for_addresses_only():
+    """sendto in C for an IPv4 address given as bytes; a name, an IPv6
+    address or a payload that is not bytes go the socket module's way."""
+    from sipcluster.transport import udp
+    sender, receiver = _udp_pair()
+    try:
+        udp._IPV4.clear()
+        to = receiver.getsockname()
+        assert udp._send_ipv4(sender, b"INVITE", "127.0.0.1", to[1]) is True
+        assert udp._send_ipv4(sender, bytearray(b"x"), "127.0.0.1", to[1]) is None
+        assert udp._send_ipv4(sender, b"x", "localhost", to[1]) is None
+        assert udp._send_ipv4(sender, b"x", "::1", to[1]) is None
+        assert udp._IPV4 == {"127.0.0.1": udp._IPV4["127.0.0.1"], "localhost": -1, "::1": -1}
+        assert receiver.recvfrom(100) == (b"INVITE", sender.getsockname())
+    finally:
+        sender.close()
+        receiver.close()
 
 
 def test_udp_send_never_looks_a_name_up_and_counts_what_fails():
@@ -702,16 +766,99 @@ def test_sip_port_reads_at_most_max_throughput_bytes_per_wake_up(reactor, sender
 
 def test_sip_port_reads_a_queued_empty_datagram_at_the_next_wake_up(reactor, sender):
     """FIONREAD answers 0 for an empty datagram as for none: it waits,
-    the socket still readable, and is neither lost nor spun on."""
+    the socket still readable, and is neither lost nor spun on.  (The
+    pure-Python read; the compiled IPv4 read is the test after this.)"""
+    import select
+    port, collector = _port(reactor)
+    port.socket = counting = _CountingSocket(port.socket)  # not a socket.socket: the Python read
+    _queue(sender, port, b"OPTIONS", b"")
+    port.doRead()
+    assert collector.datagrams == [(b"OPTIONS", sender.getsockname())]
+    assert select.select([counting.sock], [], [], 0)[0] == [counting.sock]
+    port.doRead()
+    assert collector.datagrams[1:] == [(b"", sender.getsockname())]
+    assert select.select([counting.sock], [], [], 0)[0] == []
+    port.socket = counting.sock
+
+
+def test_sip_port_reads_a_queued_empty_datagram_in_either_build(reactor, sender):
+    """Read until EAGAIN (the compiled IPv4 read) or at the next wake-up
+    (FIONREAD): in two wake-ups at most both are read, none is left."""
     import select
     port, collector = _port(reactor)
     _queue(sender, port, b"OPTIONS", b"")
     port.doRead()
-    assert collector.datagrams == [(b"OPTIONS", sender.getsockname())]
-    assert select.select([port.socket], [], [], 0)[0] == [port.socket]
     port.doRead()
-    assert collector.datagrams[1:] == [(b"", sender.getsockname())]
+    assert collector.datagrams == [(b"OPTIONS", sender.getsockname()), (b"", sender.getsockname())]
     assert select.select([port.socket], [], [], 0)[0] == []
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled build's IPv4 datagram path")
+def test_compiled_ipv4_read_gives_each_source_its_address_once_made(reactor, sender):
+    """Read with recvfrom called in C: the data whole, the source as
+    socket.recvfrom gives it, one tuple per source kept across datagrams."""
+    from sipcluster.transport import udp
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.5.2", 0))
+    try:
+        port, collector = _port(reactor)
+        port.maxPacketSize = udp.READ_SIZE  # as listen_udp makes it
+        udp._PEERS.clear()
+        big = b"x" * 60000
+        _queue(sender, port, b"INVITE", big)
+        _queue(other, port, b"BYE")
+        _queue(sender, port, b"ACK")
+        port.doRead()
+        assert [(data, addr) for data, addr in collector.datagrams] == [
+            (b"INVITE", sender.getsockname()), (big, sender.getsockname()),
+            (b"BYE", other.getsockname()), (b"ACK", sender.getsockname())]
+        addrs = [addr for _, addr in collector.datagrams]
+        assert addrs[0] is addrs[1] is addrs[3] and type(addrs[0]) is tuple
+        assert len(udp._PEERS) == 2
+    finally:
+        other.close()
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled build's IPv4 datagram path")
+def test_compiled_ipv4_read_cuts_a_datagram_at_max_packet_size(reactor, sender):
+    """As recvfrom(maxPacketSize) does: the rest of the datagram is dropped."""
+    port, collector = _port(reactor)
+    port.maxPacketSize = 10
+    _queue(sender, port, b"0123456789abcdef", b"next")
+    port.doRead()
+    assert [data for data, _ in collector.datagrams] == [b"0123456789", b"next"]
+
+
+def test_sip_port_closed_by_its_protocol_stops_reading_in_either_build(reactor, sender):
+    """The socket itself (the compiled build reads its descriptor in C)
+    closed by the protocol: the wake-up ends, the next datagram is not
+    read from a descriptor that may already be another socket's."""
+    port, collector = _port(reactor)
+    sock = port.socket
+    collector.protocol.datagramReceived = lambda data, addr: (
+        collector.datagrams.append(data), sock.close())
+    _queue(sender, port, b"OPTIONS", b"BYE")
+    port.doRead()
+    assert collector.datagrams == [b"OPTIONS"]
+
+
+def test_sip_port_tells_a_connected_protocol_of_a_refusal_in_either_build(reactor, sender):
+    """ECONNREFUSED read on a connected socket (the ICMP of a datagram it
+    sent) is connectionRefused, as Twisted's port tells it."""
+    import time
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind((HOST, 0))
+    nobody = closed.getsockname()
+    closed.close()
+    port, collector = _port(reactor)
+    refused = []
+    collector.protocol.connectionRefused = lambda: refused.append(True)
+    port.socket.connect(nobody)
+    port._connectedAddr = nobody
+    port.socket.send(b"OPTIONS")
+    time.sleep(0.05)
+    port.doRead()
+    assert refused == [True] and collector.datagrams == []
 
 
 def test_sip_port_gives_an_ipv6_source_as_host_and_port(reactor):

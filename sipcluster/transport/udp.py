@@ -8,8 +8,14 @@ listening port is L{SIPPort}, Twisted's UDP port reading one datagram per
 wake-up without the failed read that ends Twisted's loop.
 """
 
+import os
 import socket
+import sys
 
+try:
+    import cython
+except ImportError:  # pure Python without Cython: its decorators do nothing
+    from sipcluster.compiled import pure_cython as cython
 from twisted.internet import posixbase, udp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python import log
@@ -24,7 +30,9 @@ except ImportError:  # not a POSIX system: read as Twisted's Port does
 
 # What FIONREAD answers for an empty receive queue (a C int, 0).
 _NOTHING = bytes(4)
+_AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
+_SOCKET = socket.socket
 
 
 # Addresses already seen to be numeric (a few hundred peers; emptied when
@@ -59,16 +67,17 @@ class SIPDatagramProtocol(DatagramProtocol):
         self.host = host
         self.port = port
         self.stun = None
-        # The transport sent through last, its socket's sendto and family.
-        self._sending_through = self._sendto = self._family = None
+        # The transport sent through last, its socket, the socket's sendto
+        # and family.
+        self._sending_through = self._socket = self._sendto = self._family = None
 
     def makeConnection(self, transport):
         # A port (re)started: its socket is found again at the next send.
-        self._sending_through = None
+        self._sending_through = self._socket = None
         DatagramProtocol.makeConnection(self, transport)
 
     def doStop(self):
-        self._sending_through = None
+        self._sending_through = self._socket = None
         DatagramProtocol.doStop(self)
 
     def datagramReceived(self, data, addr):
@@ -93,11 +102,20 @@ class SIPDatagramProtocol(DatagramProtocol):
         # socket's sendto is found once per port started, not per datagram.
         if transport is not self._sending_through:
             sock = getattr(transport, "socket", None)
+            self._socket = sock
             self._sendto = sock.sendto if sock is not None else None
             self._family = sock.family if sock is not None else None
             self._sending_through = transport
         sendto = self._sendto
         host = peer.host
+        if cython.compiled and self._family == _AF_INET and type(self._socket) is _SOCKET:
+            # Compiled: sendto called directly (udp.pxd) when the host is
+            # an IPv4 address; anything else goes the socket module's way.
+            sent = _send_ipv4(self._socket, data, host, peer.port)
+            if sent is not None:
+                if not sent:
+                    self.layer.stats["send_errors"] += 1
+                return sent
         try:
             if sendto is not None and (host in _NUMERIC or _numeric(host, self._family)):
                 sendto(data, (host, peer.port))
@@ -140,6 +158,11 @@ class SIPPort(udp.Port):
     _queued = None
 
     def doRead(self):
+        if cython.compiled and self.addressFamily == _AF_INET and type(self.socket) is _SOCKET:
+            # Compiled, an IPv4 listener reads with recvfrom called directly
+            # (udp.pxd), until EAGAIN: that failed read costs a system call
+            # and no exception there.
+            return _read_ipv4(self)
         # What the loop uses is looked up once per wake-up, not per datagram.
         recvfrom = self.socket.recvfrom
         size = self.maxPacketSize
@@ -181,6 +204,107 @@ class SIPPort(udp.Port):
                     # The socket closed under us (its fileno is -1), or the
                     # kernel cannot tell: the next wake-up, if any, reads on.
                     return
+
+
+# The compiled build's IPv4 datagram path (the C functions are in udp.pxd;
+# the pure-Python build never calls these two).
+
+# Each source's (host, port), as recvfrom gives it, by its address and port
+# (s_addr << 16 | port): a node hears from a few hundred peers, over and
+# over, and an address tuple is then not made for every datagram.
+# Bounded: emptied when full.
+_PEERS = {}
+_PEERS_SIZE = 4096
+# Each destination host's address as s_addr, or -1 when the text is not an
+# IPv4 address (sent through the socket module); bounded.
+_IPV4 = {}
+_IPV4_SIZE = 4096
+
+
+def _read_ipv4(port):
+    """
+    L{SIPPort.doRead} for an IPv4 socket: datagrams read until EAGAIN or
+    C{maxThroughput} bytes, errors handled as Twisted's port handles them.
+    The descriptor is asked for again after each datagram, so that a
+    protocol that closed the socket meanwhile ends the wake-up (as
+    FIONREAD failing does in the pure-Python build).
+    """
+    fd = port.socket.fileno()
+    size = port.maxPacketSize
+    limit = port.maxThroughput
+    received = port.protocol.datagramReceived
+    peers = _PEERS
+    read = 0
+    host = 0
+    port_number = 0
+    while read < limit and fd >= 0:
+        n = sipcluster_recv4(fd, size, cython.address(host), cython.address(port_number))
+        if n < 0:
+            no = -n
+            if no in udp._sockErrReadIgnore:
+                return None
+            if no in udp._sockErrReadRefuse:
+                if port._connectedAddr:
+                    port.protocol.connectionRefused()
+                return None
+            raise OSError(no, os.strerror(no))
+        read += n
+        data = sipcluster_udp_buffer[:n]
+        key = (cython.cast(cython.ulonglong, host) << 16) | port_number
+        addr = peers.get(key)
+        if addr is None:
+            addr = _peer(key, host, port_number)
+        try:
+            received(data, addr)
+        except BaseException:
+            log.err()
+        fd = port.socket.fileno()
+    return None
+
+
+def _peer(key, host, port):
+    """The (host, port) of a source, its host as s_addr: made and kept."""
+    addr = (socket.inet_ntoa(host.to_bytes(4, sys.byteorder)), port)
+    if len(_PEERS) >= _PEERS_SIZE:
+        _PEERS.clear()
+    _PEERS[key] = addr
+    return addr
+
+
+def _send_ipv4(sock, payload, host, port):
+    """
+    C{payload} sent to C{host}:C{port} on C{sock} (an IPv4 socket): True,
+    False when it failed (what socket.sendto raises), None when C{host} is
+    not an IPv4 address or C{payload} not bytes (for the socket module).
+    """
+    if type(payload) is not bytes:
+        return None
+    value = _IPV4.get(host)
+    if value is None:
+        value = _ipv4_address(host)
+    address = value
+    if address < 0:
+        return None
+    number = port
+    if number < 0 or number > 65535:
+        return False
+    fd = sock.fileno()
+    if fd < 0:
+        return False
+    data = payload
+    error = sipcluster_send4(fd, data, len(data), address, number)
+    return error == 0
+
+
+def _ipv4_address(host):
+    try:
+        value = int.from_bytes(socket.inet_pton(_AF_INET, host), sys.byteorder)
+    except (OSError, TypeError, ValueError):
+        value = -1
+    if len(_IPV4) >= _IPV4_SIZE:
+        _IPV4.clear()
+    _IPV4[host] = value
+    return value
 
 
 # How many bytes a listener reads of each datagram: the most one can hold
