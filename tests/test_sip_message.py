@@ -1068,3 +1068,26 @@ def test_lines_of_a_header_from_the_first_line_on_are_added_after_and_removed():
     assert [v.host for v in msg.vias] == ["a", "b", "c"]
     msg.remove("via")
     assert not msg.has("via") and names(msg) == ["From", "To", "Call-ID", "CSeq"]
+
+
+def test_header_names_that_hash_alike_keep_their_own_keys():
+    """"arm" and "Via" share a slot of the compiled parser's name table
+    (times-33 hash, 1,024 slots) and have the same length: each line is
+    still given its own key, in either order, message after message, and
+    other spellings of a name find theirs."""
+    for _ in range(3):
+        for extra in ("arm: 1", "ARM: 1", "arm : 1"):
+            for order in (0, 1):
+                lines = ["Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds", extra]
+                if order:
+                    lines.reverse()
+                data = INVITE.replace(
+                    b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n",
+                    ("\r\n".join(lines) + "\r\n").encode())
+                message = parse_message(data)
+                assert sorted(k for k in message._keys if k in ("via", "arm")) == ["arm", "via"]
+                assert message.header("arm") == "1"
+                assert message.top_via.branch == "z9hG4bK776asdhds"
+        for spelling in ("Via", "VIA", "via", "v"):
+            data = INVITE.replace(b"Via:", spelling.encode() + b":", 1)
+            assert parse_message(data).top_via.branch == "z9hG4bK776asdhds"

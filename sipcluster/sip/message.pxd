@@ -14,6 +14,8 @@ from sipcluster.sip.via cimport parse_cseq, parse_via, share_via
 
 cdef dict _CHECKED_BITS
 cdef Py_ssize_t _ONCE_BITS, _VIA_BIT, _MANDATORY_BITS
+cdef list _NAMES, _NAME_KEYS
+cdef Py_ssize_t _NAME_SLOTS
 
 @cython.locals(n=Py_ssize_t, k=str, i=Py_ssize_t)
 cdef Py_ssize_t _index(list keys, str key, Py_ssize_t start) except -2
@@ -32,7 +34,8 @@ cpdef _split_head(bytes data)
 
 @cython.locals(head=str, lines=list, first=str, keys=list, values=list, line=str,
                colon=Py_ssize_t, known=dict, name=str, body=bytes, head_bytes=bytes,
-               message=Message)
+               message=Message, names=list, name_keys=list, n=Py_ssize_t, h=cython.size_t,
+               c=cython.Py_UCS4, slot=Py_ssize_t)
 cpdef parse_message(data, max_size=*, stream=*)
 
 cdef class Message:

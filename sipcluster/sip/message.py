@@ -44,6 +44,16 @@ _TAGS_SIZE = 8192
 _NUMBERS = {}
 _NUMBERS_SIZE = 4096
 _UNKNOWN = object()
+# The compiled parser's table of header-name spellings seen, by a hash of
+# their characters (DJB's times-33, computed in C while the line's colon is
+# looked for): a slot holds the last spelling hashed to it and its key, so
+# the known names of a message cost a comparison each, not a name cut out
+# of the line and hashed for _KEY_CACHE.  Only spellings _KEY_CACHE knows
+# are put there; fixed in size, so a stream of random names only takes
+# slots from each other.
+_NAME_SLOTS = 1024
+_NAMES = [None] * _NAME_SLOTS
+_NAME_KEYS = [None] * _NAME_SLOTS
 
 # What validation looks for (RFC 3261 8.1.1), in the order faults are named.
 _MANDATORY = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
@@ -821,10 +831,40 @@ def parse_message(data, max_size=None, stream=False):
     values = []
     fault = None
     known = _KEY_CACHE
+    names = _NAMES
+    name_keys = _NAME_KEYS
     for line in lines[1:] if len(lines) > 1 else ():
-        colon = line.find(":")
         # Fast path: a header name seen before, written the same way.
-        key = known.get(line[:colon]) if colon > 0 else None
+        if cython.compiled:
+            # Its hash made in C as the colon is looked for, and the name
+            # compared where it stands in the line: no name cut out and
+            # hashed again for the dictionary (see _NAMES).
+            n = len(line)
+            colon = 0
+            h = 5381
+            while colon < n:
+                c = line[colon]
+                if c == ":":
+                    break
+                h = h * 33 + ord(c)
+                colon += 1
+            if colon == n:
+                colon = -1
+            key = None
+            if colon > 0:
+                slot = h & (_NAME_SLOTS - 1)
+                name = names[slot]
+                if name is not None and len(name) == colon and line.startswith(name):
+                    key = name_keys[slot]
+                else:
+                    name = line[:colon]
+                    key = known.get(name)
+                    if key is not None:
+                        names[slot] = name
+                        name_keys[slot] = key
+        else:
+            colon = line.find(":")
+            key = known.get(line[:colon]) if colon > 0 else None
         if key is None:
             if line and (line[0] == " " or line[0] == "\t"):
                 if values:
