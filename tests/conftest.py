@@ -1,7 +1,7 @@
 """
 Every test starts with the message layer's memos empty: the parsed values
 remembered by their text (URIs, addresses, Vias, tags, valid hosts and
-tokens, numeric next hops).  A value an earlier test left there would be
+tokens, numeric next hops, the compiled parser's header-name table).  A value an earlier test left there would be
 returned without being parsed again, and a parser's fault (or a mutant of
 it, in mutation testing: mutmut forks each mutant from a process that ran
 the tests once) would go unseen.
@@ -20,4 +20,5 @@ MEMOS = (uri._URIS, uri._KNOWN_HOSTS, uri._HOSTPORTS, address._ADDRESSES, via._V
 def empty_memos():
     for memo in MEMOS:
         memo.clear()
+    message.clear_names()
     yield

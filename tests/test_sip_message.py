@@ -1070,11 +1070,16 @@ def test_lines_of_a_header_from_the_first_line_on_are_added_after_and_removed():
     assert not msg.has("via") and names(msg) == ["From", "To", "Call-ID", "CSeq"]
 
 
-def test_header_names_that_hash_alike_keep_their_own_keys():
+def test_header_names_that_hash_alike_keep_their_own_keys(monkeypatch):
     """"arm" and "Via" share a slot of the compiled parser's name table
     (times-33 hash, 1,024 slots) and have the same length: each line is
     still given its own key, in either order, message after message, and
     other spellings of a name find theirs."""
+    from sipcluster.sip import headers
+    # Known spellings, as if seen before (an earlier test may have filled
+    # _KEY_CACHE to its bound, and only known spellings enter the table).
+    for name in ("arm", "ARM"):
+        monkeypatch.setitem(headers._KEY_CACHE, name, "arm")
     for _ in range(3):
         for extra in ("arm: 1", "ARM: 1", "arm : 1"):
             for order in (0, 1):

@@ -55,6 +55,13 @@ _NAME_SLOTS = 1024
 _NAMES = [None] * _NAME_SLOTS
 _NAME_KEYS = [None] * _NAME_SLOTS
 
+
+def clear_names():
+    """Empty the name table (for tests: compiled, it is not a module attribute)."""
+    for slot in range(_NAME_SLOTS):
+        _NAMES[slot] = None
+        _NAME_KEYS[slot] = None
+
 # What validation looks for (RFC 3261 8.1.1), in the order faults are named.
 _MANDATORY = (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 # Headers that may appear once only (RFC 3261 7.3.1: not list headers).

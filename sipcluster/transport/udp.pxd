@@ -5,10 +5,14 @@
 # socket-object call per datagram (its argument parsing, the address
 # tuple made from a sockaddr by inet_ntop and Py_BuildValue, a 64 KiB
 # bytes allocated and shrunk at every read, the GIL released around a
-# call that cannot block) and no FIONREAD ioctl through fcntl.  What they
-# do is what socket.recvfrom(n) on a non-blocking socket and
-# socket.sendto(data, (host, port)) do; the pure-Python build (and any
-# IPv6 listener) calls those.
+# call that cannot block) and no FIONREAD ioctl through fcntl.  For a
+# listener's socket (non-blocking, no timeout) what they do is what
+# socket.recvfrom(n) and socket.sendto(data, (host, port)) do, except that
+# an interrupted send is retried at once (Python runs signal handlers
+# first; a node's are Twisted's, which only wake the reactor; an
+# interrupted read ends the wake-up, as Twisted's port does); they are not
+# for blocking sockets or ones with a timeout.  The pure-Python build (and
+# any IPv6 listener) calls the socket module.
 import cython
 
 cdef extern from *:
@@ -24,7 +28,8 @@ cdef extern from *:
     static char sipcluster_udp_buffer[65536];
 
     /* One datagram of fd read into sipcluster_udp_buffer (at most size
-       bytes of it, as recvfrom cuts a longer one), without waiting: its
+       bytes of it, as recvfrom cuts a longer one; a size out of 0 to the
+       buffer's reads up to the buffer's), without waiting: its
        length, the sender's IPv4 address (network order, as s_addr) in
        *host and its port in *port; or minus errno (EAGAIN when none is
        queued). */

@@ -4,8 +4,10 @@ SIP over UDP: one datagram is one message (RFC 3261 18.1.1, 18.2.1).
 
 The protocol also tells STUN from SIP on the same port by the first byte
 (RFC 5389 6, RFC 7983), so a STUN server can share the SIP port.  The
-listening port is L{SIPPort}, Twisted's UDP port reading one datagram per
-wake-up without the failed read that ends Twisted's loop.
+listening port is L{SIPPort}, Twisted's UDP port at a lower cost per
+wake-up: compiled, an IPv4 listener reads and writes with recvfrom and
+sendto called in C (udp.pxd); otherwise it reads without the failed read
+that ends Twisted's loop.
 """
 
 import os
@@ -121,7 +123,8 @@ class SIPDatagramProtocol(DatagramProtocol):
                 sendto(data, (host, peer.port))
             else:
                 transport.write(data, (host, peer.port))
-        except (OSError, ValueError):
+        except (OSError, ValueError, OverflowError):
+            # (OverflowError: a port out of 0-65535, as sendto says it.)
             self.layer.stats["send_errors"] += 1
             return False
         return True
@@ -141,16 +144,21 @@ class SIPPort(udp.Port):
 
     L{udp.Port.doRead} reads until C{recvfrom} fails with EAGAIN, so every
     wake-up pays for an C{OSError} made with its message and caught (about
-    7,000 instructions, as much as reading the datagram).  A SIP node is
-    mostly woken for one datagram: after the first one this port asks the
-    kernel whether another is queued (C{FIONREAD}, no exception) and
-    returns when none is.  When one is, it reads on as Twisted's port does,
-    until EAGAIN or C{maxThroughput} bytes, so that a flood cannot starve
-    timers and TCP; read errors are handled as Twisted handles them.
+    7,000 instructions, as much as reading the datagram).
+
+    Compiled, an IPv4 listener reads until EAGAIN with recvfrom called in C
+    (L{_read_ipv4}, udp.pxd), where the failed read costs the system call
+    and nothing else.  Otherwise (pure Python, IPv6, a socket that is not a
+    C{socket.socket}): a SIP node is mostly woken for one datagram, so after
+    the first one this port asks the kernel whether another is queued
+    (C{FIONREAD}, no exception) and returns when none is.  When one is, it
+    reads on as Twisted's port does.  Either way at most C{maxThroughput}
+    bytes are read a wake-up, so that a flood cannot starve timers and TCP,
+    and read errors are handled as Twisted handles them.
 
     FIONREAD answers the size of the next datagram: a queued empty datagram
     reads as none, and is read at the next wake-up (epoll is level
-    triggered), never lost or spun on.
+    triggered), never lost or spun on; the compiled read reads it at once.
     """
 
     # Where FIONREAD writes its answer: a writable buffer (given bytes,
@@ -206,8 +214,10 @@ class SIPPort(udp.Port):
                     return
 
 
-# The compiled build's IPv4 datagram path (the C functions are in udp.pxd;
-# the pure-Python build never calls these two).
+# The compiled build's IPv4 datagram path: _read_ipv4, _peer, _send_ipv4
+# and _ipv4_address, called only where cython.compiled (the pure-Python
+# build never runs them); sipcluster_recv4, sipcluster_send4 and
+# sipcluster_udp_buffer are C, declared in udp.pxd.
 
 # Each source's (host, port), as recvfrom gives it, by its address and port
 # (s_addr << 16 | port): a node hears from a few hundred peers, over and
@@ -227,7 +237,9 @@ def _read_ipv4(port):
     C{maxThroughput} bytes, errors handled as Twisted's port handles them.
     The descriptor is asked for again after each datagram, so that a
     protocol that closed the socket meanwhile ends the wake-up (as
-    FIONREAD failing does in the pure-Python build).
+    FIONREAD failing does in the pure-Python build), and a closed socket
+    (descriptor -1) is not read (where Twisted's port raises EBADF; the
+    reactor checks the descriptor before it calls doRead anyway).
     """
     fd = port.socket.fileno()
     size = port.maxPacketSize
@@ -238,7 +250,7 @@ def _read_ipv4(port):
     host = 0
     port_number = 0
     while read < limit and fd >= 0:
-        n = sipcluster_recv4(fd, size, cython.address(host), cython.address(port_number))
+        n = sipcluster_recv4(fd, size, cython.address(host), cython.address(port_number))  # noqa: F821
         if n < 0:
             no = -n
             if no in udp._sockErrReadIgnore:
@@ -249,7 +261,7 @@ def _read_ipv4(port):
                 return None
             raise OSError(no, os.strerror(no))
         read += n
-        data = sipcluster_udp_buffer[:n]
+        data = sipcluster_udp_buffer[:n]  # noqa: F821
         key = (cython.cast(cython.ulonglong, host) << 16) | port_number
         addr = peers.get(key)
         if addr is None:
@@ -292,7 +304,7 @@ def _send_ipv4(sock, payload, host, port):
     if fd < 0:
         return False
     data = payload
-    error = sipcluster_send4(fd, data, len(data), address, number)
+    error = sipcluster_send4(fd, data, len(data), address, number)  # noqa: F821
     return error == 0
 
 
