@@ -21,6 +21,12 @@ C{_doReadOrWrite}, whose tests for the other events are Python run at
 every wake-up; what it does for a read (the descriptor checked, C{doRead},
 an exception logged and the port disconnected) is done the same way.
 
+The loop around the poll is Twisted's, compiled: C{mainLoop} enters its
+failure handler once for a run of iterations rather than at each, and
+C{runUntilCurrent} and C{timeout} answer in C when no timed call is due
+and none is new, the usual case at a wake-up for a datagram; whenever
+anything is to be done they are Twisted's own.
+
 Any reactor works for a node; this one is cheaper.  Linux only, like epoll.
 """
 
@@ -28,12 +34,18 @@ import errno
 import sys
 
 from twisted.internet import epollreactor, posixbase
+from twisted.logger import Logger, LogLevel
 from twisted.python import log
 
 from sipcluster.transport.udp import SIPPort
 
 # The event a listener gets when a datagram waits, and nothing else.
 _READ_ONLY = epollreactor.EPOLLIN
+_Base = epollreactor.EPollReactor
+# Where ReactorBase.mainLoop logs an exception escaping an iteration.
+_log = Logger(namespace="twisted.internet.base")
+# The longest timeout ReactorBase.timeout gives (epoll_wait's int of ms).
+_LONGEST = 2147483
 
 
 class SIPReactor(epollreactor.EPollReactor):
@@ -68,6 +80,46 @@ class SIPReactor(epollreactor.EPollReactor):
                 log.callWithLogger(selectable, dispatch, selectable, fd, event)
 
     doIteration = doPoll
+
+    def mainLoop(self):
+        """
+        ReactorBase.mainLoop, its failure handler entered once for a run of
+        iterations (as Twisted's did before 24.7): an exception escaping one
+        is logged as Twisted logs it, critical, and the loop goes on with
+        the next.
+        """
+        while self._started:
+            try:
+                while self._started:
+                    self.runUntilCurrent()
+                    t2 = self.timeout()
+                    t = self.running and t2
+                    self.doIteration(t)
+            except BaseException:
+                _log.failure("Unexpected error in main loop", level=LogLevel.critical)
+        _log.info("Main loop terminated.")
+
+    def runUntilCurrent(self):
+        """
+        ReactorBase.runUntilCurrent, returning at once when it would do
+        nothing: no call from a thread queued, no timed call new or due, no
+        shutdown to fire, not enough cancelled calls to clean up.
+        """
+        pending = self._pendingTimedCalls
+        if (not self.threadCallQueue and not self._newTimedCalls and not self._justStopped
+                and self._cancellations <= 50
+                and (not pending or pending[0].time > self.seconds())):
+            return None
+        return _Base.runUntilCurrent(self)
+
+    def timeout(self):
+        """ReactorBase.timeout, answered here when no timed call is new."""
+        if self._newTimedCalls:
+            return _Base.timeout(self)
+        pending = self._pendingTimedCalls
+        if not pending:
+            return None
+        return max(0, min(_LONGEST, pending[0].time - self.seconds()))
 
     def _read_sip(self, port):
         """

@@ -219,3 +219,108 @@ def test_workers_are_given_the_reactor_of_their_parent(reactor):
     assert reactor_option(reactor) == ["--reactor=sipepoll"]
     from twisted.internet.testing import MemoryReactorClock
     assert reactor_option(MemoryReactorClock()) == []
+
+
+# -- the loop around the poll: Twisted's, answering in C when nothing is due --
+
+class _Now:
+    """A reactor's clock, set by the test."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clocked(reactor, monkeypatch):
+    now = _Now()
+    monkeypatch.setattr(reactor, "seconds", now)
+    return reactor, now
+
+
+def test_run_until_current_runs_what_is_due_and_nothing_else(clocked):
+    reactor, now = clocked
+    ran = []
+    reactor.callLater(5, ran.append, "later")
+    reactor.callLater(1, ran.append, "soon")
+    reactor.runUntilCurrent()          # both new: inserted, neither due
+    assert ran == [] and not reactor._newTimedCalls and len(reactor._pendingTimedCalls) == 2
+    reactor.runUntilCurrent()          # the fast path: nothing new, nothing due
+    assert ran == []
+    now.now += 1
+    reactor.runUntilCurrent()
+    assert ran == ["soon"]
+    now.now += 4
+    reactor.runUntilCurrent()
+    assert ran == ["soon", "later"] and reactor._pendingTimedCalls == []
+
+
+def test_run_until_current_runs_calls_from_threads_and_fires_shutdown(clocked):
+    reactor, now = clocked
+    ran = []
+    reactor.callLater(60, ran.append, "timer")
+    reactor.runUntilCurrent()
+    reactor.threadCallQueue.append((ran.append, ("thread",), {}))
+    reactor.runUntilCurrent()
+    assert ran == ["thread"] and reactor.threadCallQueue == []
+    reactor.addSystemEventTrigger("during", "shutdown", ran.append, "shutdown")
+    reactor._justStopped = True
+    reactor.runUntilCurrent()
+    assert ran == ["thread", "shutdown"] and not reactor._justStopped
+
+
+def test_run_until_current_still_clears_out_cancelled_calls(clocked):
+    """Twisted rebuilds the heap once more than 50 calls (and half of it)
+    are cancelled: not skipped by the fast path."""
+    reactor, now = clocked
+    calls = [reactor.callLater(10 + i, lambda: None) for i in range(60)]
+    reactor.runUntilCurrent()
+    for call in calls:
+        call.cancel()
+    assert reactor._cancellations == 60
+    reactor.runUntilCurrent()
+    assert reactor._cancellations == 0 and reactor._pendingTimedCalls == []
+
+
+@pytest.mark.parametrize("delays, advance, new", [
+    ((), 0, False), ((3,), 0, False), ((3, 1), 0.5, False), ((3,), 10, False),
+    ((3,), 0, True), ((3e7,), 0, False)])
+def test_timeout_is_twisted_s(clocked, delays, advance, new):
+    from twisted.internet.base import ReactorBase
+    reactor, now = clocked
+    for delay in delays:
+        reactor.callLater(delay, lambda: None)
+    if not new:
+        reactor.runUntilCurrent()
+    now.now += advance
+    ours = reactor.timeout()
+    reactor._newTimedCalls = list(reactor._newTimedCalls)
+    assert ours == ReactorBase.timeout(reactor)
+
+
+def test_main_loop_logs_what_an_iteration_raises_and_goes_on(reactor, monkeypatch):
+    from twisted.logger import LogLevel, globalLogPublisher
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    iterations = []
+
+    def iteration(timeout):
+        iterations.append(timeout)
+        if len(iterations) == 1:
+            raise ValueError("one bad iteration")
+        if len(iterations) == 3:
+            reactor._started = False
+
+    monkeypatch.setattr(reactor, "doIteration", iteration)
+    reactor._started = True
+    try:
+        reactor.mainLoop()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert len(iterations) == 3
+    failures = [e for e in events if e.get("log_failure") is not None]
+    assert [(e["log_format"], e["log_level"], e["log_failure"].value.args) for e in failures] == [
+        ("Unexpected error in main loop", LogLevel.critical, ("one bad iteration",))]
+    assert any(e.get("log_format") == "Main loop terminated." for e in events)
