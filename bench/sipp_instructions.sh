@@ -3,8 +3,8 @@
 # loopback, each proxy run under valgrind's callgrind, for a sipcluster node
 # and Kamailio doing the same job in the same run.
 #
-#   bench/sipp_instructions.sh [stateless|stateful|both] [--calls N] [--rate R]
-#       [--root DIR] [--no-kamailio]
+#   [PROFILE=DIR] bench/sipp_instructions.sh [stateless|stateful|both] [--calls N]
+#       [--rate R] [--root DIR] [--no-kamailio]
 #
 # CPU time per call (bench/sipp_calls.sh) moves with the host: on a shared
 # machine the same Kamailio run costs twice as much from one hour to the
@@ -79,7 +79,10 @@ measure() {  # name pid
         'BEGIN { printf "%-38s %6d ok  %4d failed  %12.0f instructions/call\n", n, ok, f, (ok > 0 ? ir / ok : 0) }'
 }
 
-VALGRIND=(valgrind --tool=callgrind --callgrind-out-file=/dev/null --trace-children=yes)
+# PROFILE=DIR keeps each process's profile of what it ran after the
+# zeroing (DIR/callgrind.PID, for callgrind_annotate).
+if [ -n "${PROFILE:-}" ]; then mkdir -p "$PROFILE"; OUT="$(cd "$PROFILE" && pwd)/callgrind.%p"; else OUT=/dev/null; fi
+VALGRIND=(valgrind --tool=callgrind "--callgrind-out-file=$OUT" --trace-children=yes)
 
 bench_sipcluster() {  # mode
     local reactor=()
