@@ -84,9 +84,10 @@ class SIPReactor(epollreactor.EPollReactor):
     def mainLoop(self):
         """
         ReactorBase.mainLoop, its failure handler entered once for a run of
-        iterations (as Twisted's did before 24.7): an exception escaping one
-        is logged as Twisted logs it, critical, and the loop goes on with
-        the next.
+        iterations (a try around an inner loop, as Twisted's loop was
+        written before 24.7): an exception escaping one, whatever it is, is
+        logged as Twisted 24.7 and later log it (critical, "Unexpected
+        error in main loop"), and the loop goes on with the next.
         """
         while self._started:
             try:
@@ -103,11 +104,13 @@ class SIPReactor(epollreactor.EPollReactor):
         """
         ReactorBase.runUntilCurrent, returning at once when it would do
         nothing: no call from a thread queued, no timed call new or due, no
-        shutdown to fire, not enough cancelled calls to clean up.
+        shutdown to fire, not enough cancelled calls to clean up (more than
+        50 and more than half the heap).
         """
         pending = self._pendingTimedCalls
+        cancellations = self._cancellations
         if (not self.threadCallQueue and not self._newTimedCalls and not self._justStopped
-                and self._cancellations <= 50
+                and (cancellations <= 50 or cancellations <= len(pending) >> 1)
                 and (not pending or pending[0].time > self.seconds())):
             return None
         return _Base.runUntilCurrent(self)

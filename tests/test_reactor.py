@@ -286,18 +286,78 @@ def test_run_until_current_still_clears_out_cancelled_calls(clocked):
 
 @pytest.mark.parametrize("delays, advance, new", [
     ((), 0, False), ((3,), 0, False), ((3, 1), 0.5, False), ((3,), 10, False),
-    ((3,), 0, True), ((3e7,), 0, False)])
+    ((3,), 0, True), ((3e7,), 0, False), ((1, 3), 0, "cancel the first")])
 def test_timeout_is_twisted_s(clocked, delays, advance, new):
     from twisted.internet.base import ReactorBase
     reactor, now = clocked
-    for delay in delays:
-        reactor.callLater(delay, lambda: None)
-    if not new:
-        reactor.runUntilCurrent()
+    calls = [reactor.callLater(delay, lambda: None) for delay in delays]
+    if new is not True:
+        reactor.runUntilCurrent() if new is False else reactor._insertNewDelayedCalls()
+    if new == "cancel the first":
+        calls[0].cancel()   # a cancelled call on top of the heap
     now.now += advance
-    ours = reactor.timeout()
-    reactor._newTimedCalls = list(reactor._newTimedCalls)
-    assert ours == ReactorBase.timeout(reactor)
+    assert reactor.timeout() == ReactorBase.timeout(reactor)
+
+
+def _state(reactor):
+    return ([(c.time, c.cancelled, c.called) for c in reactor._pendingTimedCalls],
+            reactor._cancellations, list(reactor._newTimedCalls))
+
+
+def _twins(monkeypatch, build):
+    """Two SIP reactors in the same state: one runs SIPReactor's, one Twisted's."""
+    twins = []
+    for _ in range(2):
+        r = SIPReactor()
+        now = _Now()
+        monkeypatch.setattr(r, "seconds", now)
+        ran = []
+        build(r, now, ran)
+        twins.append((r, now, ran))
+    return twins
+
+
+@pytest.mark.parametrize("case", ["delayed past its time", "reset later", "due and cancelled on top",
+                                  "60 of 200 cancelled", "nothing due"])
+def test_run_until_current_leaves_the_state_twisted_s_leaves(monkeypatch, case):
+    from twisted.internet.base import ReactorBase
+
+    def build(r, now, ran):
+        calls = [r.callLater(1 + i, ran.append, i) for i in range(200 if "200" in case else 3)]
+        r.runUntilCurrent()
+        if case == "delayed past its time":
+            calls[0].delay(5)
+        elif case == "reset later":
+            calls[0].reset(10)
+        elif case == "due and cancelled on top":
+            calls[0].cancel()
+        elif case == "60 of 200 cancelled":
+            for call in calls[100:160]:
+                call.cancel()
+        r._insertNewDelayedCalls()
+        now.now += 0.5 if case in ("nothing due", "60 of 200 cancelled") else 1.5
+
+    (ours, _, ours_ran), (theirs, _, theirs_ran) = _twins(monkeypatch, build)
+    saved = module._Base
+    try:
+        if case in ("nothing due", "60 of 200 cancelled"):
+            # The fast path's cases: Twisted's own is not even called.
+            class NotCalled:
+                def runUntilCurrent(self):
+                    raise AssertionError("the slow way taken")
+            module._Base = NotCalled
+        try:
+            ours.runUntilCurrent()
+        finally:
+            module._Base = saved
+        ReactorBase.runUntilCurrent(theirs)
+        assert _state(ours) == _state(theirs) and ours_ran == theirs_ran
+        if case == "60 of 200 cancelled":
+            assert ours._cancellations == 60 and len(ours._pendingTimedCalls) == 200
+    finally:
+        for r in (ours, theirs):
+            r.removeAll()
+            r._poller.close()
 
 
 def test_main_loop_logs_what_an_iteration_raises_and_goes_on(reactor, monkeypatch):
@@ -310,7 +370,9 @@ def test_main_loop_logs_what_an_iteration_raises_and_goes_on(reactor, monkeypatc
         iterations.append(timeout)
         if len(iterations) == 1:
             raise ValueError("one bad iteration")
-        if len(iterations) == 3:
+        if len(iterations) == 2:
+            raise KeyboardInterrupt()   # logged and swallowed, as Twisted's handler does
+        if len(iterations) == 4:
             reactor._started = False
 
     monkeypatch.setattr(reactor, "doIteration", iteration)
@@ -319,8 +381,29 @@ def test_main_loop_logs_what_an_iteration_raises_and_goes_on(reactor, monkeypatc
         reactor.mainLoop()
     finally:
         globalLogPublisher.removeObserver(events.append)
-    assert len(iterations) == 3
+    # Not running (stopping, or never started): no timeout, as Twisted's
+    # "self.running and t2" gives.
+    assert iterations == [False] * 4
     failures = [e for e in events if e.get("log_failure") is not None]
-    assert [(e["log_format"], e["log_level"], e["log_failure"].value.args) for e in failures] == [
-        ("Unexpected error in main loop", LogLevel.critical, ("one bad iteration",))]
+    assert [(e["log_format"], e["log_level"], e["log_namespace"], type(e["log_failure"].value))
+            for e in failures] == [
+        ("Unexpected error in main loop", LogLevel.critical, "twisted.internet.base", ValueError),
+        ("Unexpected error in main loop", LogLevel.critical, "twisted.internet.base", KeyboardInterrupt)]
     assert any(e.get("log_format") == "Main loop terminated." for e in events)
+
+
+def test_main_loop_waits_for_the_next_timer_while_running(clocked, monkeypatch):
+    reactor, now = clocked
+    reactor.callLater(2.5, lambda: None)
+    waited = []
+
+    def iteration(timeout):
+        waited.append(timeout)
+        reactor._started = False
+    monkeypatch.setattr(reactor, "doIteration", iteration)
+    reactor._started = reactor.running = True
+    try:
+        reactor.mainLoop()
+    finally:
+        reactor.running = False
+    assert waited == [2.5]
