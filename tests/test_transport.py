@@ -331,37 +331,36 @@ def test_udp_send_finds_the_socket_again_when_the_port_changes_or_restarts():
             sock.close()
 
 
+@pytest.fixture
+def sending():
+    """A listener's protocol writing from a socket of its own, its errors
+    counted: (protocol, layer stats, that socket, a receiving socket)."""
+    from sipcluster.transport.udp import SIPDatagramProtocol
+    sender, receiver = _udp_pair()
+    layer = Harness().layer
+    layer.stats = Counter()
+    proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
+    proto.transport = _PortLike(sender)
+    yield proto, layer.stats, sender, receiver
+    sender.close()
+    receiver.close()
+
+
 @pytest.mark.parametrize("peer_port", [-1, 65536])
-def test_udp_send_counts_a_port_out_of_range(peer_port):
-    from sipcluster.transport.udp import SIPDatagramProtocol
-    sender, receiver = _udp_pair()
-    try:
-        layer = Harness().layer
-        layer.stats = Counter()
-        proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
-        proto.transport = _PortLike(sender)
-        assert proto.send(b"x", Peer("udp", "127.0.0.1", peer_port)) is False
-        assert layer.stats["send_errors"] == 1
-    finally:
-        sender.close()
-        receiver.close()
+def test_udp_send_counts_a_port_out_of_range(sending, peer_port):
+    proto, stats, _, _ = sending
+    assert proto.send(b"x", Peer("udp", "127.0.0.1", peer_port)) is False
+    assert stats["send_errors"] == 1
 
 
-def test_udp_send_of_a_closed_socket_is_counted():
-    from sipcluster.transport.udp import SIPDatagramProtocol
-    sender, receiver = _udp_pair()
-    try:
-        layer = Harness().layer
-        layer.stats = Counter()
-        proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
-        proto.transport = _PortLike(sender)
-        assert proto.send(b"one", Peer("udp", "127.0.0.1", receiver.getsockname()[1]))
-        sender.close()
-        assert not proto.send(b"two", Peer("udp", "127.0.0.1", receiver.getsockname()[1]))
-        assert layer.stats["send_errors"] == 1
-        assert receiver.recvfrom(100)[0] == b"one"
-    finally:
-        receiver.close()
+def test_udp_send_of_a_closed_socket_is_counted(sending):
+    proto, stats, sender, receiver = sending
+    to = Peer("udp", "127.0.0.1", receiver.getsockname()[1])
+    assert proto.send(b"one", to)
+    sender.close()
+    assert not proto.send(b"two", to)
+    assert stats["send_errors"] == 1
+    assert receiver.recvfrom(100)[0] == b"one"
 
 
 @pytest.mark.skipif(not COMPILED, reason="the compiled build's IPv4 datagram path")
@@ -384,27 +383,17 @@ def test_compiled_ipv4_send_is_taken_for_addresses_only():
         receiver.close()
 
 
-def test_udp_send_never_looks_a_name_up_and_counts_what_fails():
+def test_udp_send_never_looks_a_name_up_and_counts_what_fails(sending):
     """A name (a Via maddr, say) is not given to sendto, which would resolve
     it on the reactor thread: Port.write refuses it, and that is counted."""
-    from sipcluster.transport.udp import SIPDatagramProtocol
-    sender, receiver = _udp_pair()
-    try:
-        layer = Harness().layer
-        layer.stats = Counter()
-        proto = SIPDatagramProtocol(layer, "127.0.0.1", sender.getsockname()[1])
-        proto.transport = _PortLike(sender)
-        assert not proto.send(b"x", Peer("udp", "localhost", receiver.getsockname()[1]))
-        # An IPv6 address on an IPv4 socket: refused too.
-        assert not proto.send(b"x", Peer("udp", "::1", 5060))
-        assert layer.stats["send_errors"] == 2
-        receiver.settimeout(0.2)
-        import socket
-        with pytest.raises(socket.timeout):
-            receiver.recvfrom(100)
-    finally:
-        sender.close()
-        receiver.close()
+    proto, stats, _, receiver = sending
+    assert not proto.send(b"x", Peer("udp", "localhost", receiver.getsockname()[1]))
+    # An IPv6 address on an IPv4 socket: refused too.
+    assert not proto.send(b"x", Peer("udp", "::1", 5060))
+    assert stats["send_errors"] == 2
+    receiver.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        receiver.recvfrom(100)
 
 
 # -- addresses and listeners ------------------------------------------------------

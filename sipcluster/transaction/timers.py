@@ -116,13 +116,14 @@ class TimerHeap:
     than two steps ago: a heap woken late by a busy reactor does not catch
     up with a burst), so that a chain of them (Timer A's, E's, G's
     retransmissions) does not drift a step further behind at each link
-    and fall after a Timer B counted from the start.  Under load a transaction ends every few hundred microseconds
-    (Timers D, J, K, L, M), so a node armed for each deadline is woken for
-    timers about as often as for datagrams, each wake-up a pass of the
-    reactor's loop; with steps of 10 ms it is woken a hundred times a
-    second at most, as Kamailio's timer runs in ticks of 1/16 s.  A
-    protocol timer a few milliseconds late changes nothing on the wire
-    that the network's own delays do not.  A stopped timer's pair stays in its
+    and fall after a Timer B counted from the start.  Under load a
+    transaction ends every few hundred microseconds (Timers D, J, K, L,
+    M), so a node armed for each deadline is woken for timers about as
+    often as for datagrams, each wake-up a pass of the reactor's loop;
+    with steps of 10 ms it is woken a hundred times a second at most, as
+    Kamailio's timer runs in ticks of 1/16 s.  A protocol timer a few
+    milliseconds late changes nothing on the wire that the network's own
+    delays do not.  A stopped timer's pair stays in its
     queue or the heap until it comes up or they are compacted (when stopped
     pairs outnumber live timers).  With no timer armed, no DelayedCall is
     left in the reactor.

@@ -115,8 +115,9 @@ def stamp_via(request, source):
 def response_destination(response, source=None):
     """
     Where a response goes by its top Via (RFC 3261 18.2.2, RFC 3581 4):
-    returns a L{Peer}; raises L{ParseError} when it has no Via.  For a reliable transport the caller should first try
-    the connection the request came on.
+    returns a L{Peer}; raises L{ParseError} when it has no Via.  For a
+    reliable transport the caller should first try the connection the
+    request came on.
     """
     via = response._top_via()
     if via is None:
